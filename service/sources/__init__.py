@@ -1,0 +1,1 @@
+"""Platform sources: one module per platform behind ``service.sources.base.Source``."""
