@@ -1,0 +1,36 @@
+"""The ``flockwatch`` command. Each command group lives in its own module with a ``register`` function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from service import __version__
+from service.cli import commands
+
+# Exit codes: 0 done, 1 the work found a problem (e.g. failing accounts), 2 bad input or unusable setup.
+EXIT_BAD_INPUT = 2
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (commands,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flockwatch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"flockwatch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
