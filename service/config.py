@@ -1,4 +1,4 @@
-"""The configuration file, validated strictly: every problem is reported with its key path, nothing starts on a bad file.
+"""The configuration file, validated strictly: every problem is named by its key path; a bad file starts nothing.
 
 Environment variables override the file: ``FLOCKWATCH_`` + the key path in capitals joined by ``__``, e.g.
 ``FLOCKWATCH_DATABASE__URL`` or ``FLOCKWATCH_PLATFORMS__X__BEARER_TOKEN``. Secrets may also be given as
@@ -18,7 +18,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
     SecretStr,
     ValidationError,
     field_validator,

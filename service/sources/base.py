@@ -49,7 +49,7 @@ FetchResult = Observation | AccountProblem
 class SourceError(Exception):
     """The whole request failed; every account in it is left as it was.
 
-    ``kind`` is a short word for metrics (timeout, connection, http_5xx, rate_limited, auth, invalid_response).
+    ``kind`` is a short word for metrics: timeout, connection, http_5xx, rate_limited, auth, invalid_response.
     ``retry_at``, when given, is the earliest time the platform allows another request.
     """
 
