@@ -71,3 +71,77 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def load_generator() -> Any:
+    """``grafana/generate.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("flockwatch_grafana_generate", ROOT / "grafana/generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    import json
+
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARDS.glob("*.json"))
+    }
+
+
+def prometheus_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, expr) for every Prometheus query of a dashboard: panels, annotations and query variables."""
+    queries = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                queries.append((f"{board['uid']}: {panel['title']} [{target['refId']}]", target["expr"]))
+    for annotation in board["annotations"]["list"]:
+        if "expr" in annotation:
+            queries.append((f"{board['uid']}: annotation {annotation['name']}", annotation["expr"]))
+    return queries
+
+
+def substitute(expr: str, values: dict[str, str], rate_interval: str = "1m") -> str:
+    """Replace Grafana's variables the way Grafana would before sending ``expr`` to Prometheus."""
+    expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval)
+    for name, value in sorted(values.items(), key=lambda item: -len(item[0])):
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr
+
+
+# What the daemon, its sources and the detection engine export (the metric contract of issue 5).
+CONTRACT_METRICS = {
+    "flockwatch_followers",
+    "flockwatch_following",
+    "flockwatch_posts",
+    "flockwatch_last_sample_timestamp_seconds",
+    "flockwatch_last_poll_timestamp_seconds",
+    "flockwatch_account_state",
+    "flockwatch_accounts",
+    "flockwatch_polls_total",
+    "flockwatch_poll_errors_total",
+    "flockwatch_poll_duration_seconds_bucket",
+    "flockwatch_samples_written_total",
+    "flockwatch_samples_buffered",
+    "flockwatch_database_errors_total",
+    "flockwatch_database_up",
+    "flockwatch_database_write_duration_seconds_bucket",
+    "flockwatch_build_info",
+    "flockwatch_followers_change",
+    "flockwatch_source_requests_total",
+    "flockwatch_source_request_failures_total",
+    "flockwatch_ratelimit_remaining",
+    "flockwatch_ratelimit_reset_timestamp_seconds",
+    "flockwatch_source_up",
+    "flockwatch_poll_cycle_stretched",
+    "flockwatch_anomaly_score",
+    "flockwatch_detection_info",
+    "flockwatch_detections_active",
+    "flockwatch_detection_started_timestamp_seconds",
+    "flockwatch_detection_engine_lag_seconds",
+}

@@ -16,10 +16,18 @@ def test_amtool_check_config() -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["category=detection", "severity=critical", "alertname=FlockwatchRegularGrowth"],
-         "flockwatch-detections-critical"),
-        (["category=detection", "severity=warning", "alertname=FlockwatchBoughtBurst"], "flockwatch-detections"),
-        (["category=detection", "severity=info", "alertname=FlockwatchPlatformEvent"], "flockwatch-detections"),
+        (
+            ["category=detection", "severity=critical", "alertname=FlockwatchRegularGrowth"],
+            "flockwatch-detections-critical",
+        ),
+        (
+            ["category=detection", "severity=warning", "alertname=FlockwatchBoughtBurst"],
+            "flockwatch-detections",
+        ),
+        (
+            ["category=detection", "severity=info", "alertname=FlockwatchPlatformEvent"],
+            "flockwatch-detections",
+        ),
         (["category=service", "severity=critical", "alertname=FlockwatchDaemonDown"], "flockwatch-service"),
         (["category=service", "severity=warning", "alertname=FlockwatchRateLimited"], "flockwatch-service"),
         (["alertname=SomethingElse"], "flockwatch-default"),
@@ -37,7 +45,15 @@ def test_every_rule_category_has_a_route() -> None:
     for rule in alert_rules():
         severity = rule["labels"]["severity"].replace("{{ $labels.severity }}", "critical")
         result = run_tool(
-            amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}",
-            f"alertname={rule['alert']}", f"category={rule['labels']['category']}", f"severity={severity}",
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"alertname={rule['alert']}",
+            f"category={rule['labels']['category']}",
+            f"severity={severity}",
         )
-        assert result.stdout.strip() != "flockwatch-default", f"{rule['alert']} falls through to the default route"
+        assert result.stdout.strip() != "flockwatch-default", (
+            f"{rule['alert']} falls through to the default route"
+        )
