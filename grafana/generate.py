@@ -382,16 +382,14 @@ def overview() -> Json:
             columns={"platform": "Platform", "account": "Account", "Value": "Anomaly score"},
         ),
         timeseries(
-            "Poll error ratio by platform",
-            "Share of polls failing (rate limiting and per-account errors "
-            "excluded); the FlockwatchSourceFailing alert fires above 50%.",
+            "Accounts whose last poll failed",
+            "Share of each platform's readable accounts whose last poll failed; the FlockwatchSourceFailing alert "
+            "fires above 50%.",
             (0, 20, 12, 8),
             [
                 target(
-                    '(sum by (platform) (rate(flockwatch_poll_errors_total{platform=~"$platform", '
-                    'kind!~"rate_limited|account"}[$__rate_interval])) or 0 * sum by (platform) '
-                    f"(rate(flockwatch_polls_total{p}[$__rate_interval]))) / sum by (platform) "
-                    f"(rate(flockwatch_polls_total{p}[$__rate_interval]))",
+                    'sum by (platform) (flockwatch_accounts{platform=~"$platform", state="erroring"}) / sum by '
+                    '(platform) (flockwatch_accounts{platform=~"$platform", state=~"active|erroring"})',
                     "{{platform}}",
                 )
             ],
