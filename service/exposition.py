@@ -1,0 +1,120 @@
+"""The per-account metric families as exposition text, fast enough for 10,000 accounts on every scrape.
+
+``generate_latest`` formats every sample on every scrape: about 2 s for the 90,000 series of 10,000 accounts on
+our machines. ``AccountExposition`` renders an account's lines only when that account changed (a new sample, state
+or poll) and otherwise joins the lines it kept, so a scrape costs a few milliseconds. It is rebuilt from the board
+on each call, like ``service.metrics.AccountCollector``, whose families, series, values and help texts it
+reproduces exactly (``tests/observability/test_exposition.py`` compares the two pages); an account that leaves
+the watchlist leaves the page and the cache.
+
+Serve it after the registry's page: ``generate_latest(registry) + exposition.render()``, with the registry no
+longer holding an ``AccountCollector``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from prometheus_client.utils import floatToGoString
+
+from service.accounts import AccountRef
+from service.board import CHANGE_WINDOWS, AccountView, Board
+from service.samples import AccountState, Sample
+
+# name, help, in the order AccountCollector yields them; all are gauges.
+FAMILIES = (
+    ("flockwatch_followers", "Followers the platform showed at the last successful poll (a cached value)."),
+    (
+        "flockwatch_following",
+        "Accounts followed, as the platform showed at the last successful poll (a cached value).",
+    ),
+    ("flockwatch_posts", "Posts, as the platform showed at the last successful poll (a cached value)."),
+    ("flockwatch_last_sample_timestamp_seconds", "When the latest stored sample was observed."),
+    ("flockwatch_last_poll_timestamp_seconds", "When the account was last polled, successfully or not."),
+    (
+        "flockwatch_followers_change",
+        "Followers gained (negative: lost) over the window before the latest sample.",
+    ),
+    ("flockwatch_account_state", "1 for the account's current state."),
+)
+PER_STATE = ("flockwatch_accounts", "Watched accounts per platform and state.")
+HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n" for name, doc in (*FAMILIES, PER_STATE))
+
+_Key = tuple[Sample | None, AccountState, datetime | None]
+
+
+class AccountExposition:
+    def __init__(self, board: Board) -> None:
+        self._board = board
+        self._cache: dict[AccountRef, tuple[_Key, tuple[str, ...]]] = {}
+
+    def render(self) -> bytes:
+        views = self._board.views()
+        cache = {view.ref: self._lines(view) for view in views}
+        self._cache = cache
+        blocks = [lines for _, lines in cache.values()]
+        parts = []
+        for index, header in enumerate(HEADERS[:-1]):
+            parts.append(header)
+            parts.append("".join(block[index] for block in blocks))
+        parts.append(HEADERS[-1])
+        parts.append(_per_state(views))
+        return "".join(parts).encode()
+
+    def _lines(self, view: AccountView) -> tuple[_Key, tuple[str, ...]]:
+        key = (view.latest, view.state, view.last_polled_at)
+        kept = self._cache.get(view.ref)
+        if kept is not None and kept[0][0] is key[0] and kept[0][1:] == key[1:]:
+            return kept
+        return key, _render(view)
+
+
+def _render(view: AccountView) -> tuple[str, ...]:
+    labels = f'account="{_escape(view.ref.handle)}",platform="{_escape(view.ref.platform)}"'
+    latest = view.latest
+    counts = [
+        _line(name, labels, getattr(latest, field)) if latest else ""
+        for name, field in (
+            ("flockwatch_followers", "followers"),
+            ("flockwatch_following", "following"),
+            ("flockwatch_posts", "posts"),
+        )
+    ]
+    last_sample = (
+        _line("flockwatch_last_sample_timestamp_seconds", labels, latest.observed_at.timestamp())
+        if latest
+        else ""
+    )
+    polled = view.last_polled_at
+    last_poll = _line("flockwatch_last_poll_timestamp_seconds", labels, polled.timestamp()) if polled else ""
+    changes = "".join(
+        _line("flockwatch_followers_change", f'{labels},window="{window}"', view.change(length))
+        for window, length in CHANGE_WINDOWS.items()
+    )
+    state = _line("flockwatch_account_state", f'{labels},state="{view.state.value}"', 1)
+    return (*counts, last_sample, last_poll, changes, state)
+
+
+def _line(name: str, labels: str, value: float | None) -> str:
+    """One sample line; labels in name order, as prometheus-client writes them."""
+    return "" if value is None else f"{name}{{{labels}}} {floatToGoString(value)}\n"
+
+
+def _per_state(views: list[AccountView]) -> str:
+    counts = Counter((view.ref.platform, view.state.value) for view in views)
+    return "".join(
+        _line(
+            "flockwatch_accounts",
+            f'platform="{platform}",state="{state.value}"',
+            counts[(platform, state.value)],
+        )
+        for platform in sorted({view.ref.platform for view in views})
+        for state in AccountState
+    )
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value

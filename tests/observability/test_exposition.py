@@ -1,0 +1,73 @@
+"""The fast per-account exposition renders exactly what the daemon's collector does, and follows changes."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from service.accounts import AccountRef
+from service.board import Board
+from service.exposition import AccountExposition
+from service.metrics import AccountCollector
+from service.samples import AccountState, Sample
+from tests.observability.support import require_tool
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def board_with_history() -> Board:
+    refs = [
+        AccountRef(platform, f"user{i}")
+        for i, platform in enumerate(["x", "mastodon", "github", "youtube"] * 3)
+    ]
+    refs[1] = AccountRef("mastodon", "someone@example.social")
+    board = Board()
+    board.keep_only(set(refs))
+    for number, ref in enumerate(refs):
+        if number % 5 == 4:
+            continue  # never polled: pending, no samples
+        for hour in range(number * 20, -1, -1):
+            following = None if number % 3 == 0 else 100 + hour
+            sample = Sample(
+                ref, NOW - timedelta(hours=hour), 10_000 + 7 * number * (200 - hour), following, 42
+            )
+            board.record_sample(sample)
+        state = AccountState.SUSPENDED if number % 7 == 6 else AccountState.ACTIVE
+        board.record_state(ref, state, None, NOW)
+    return board
+
+
+def collector_page(board: Board) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(AccountCollector(board))
+    return generate_latest(registry)
+
+
+def test_same_page_as_the_collector() -> None:
+    board = board_with_history()
+    assert AccountExposition(board).render() == collector_page(board)
+
+
+def test_follows_new_samples_states_and_the_watchlist() -> None:
+    board = board_with_history()
+    exposition = AccountExposition(board)
+    exposition.render()
+    ref = AccountRef("mastodon", "someone@example.social")
+    board.record_sample(Sample(ref, NOW + timedelta(hours=1), 123_456, 7, 8))
+    board.record_state(ref, AccountState.ERRORING, "timeout", NOW + timedelta(hours=2))
+    board.keep_only({view.ref for view in board.views()} - {AccountRef("x", "user0")})
+    page = exposition.render()
+    assert page == collector_page(board)
+    assert b'flockwatch_followers{account="someone@example.social",platform="mastodon"} 123456.0' in page
+    assert b'account="user0"' not in page
+
+
+def test_promtool_accepts_the_page() -> None:
+    promtool = require_tool("promtool")
+    page = AccountExposition(board_with_history()).render()
+    result = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, check=False)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )
