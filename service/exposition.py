@@ -98,7 +98,9 @@ def _render(view: AccountView) -> tuple[str, ...]:
 
 def _line(name: str, labels: str, value: float | None) -> str:
     """One sample line; labels in name order, as prometheus-client writes them."""
-    return "" if value is None else f"{name}{{{labels}}} {floatToGoString(value)}\n"
+    if value is None:
+        return ""
+    return f"{name}{{{labels}}} {floatToGoString(value)}\n"  # type: ignore[no-untyped-call]
 
 
 def _per_state(views: list[AccountView]) -> str:
