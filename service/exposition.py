@@ -54,10 +54,11 @@ class AccountExposition:
         cache = {view.ref: self._lines(view) for view in views}
         self._cache = cache
         blocks = [lines for _, lines in cache.values()]
+        columns = list(zip(*blocks, strict=True)) if blocks else [()] * len(FAMILIES)
         parts = []
-        for index, header in enumerate(HEADERS[:-1]):
+        for header, column in zip(HEADERS, columns, strict=False):
             parts.append(header)
-            parts.append("".join(block[index] for block in blocks))
+            parts.append("".join(column))
         parts.append(HEADERS[-1])
         parts.append(_per_state(views))
         return "".join(parts).encode()

@@ -48,6 +48,7 @@ def collector_page(board: Board) -> bytes:
 def test_same_page_as_the_collector() -> None:
     board = board_with_history()
     assert AccountExposition(board).render() == collector_page(board)
+    assert AccountExposition(Board()).render() == collector_page(Board())
 
 
 def test_follows_new_samples_states_and_the_watchlist() -> None:
