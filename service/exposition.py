@@ -18,7 +18,6 @@ from datetime import datetime
 
 from prometheus_client.utils import floatToGoString
 
-from service.accounts import AccountRef
 from service.board import CHANGE_WINDOWS, AccountView, Board
 from service.samples import AccountState, Sample
 
@@ -47,13 +46,14 @@ _Key = tuple[Sample | None, AccountState, datetime | None]
 class AccountExposition:
     def __init__(self, board: Board) -> None:
         self._board = board
-        self._cache: dict[AccountRef, tuple[_Key, tuple[str, ...]]] = {}
+        # id(view) -> (view, what its lines were rendered from, lines per family); holding the view keeps its id
+        self._cache: dict[int, tuple[AccountView, _Key, tuple[str, ...]]] = {}
 
     def render(self) -> bytes:
         views = self._board.views()
-        cache = {view.ref: self._lines(view) for view in views}
+        cache = {id(view): self._entry(view) for view in views}
         self._cache = cache
-        blocks = [lines for _, lines in cache.values()]
+        blocks = [lines for _, _, lines in cache.values()]
         columns = list(zip(*blocks, strict=True)) if blocks else [()] * len(FAMILIES)
         parts = []
         for header, column in zip(HEADERS, columns, strict=False):
@@ -63,12 +63,13 @@ class AccountExposition:
         parts.append(_per_state(views))
         return "".join(parts).encode()
 
-    def _lines(self, view: AccountView) -> tuple[_Key, tuple[str, ...]]:
-        key = (view.latest, view.state, view.last_polled_at)
-        kept = self._cache.get(view.ref)
-        if kept is not None and kept[0][0] is key[0] and kept[0][1:] == key[1:]:
-            return kept
-        return key, _render(view)
+    def _entry(self, view: AccountView) -> tuple[AccountView, _Key, tuple[str, ...]]:
+        kept = self._cache.get(id(view))
+        if kept is not None and kept[0] is view:
+            key = kept[1]
+            if key[0] is view.latest and key[1] is view.state and key[2] == view.last_polled_at:
+                return kept
+        return view, (view.latest, view.state, view.last_polled_at), _render(view)
 
 
 def _render(view: AccountView) -> tuple[str, ...]:
@@ -90,11 +91,30 @@ def _render(view: AccountView) -> tuple[str, ...]:
     polled = view.last_polled_at
     last_poll = _line("flockwatch_last_poll_timestamp_seconds", labels, polled.timestamp()) if polled else ""
     changes = "".join(
-        _line("flockwatch_followers_change", f'{labels},window="{window}"', view.change(length))
-        for window, length in CHANGE_WINDOWS.items()
+        _line("flockwatch_followers_change", f'{labels},window="{window}"', change)
+        for window, change in _changes(view).items()
     )
     state = _line("flockwatch_account_state", f'{labels},state="{view.state.value}"', 1)
     return (*counts, last_sample, last_poll, changes, state)
+
+
+def _changes(view: AccountView) -> dict[str, int | None]:
+    """``AccountView.change`` for every window in one backward pass over the trail (it is in time order)."""
+    latest = view.latest
+    found: dict[str, int | None] = dict.fromkeys(CHANGE_WINDOWS)
+    if latest is None:
+        return found
+    cutoffs = sorted(
+        ((latest.observed_at - length, window) for window, length in CHANGE_WINDOWS.items()), reverse=True
+    )
+    index = 0
+    for at, followers in reversed(view.trail):
+        while index < len(cutoffs) and at <= cutoffs[index][0]:
+            found[cutoffs[index][1]] = latest.followers - followers
+            index += 1
+        if index == len(cutoffs):
+            break
+    return found
 
 
 def _line(name: str, labels: str, value: float | None) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from service.accounts import AccountRef
@@ -72,3 +74,19 @@ def test_promtool_accepts_the_page() -> None:
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
         result.stdout + result.stderr
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_changes_as_the_board_with_irregular_sampling(seed: int) -> None:
+    rng = random.Random(seed)
+    board = Board()
+    refs = [AccountRef("github", f"user{i}") for i in range(20)]
+    board.keep_only(set(refs))
+    for ref in refs:
+        at, followers = NOW - timedelta(days=rng.uniform(0, 9)), rng.randrange(10**6)
+        while at < NOW:
+            board.record_sample(Sample(ref, at, followers))
+            at += timedelta(minutes=rng.choice([1, 7, 15, 59, 61, 180, 1500]))
+            followers += rng.randrange(-50, 500)
+        board.record_state(ref, AccountState.ACTIVE, None, NOW)
+    assert AccountExposition(board).render() == collector_page(board)
