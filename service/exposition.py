@@ -13,8 +13,10 @@ longer holding an ``AccountCollector``.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from datetime import datetime
+from operator import itemgetter
 
 from prometheus_client.utils import floatToGoString
 
@@ -99,21 +101,15 @@ def _render(view: AccountView) -> tuple[str, ...]:
 
 
 def _changes(view: AccountView) -> dict[str, int | None]:
-    """``AccountView.change`` for every window in one backward pass over the trail (it is in time order)."""
+    """``AccountView.change`` for every window, by binary search: the trail is in time order."""
     latest = view.latest
-    found: dict[str, int | None] = dict.fromkeys(CHANGE_WINDOWS)
     if latest is None:
-        return found
-    cutoffs = sorted(
-        ((latest.observed_at - length, window) for window, length in CHANGE_WINDOWS.items()), reverse=True
-    )
-    index = 0
-    for at, followers in reversed(view.trail):
-        while index < len(cutoffs) and at <= cutoffs[index][0]:
-            found[cutoffs[index][1]] = latest.followers - followers
-            index += 1
-        if index == len(cutoffs):
-            break
+        return dict.fromkeys(CHANGE_WINDOWS)
+    trail = view.trail
+    found: dict[str, int | None] = {}
+    for window, length in CHANGE_WINDOWS.items():
+        older = bisect_right(trail, latest.observed_at - length, key=itemgetter(0))
+        found[window] = latest.followers - trail[older - 1][1] if older else None
     return found
 
 
@@ -125,12 +121,12 @@ def _line(name: str, labels: str, value: float | None) -> str:
 
 
 def _per_state(views: list[AccountView]) -> str:
-    counts = Counter((view.ref.platform, view.state.value) for view in views)
+    counts = Counter((view.ref.platform, view.state) for view in views)
     return "".join(
         _line(
             "flockwatch_accounts",
             f'platform="{platform}",state="{state.value}"',
-            counts[(platform, state.value)],
+            counts[(platform, state)],
         )
         for platform in sorted({view.ref.platform for view in views})
         for state in AccountState
