@@ -1,23 +1,30 @@
-"""What every HTTP source shares: one request with its failures turned into ``SourceError``, strict JSON."""
+"""What every HTTP source shares: one request with its failures turned into ``SourceError``, strict JSON,
+and ``Api``, which passes each request through the platform's rate gate and counts it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from service.sources.base import SourceError
+from service.sources.metrics import SourceMetrics
+from service.sources.ratelimit import RateGate
 
 MAX_BODY_BYTES = 2_000_000  # a profile answer is a few kB; more is a broken or hostile server
+MAX_COUNT = 10**10  # more followers than people on Earth: a broken answer
+
+Params = Mapping[str, str | Sequence[str]]
 
 
 async def get_json(
     client: httpx.AsyncClient,
     url: str,
     *,
-    params: Mapping[str, str | Sequence[str]] | None = None,
+    params: Params | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[httpx.Response, Any]:
     """GET ``url`` and decode its JSON body; the response is returned for its status and headers.
@@ -25,22 +32,38 @@ async def get_json(
     Network failures and undecodable bodies raise ``SourceError``; HTTP error statuses do not (the caller
     knows what each status means on its platform).
     """
+    response, body = await get_body(client, url, params=params, headers=headers)
+    return response, decode_json(response, body)
+
+
+async def get_body(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    params: Params | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[httpx.Response, bytes]:
+    # Causes are dropped (``from None``): httpx errors can carry the request, and its URL may hold a key.
     try:
         async with client.stream("GET", url, params=params, headers=headers) as response:
             body = await _read_capped(response)
-    except httpx.TimeoutException as exc:
-        raise SourceError(f"{_where(url)} did not answer in time", kind="timeout") from exc
+    except httpx.TimeoutException:
+        raise SourceError(f"{_where(url)} did not answer in time", kind="timeout") from None
     except httpx.HTTPError as exc:
         raise SourceError(
             f"{_where(url)} could not be reached: {type(exc).__name__}", kind="connection"
-        ) from exc
+        ) from None
+    return response, body
+
+
+def decode_json(response: httpx.Response, body: bytes) -> Any:
     try:
-        return response, json.loads(body)
-    except ValueError as exc:
+        return json.loads(body)
+    except ValueError:
         raise SourceError(
-            f"{_where(url)} answered HTTP {response.status_code} with a body that is not JSON",
+            f"{_where(str(response.url))} answered HTTP {response.status_code} with a body that is not JSON",
             kind="invalid_response",
-        ) from exc
+        ) from None
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -70,6 +93,95 @@ def count(data: Mapping[str, Any], key: str, *, required: bool) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{key} is not an integer: {value!r:.40}")
-    if not 0 <= value < 10**10:
+    return in_range(key, value)
+
+
+def required_count(data: Mapping[str, Any], key: str) -> int:
+    value = count(data, key, required=True)
+    assert value is not None  # count() raises for a missing required field
+    return value
+
+
+def in_range(key: str, value: int) -> int:
+    if not 0 <= value < MAX_COUNT:
         raise ValueError(f"{key} is out of range: {value}")
     return value
+
+
+class Api:
+    """One platform endpoint behind one credential.
+
+    Every request first asks the rate gate (a closed gate raises ``SourceError(kind="rate_limited")`` and
+    sends nothing), is counted, and feeds its rate-limit headers back to the gate. 429 and 5xx answers,
+    timeouts, connection failures and undecodable bodies raise ``SourceError`` with ``retry_at``; other
+    statuses are returned for the source to interpret.
+    """
+
+    def __init__(
+        self,
+        platform: str,
+        client: httpx.AsyncClient,
+        base_url: str,
+        gate: RateGate,
+        *,
+        headers: Mapping[str, str] | None = None,
+        metrics: SourceMetrics | None = None,
+    ) -> None:
+        self.platform = platform
+        self.base_url = base_url.rstrip("/")
+        self.gate = gate
+        self._client = client
+        self._headers = dict(headers or {})
+        self._metrics = metrics
+
+    async def get(self, path: str, params: Params | None = None) -> tuple[httpx.Response, Any]:
+        self.gate.check()
+        if self._metrics is not None:
+            self._metrics.request(self.platform)
+        try:
+            response, raw = await get_body(
+                self._client, self.base_url + path, params=params, headers=self._headers
+            )
+        except SourceError as exc:
+            raise self.failed(exc.message, kind=exc.kind) from None
+        self.gate.observe(response)
+        if response.status_code == 429:
+            raise self.failed(f"{self.platform} is rate limiting us (HTTP 429)", kind="rate_limited")
+        if response.status_code >= 500:
+            raise self.failed(f"{self.platform} failed with HTTP {response.status_code}", kind="http_5xx")
+        try:
+            body = decode_json(response, raw)
+        except SourceError as exc:
+            raise self.failed(exc.message, kind=exc.kind) from None
+        if response.status_code < 400:
+            self.succeeded()
+        return response, body
+
+    def succeeded(self) -> None:
+        """The platform answered sensibly (2xx, or a 4xx about one account): healthy, backoff starts over."""
+        self.gate.succeeded()
+        if self._metrics is not None:
+            self._metrics.success(self.platform)
+
+    def failed(
+        self,
+        message: str,
+        *,
+        kind: str,
+        permanent: bool = False,
+        retry_at: datetime | None = None,
+    ) -> SourceError:
+        """Count a failed request, close the gate for as long as the failure calls for, and describe it.
+
+        Rate limits and quotas wait for the platform's reset (``retry_at`` or what the headers said);
+        everything else backs off exponentially, so a bad credential is not retried in a tight loop either.
+        """
+        if self._metrics is not None:
+            self._metrics.failure(self.platform, kind)
+        if retry_at is not None:
+            until = self.gate.block(retry_at)
+        elif kind == "rate_limited" and self.gate.blocked_until is not None:
+            until = self.gate.blocked_until
+        else:
+            until = self.gate.back_off()
+        return SourceError(message, kind=kind, permanent=permanent, retry_at=until)
