@@ -180,7 +180,7 @@ class Api:
             self._metrics.failure(self.platform, kind)
         if retry_at is not None:
             until = self.gate.block(retry_at)
-        elif kind == "rate_limited" and self.gate.blocked_until is not None:
+        elif kind == "rate_limited" and self.gate.blocked_until and self.gate.blocked_until > self.gate.now():
             until = self.gate.blocked_until
         else:
             until = self.gate.back_off()

@@ -41,7 +41,9 @@ def malformed(reason: str, platform_id: str | None = None) -> AccountProblem:
     )
 
 
-def fill_unanswered(targets: Sequence[Target], results: dict[Target, FetchResult]) -> dict[Target, FetchResult]:
+def fill_unanswered(
+    targets: Sequence[Target], results: dict[Target, FetchResult]
+) -> dict[Target, FetchResult]:
     """A batch answer that neither lists nor rejects a target is broken for that target, not proof of absence."""
     for target in targets:
         results.setdefault(target, malformed("the answer does not mention this account", target.platform_id))

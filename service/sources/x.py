@@ -42,7 +42,9 @@ class XSource:
         if by_id:
             results.update(await self._lookup("/2/users", "ids", by_id, lambda t: t.platform_id or ""))
         if by_name:
-            results.update(await self._lookup("/2/users/by", "usernames", by_name, lambda t: t.handle.lower()))
+            results.update(
+                await self._lookup("/2/users/by", "usernames", by_name, lambda t: t.handle.lower())
+            )
         return results
 
     async def aclose(self) -> None:
@@ -60,7 +62,9 @@ class XSource:
             users = as_list(envelope.get("data", []), "data")
             errors = as_list(envelope.get("errors", []), "errors")
         except ValueError as exc:
-            raise self._api.failed(f"x answered with an unexpected shape: {exc}", kind="invalid_response") from None
+            raise self._api.failed(
+                f"x answered with an unexpected shape: {exc}", kind="invalid_response"
+            ) from None
         wanted = {key(t): t for t in targets}
         results: dict[Target, FetchResult] = {}
         for user in users:
@@ -85,7 +89,9 @@ class XSource:
             )
         if status in (401, 403):
             return self._api.failed(
-                f"x refused the bearer token (HTTP {status} {title[:80]})".rstrip(), kind="auth", permanent=True
+                f"x refused the bearer token (HTTP {status} {title[:80]})".rstrip(),
+                kind="auth",
+                permanent=True,
             )
         return self._api.failed(f"x answered HTTP {status}", kind="http_other")
 
