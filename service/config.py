@@ -224,11 +224,11 @@ def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> C
     environ = os.environ if environ is None else environ
     source = str(path) if path else "configuration"
     raw = _read_yaml(Path(path)) if path else {}
-    _apply_env(raw, environ)
+    from_env = _apply_env(raw, environ)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(error) for error in exc.errors()]) from None
+        raise ConfigError(source, [_describe(error, from_env) for error in exc.errors()]) from None
     _check_secret_files(config, source)
     return config
 
@@ -249,7 +249,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Set each ``FLOCKWATCH_A__B`` variable at key path a.b; returns which variable set which path."""
+    applied: dict[tuple[str, ...], str] = {}
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or "__" not in name or name == "FLOCKWATCH_CONFIG":
             continue
@@ -261,14 +263,19 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
                 child = node[key] = {}
             node = child
         node[path[-1]] = None if value == "" else value
+        applied[tuple(path)] = name
+    return applied
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    path = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+def _describe(error: Mapping[str, Any], from_env: Mapping[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    return f"{path or '(top level)'}: {message}"
+    origin = next(
+        (name for path, name in from_env.items() if path[: len(loc)] == loc or loc[: len(path)] == path), None
+    )
+    return f"{'.'.join(loc) or '(top level)'}: {message}" + (f" (set by {origin})" if origin else "")
 
 
 def _check_secret_files(config: Config, source: str) -> None:

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from service import __version__
-from service.cli import commands
+from service.cli import admin, serve
+from service.cli.common import CommandError, fail
 
-# Exit codes: 0 done, 1 the work found a problem (e.g. failing accounts), 2 bad input or unusable setup.
-EXIT_BAD_INPUT = 2
-
-COMMAND_MODULES: tuple[ModuleType, ...] = (commands,)
+# Exit codes: 0 done, 1 the work found a problem (e.g. an account that was not watched), 2 bad input or setup.
+COMMAND_MODULES: tuple[ModuleType, ...] = (serve, admin)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
+    except CommandError as exc:
+        return fail(str(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

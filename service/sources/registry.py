@@ -52,7 +52,7 @@ REQUIRED: dict[str, tuple[Credential, ...]] = {
 }
 
 
-class UnknownPlatform(ValueError):
+class UnsupportedPlatform(Exception):
     pass
 
 
@@ -76,7 +76,7 @@ def build_source(
             allow_hosts=settings.allow_hosts,
         )
     if platform not in BUILDERS:
-        raise UnknownPlatform(f"no source for platform {platform!r}")
+        raise UnsupportedPlatform(f"no source for platform {platform!r}")
     gate = RateGate(platform, clock, listener=metrics, rng=rng)
     api = Api(
         platform,

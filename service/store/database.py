@@ -96,3 +96,8 @@ def is_current(engine: Engine) -> bool:
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as conn:
         return set(MigrationContext.configure(conn).get_current_heads()) == set(script.get_heads())
+
+
+def revision_of(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return ", ".join(MigrationContext.configure(conn).get_current_heads()) or "none"

@@ -1,0 +1,65 @@
+"""What the commands share: finding and loading the configuration, printing problems, tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from service.config import Config, ConfigError, load
+from service.store.database import DatabaseError, open_engine, upgrade
+from service.store.repository import Store
+
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """Bad input or an unusable setup: printed without a traceback, exit code 2."""
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=os.environ.get("FLOCKWATCH_CONFIG"),
+        help="YAML configuration file (default: $FLOCKWATCH_CONFIG; without one, defaults and FLOCKWATCH_* variables)",
+    )
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    try:
+        return load(args.config)
+    except ConfigError as exc:
+        raise CommandError(describe_config_error(exc)) from None
+
+
+def describe_config_error(exc: ConfigError) -> str:
+    lines = [
+        f"{exc.source} is not valid ({len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}):"
+    ]
+    return "\n".join([*lines, *(f"  {problem}" for problem in exc.problems)])
+
+
+def open_store(config: Config) -> Store:
+    """The configured database, migrated to the newest schema."""
+    try:
+        engine = open_engine(config.database.url)
+        upgrade(engine)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    return Store(engine)
+
+
+def fail(message: str) -> int:
+    print(f"flockwatch: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip()
+        for line in lines
+    )

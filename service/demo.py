@@ -1,0 +1,34 @@
+"""The live demo: the daemon watching a simulated platform whose time runs ``speed`` times faster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from service.accounts import AccountRef
+from service.clock import FastClock
+from service.config import Config
+from service.simulator.scenarios import demo_scenarios
+from service.simulator.server import SimulatedPlatform
+
+DEMO_DOMAIN = "demo.example"
+MISSING_ACCOUNT = f"ghost@{DEMO_DOMAIN}"  # an account the platform does not know: shows the not_found state
+
+
+def demo_platform(speed: float) -> SimulatedPlatform:
+    clock = FastClock(datetime.now(UTC), speed)
+    return SimulatedPlatform(demo_scenarios(DEMO_DOMAIN), clock)
+
+
+def demo_config(platform: SimulatedPlatform, db_url: str, listen: str, poll_every: timedelta) -> Config:
+    handles = [*(s.handle for s in platform.scenarios.values()), MISSING_ACCOUNT]
+    return Config.model_validate(
+        {
+            "database": {"url": db_url},
+            "http": {"listen": listen},
+            "poll": {"interval": poll_every, "jitter": poll_every / 4, "timeout": timedelta(seconds=5)},
+            "platforms": {
+                "mastodon": {"base_url": platform.base_url, "allow_hosts": [f"127.0.0.1:{platform.port}"]}
+            },
+            "watchlist": [str(AccountRef("mastodon", handle)) for handle in handles],
+        }
+    )
