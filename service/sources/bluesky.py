@@ -6,7 +6,6 @@ once more with ``getProfile``, whose error code tells a takedown from an unknown
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -16,7 +15,7 @@ import httpx
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.http import Api, count, required_count
-from service.sources.results import as_dict, as_list, fetch_each, malformed, text
+from service.sources.results import as_dict, as_list, failed, fetch_each, malformed, text
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
 PROFILE = "/xrpc/app.bsky.actor.getProfile"
@@ -45,12 +44,14 @@ class BlueskySource:
             return results
         results.update(await self._profiles(asked))
         missing = [t for t in asked if t not in results]
-        with contextlib.suppress(SourceError):  # the left-out accounts keep their state; the found ones count
+        try:
             results.update(await fetch_each(missing, self._profile, concurrency=4))
+        except SourceError as exc:  # the found accounts still count
+            results.update((t, failed(exc)) for t in missing)
         return results
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._api.aclose()
 
     async def _profiles(self, targets: Sequence[Target]) -> dict[Target, FetchResult]:
         response, body = await self._api.get(PROFILES, {"actors": [_actor(t) for t in targets]})

@@ -36,7 +36,7 @@ class GithubSource:
         return await fetch_each(targets, self._user, concurrency=4)
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._api.aclose()
 
     async def _user(self, target: Target) -> FetchResult:
         if target.platform_id and NUMERIC_ID.match(target.platform_id):

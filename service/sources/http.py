@@ -157,6 +157,10 @@ class Api:
             self.succeeded()
         return response, body
 
+    async def aclose(self) -> None:
+        """The source owns its client (the daemon makes one per platform)."""
+        await self._client.aclose()
+
     def succeeded(self) -> None:
         """The platform answered sensibly (2xx, or a 4xx about one account): healthy, backoff starts over."""
         self.gate.succeeded()

@@ -54,13 +54,13 @@ class MastodonSource:
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         results = await asyncio.gather(*(self._fetch_one(target) for target in targets))
-        return {target: result for target, result in zip(targets, results, strict=True) if result}
+        return dict(zip(targets, results, strict=True))
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._client.aclose()
 
-    async def _fetch_one(self, target: Target) -> FetchResult | None:
-        """The account's result, or None while its instance asks us to wait (its state stays as it was)."""
+    async def _fetch_one(self, target: Target) -> FetchResult:
+        """The account's result; a failure of its instance (down, rate limiting us) is its problem alone."""
         user, _, host = target.handle.lstrip("@").partition("@")
         host = host.lower()
         if self._base_url is None:
@@ -77,8 +77,6 @@ class MastodonSource:
             try:
                 response, body = await api.get(path, params)
             except SourceError as exc:
-                if exc.kind == "rate_limited":
-                    return None
                 return AccountProblem(AccountState.ERRORING, f"{host}: {exc.message}", kind=exc.kind)
         return _checked(_result(api, response, body), target, host)
 

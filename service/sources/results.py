@@ -15,8 +15,8 @@ async def fetch_each(
 ) -> dict[Target, FetchResult]:
     """One request per target, a few at a time.
 
-    A target whose request failed as a whole (rate limit, 5xx, network) gets no result, so its state stays
-    as it was; when every request failed, the first failure is raised so the caller learns ``retry_at``.
+    A target whose own request failed as a whole (rate limit, 5xx, network) gets that failure as its
+    problem; when every request failed, the first failure is raised so the caller learns ``retry_at``.
     """
     limit = asyncio.Semaphore(concurrency)
 
@@ -28,11 +28,15 @@ async def fetch_each(
                 return exc
 
     answers = await asyncio.gather(*(guarded(target) for target in targets))
-    results = {t: a for t, a in zip(targets, answers, strict=True) if not isinstance(a, SourceError)}
     failures = [a for a in answers if isinstance(a, SourceError)]
-    if failures and not results:
+    if failures and len(failures) == len(answers):
         raise failures[0]
-    return results
+    return {t: failed(a) if isinstance(a, SourceError) else a for t, a in zip(targets, answers, strict=True)}
+
+
+def failed(error: SourceError) -> AccountProblem:
+    """A failed request for one account, as that account's problem."""
+    return AccountProblem(AccountState.ERRORING, error.message, permanent=error.permanent, kind=error.kind)
 
 
 def malformed(reason: str, platform_id: str | None = None) -> AccountProblem:

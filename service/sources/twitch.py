@@ -50,7 +50,7 @@ class TwitchSource:
         return results
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._api.aclose()
 
     async def _users(self, targets: Sequence[Target]) -> dict[Target, Any]:
         """Each found target's user object (a malformed one as its problem); absent targets are left out."""

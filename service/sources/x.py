@@ -48,7 +48,7 @@ class XSource:
         return results
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._api.aclose()
 
     async def _lookup(
         self, path: str, param: str, targets: Sequence[Target], key: Callable[[Target], str]

@@ -47,7 +47,7 @@ class YoutubeSource:
         return results
 
     async def aclose(self) -> None:
-        """The HTTP client belongs to the caller."""
+        await self._api.aclose()
 
     async def _by_ids(self, targets: Sequence[Target]) -> dict[Target, FetchResult]:
         ids = ",".join(_channel_id(t) or "" for t in targets)
