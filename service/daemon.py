@@ -22,6 +22,8 @@ from service.poller import Poller, SampleListener
 from service.samples import AccountState
 from service.scheduler import PollScheduler
 from service.sources.base import Source
+from service.sources.metrics import SourceMetrics
+from service.sources.planning import CyclePlanner
 from service.sources.registry import UnsupportedPlatform, build_source
 from service.store.database import check_reachable, open_engine, safe_url, upgrade
 from service.store.repository import AccountUpdate, Store, WatchedAccount
@@ -53,6 +55,8 @@ class Daemon:
         self.board = Board()
         self.metrics = ServiceMetrics(registry)
         registry.register(AccountCollector(self.board))
+        self.source_metrics = SourceMetrics(registry)
+        self.cycles = CyclePlanner(self.source_metrics)
         self.writer = SampleWriter(self.store, self.metrics)
         self._transport = transport
         self._listeners = listeners
@@ -116,6 +120,9 @@ class Daemon:
             view = self.board.view(account.ref)
             view.state, view.last_error = account.state, account.last_error
             view.last_polled_at = view.last_polled_at or account.last_polled_at
+        # stretch intervals first when the watchlist would outrun a platform's rate limit
+        wanted = [(a.ref, self.config.interval_for(a.ref, a.interval)) for a in self._watched]
+        self.cycles.plan(self.config, wanted)
         self.scheduler.plan(self._watched)
 
     def _warm_board(self) -> None:
@@ -132,7 +139,8 @@ class Daemon:
                 log.debug("watchlist refresh skipped: database unreachable")
 
     def _interval_of(self, account: WatchedAccount) -> timedelta:
-        return self.config.interval_for(account.ref, account.interval)
+        wanted = self.config.interval_for(account.ref, account.interval)
+        return self.cycles.stretch(account.ref.platform, wanted)
 
     async def _poll_group(self, platform: str, accounts: Sequence[WatchedAccount]) -> None:
         poller = self._poller(platform)
@@ -160,7 +168,9 @@ class Daemon:
             headers={"User-Agent": f"flockwatch/{__version__}"},
             follow_redirects=False,
         )
-        return build_source(platform, self.config.platforms.of(platform), client, self.clock)
+        return build_source(
+            platform, self.config.platforms.of(platform), client, self.clock, metrics=self.source_metrics
+        )
 
     def _mark_unpollable(self, platform: str, accounts: Sequence[WatchedAccount]) -> None:
         now = self.clock.now()
