@@ -22,9 +22,9 @@ from service.simulator.server import SimulatedPlatform
 from service.store.repository import WatchedAccount
 
 
-async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Wait until ``check`` passes (no AssertionError), at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], object], within: float = 10.0) -> None:
+    """Wait until ``check`` passes (no AssertionError), at most ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         try:
             check()
