@@ -64,6 +64,7 @@ class Daemon:
         self._pollers: dict[str, Poller] = {}
         self._watched: list[WatchedAccount] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
         self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of)
         host, port = parse_listen(config.http.listen)
         self.http = HttpServer(build_app(registry, self._readiness), host, port)
@@ -77,10 +78,11 @@ class Daemon:
         """Migrate, load the watchlist, start polling and serving. Raises ``DatabaseError`` if the database is unusable."""
         await asyncio.to_thread(upgrade, self.engine)
         await asyncio.to_thread(self._sync_config_watchlist)
-        await self._load_watchlist()
+        await self.refresh_watchlist()
         await asyncio.to_thread(self._warm_board)
         self.scheduler.start()
-        self._tasks = [asyncio.create_task(self.writer.run()), asyncio.create_task(self._refresh_loop())]
+        self._writer_task = asyncio.create_task(self.writer.run())
+        self._tasks = [self._writer_task, asyncio.create_task(self._refresh_loop())]
         await self.http.start()
         log.info(
             "flockwatch started",
@@ -95,8 +97,10 @@ class Daemon:
     async def stop(self) -> None:
         """Finish polls under way, write every pending sample, then close."""
         await self.scheduler.drain()
+        self.writer.close()
         for task in self._tasks:
-            task.cancel()
+            if task is not self._writer_task:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         lost = await self.writer.drain()
@@ -113,7 +117,7 @@ class Daemon:
         for entry in self.config.watchlist:
             self.store.watch(entry.account, now, entry.interval)
 
-    async def _load_watchlist(self) -> None:
+    async def refresh_watchlist(self) -> None:
         self._watched = await asyncio.to_thread(self.store.watched)
         self.board.keep_only({account.ref for account in self._watched})
         for account in self._watched:
@@ -134,7 +138,7 @@ class Daemon:
         while True:
             await asyncio.sleep(WATCHLIST_REFRESH.total_seconds())
             try:
-                await self._load_watchlist()
+                await self.refresh_watchlist()
             except SQLAlchemyError:
                 log.debug("watchlist refresh skipped: database unreachable")
 
