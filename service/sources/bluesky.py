@@ -15,6 +15,7 @@ import httpx
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.http import Api, count, required_count
+from service.sources.ratelimit import next_batch
 from service.sources.results import as_dict, as_list, failed, fetch_each, malformed, text
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
@@ -42,10 +43,11 @@ class BlueskySource:
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
-        results.update(await self._profiles(asked))
+        batch = next_batch()
+        results.update(await self._profiles(asked, batch))
         missing = [t for t in asked if t not in results]
         try:
-            results.update(await fetch_each(missing, self._profile, concurrency=4))
+            results.update(await fetch_each(missing, lambda t: self._profile(t, batch), concurrency=4))
         except SourceError as exc:  # the found accounts still count
             results.update((t, failed(exc)) for t in missing)
         return results
@@ -53,8 +55,9 @@ class BlueskySource:
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    async def _profiles(self, targets: Sequence[Target]) -> dict[Target, FetchResult]:
-        response, body = await self._api.get(PROFILES, {"actors": [_actor(t) for t in targets]})
+    async def _profiles(self, targets: Sequence[Target], batch: int) -> dict[Target, FetchResult]:
+        query = {"actors": [_actor(t) for t in targets]}
+        response, body = await self._api.get(PROFILES, query, batch=batch)
         if response.status_code != 200:
             raise self._refused(response, body)
         try:
@@ -69,15 +72,15 @@ class BlueskySource:
                         found[profile[key].lower()] = profile
         return {t: _observation(found[_actor(t).lower()]) for t in targets if _actor(t).lower() in found}
 
-    async def _profile(self, target: Target) -> FetchResult:
-        response, body = await self._api.get(PROFILE, {"actor": _actor(target)})
+    async def _profile(self, target: Target, batch: int) -> FetchResult:
+        response, body = await self._api.get(PROFILE, {"actor": _actor(target)}, batch=batch)
         if response.status_code == 200:
             if not isinstance(body, dict) or _actor(target).lower() not in _keys(body):
                 return malformed("the answer is about a different account", target.platform_id)
             return _observation(body)
         if response.status_code != 400:
             raise self._refused(response, body)
-        self._api.succeeded()  # an error about one account: the AppView itself is fine
+        self._api.succeeded(batch)  # an error about one account: the AppView itself is fine
         return _account_error(body, target.platform_id)
 
     def _refused(self, response: httpx.Response, body: Any) -> SourceError:

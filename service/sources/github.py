@@ -17,7 +17,7 @@ import httpx
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.http import Api, count, required_count
-from service.sources.ratelimit import parse_reset
+from service.sources.ratelimit import next_batch, parse_reset
 from service.sources.results import as_dict, fetch_each, malformed, text
 
 LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -33,21 +33,22 @@ class GithubSource:
         self._api = api
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        return await fetch_each(targets, self._user, concurrency=4)
+        batch = next_batch()
+        return await fetch_each(targets, lambda target: self._user(target, batch), concurrency=4)
 
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    async def _user(self, target: Target) -> FetchResult:
+    async def _user(self, target: Target, batch: int) -> FetchResult:
         if target.platform_id and NUMERIC_ID.match(target.platform_id):
             path = f"/user/{target.platform_id}"
         elif LOGIN.match(target.handle):
             path = f"/users/{target.handle}"
         else:
             return AccountProblem(AccountState.NOT_FOUND, "not a valid GitHub login", permanent=True)
-        response, body = await self._api.get(path)
+        response, body = await self._api.get(path, batch=batch)
         if response.status_code == 404:
-            self._api.succeeded()  # an unknown user is an answer, not a failure of GitHub
+            self._api.succeeded(batch)  # an unknown user is an answer, not a failure of GitHub
             return AccountProblem(
                 AccountState.NOT_FOUND,
                 "github does not know this user",

@@ -134,8 +134,11 @@ class Api:
         self._headers = dict(headers or {})
         self._metrics = metrics
 
-    async def get(self, path: str, params: Params | None = None) -> tuple[httpx.Response, Any]:
-        self.gate.check()
+    async def get(
+        self, path: str, params: Params | None = None, *, batch: int | None = None
+    ) -> tuple[httpx.Response, Any]:
+        """One request; ``batch`` (from ``next_batch``) marks requests of one ``fetch``."""
+        self.gate.check(batch)
         if self._metrics is not None:
             self._metrics.request(self.platform)
         try:
@@ -143,27 +146,28 @@ class Api:
                 self._client, self.base_url + path, params=params, headers=self._headers
             )
         except SourceError as exc:
-            raise self.failed(exc.message, kind=exc.kind) from None
+            raise self.failed(exc.message, kind=exc.kind, batch=batch) from None
         self.gate.observe(response)
         if response.status_code == 429:
             raise self.failed(f"{self.platform} is rate limiting us (HTTP 429)", kind="rate_limited")
         if response.status_code >= 500:
-            raise self.failed(f"{self.platform} failed with HTTP {response.status_code}", kind="http_5xx")
+            message = f"{self.platform} failed with HTTP {response.status_code}"
+            raise self.failed(message, kind="http_5xx", batch=batch)
         try:
             body = decode_json(response, raw)
         except SourceError as exc:
-            raise self.failed(exc.message, kind=exc.kind) from None
+            raise self.failed(exc.message, kind=exc.kind, batch=batch) from None
         if response.status_code < 400:
-            self.succeeded()
+            self.succeeded(batch)
         return response, body
 
     async def aclose(self) -> None:
         """The source owns its client (the daemon makes one per platform)."""
         await self._client.aclose()
 
-    def succeeded(self) -> None:
+    def succeeded(self, batch: int | None = None) -> None:
         """The platform answered sensibly (2xx, or a 4xx about one account): healthy, backoff starts over."""
-        self.gate.succeeded()
+        self.gate.succeeded(batch)
         if self._metrics is not None:
             self._metrics.success(self.platform)
 
@@ -174,6 +178,7 @@ class Api:
         kind: str,
         permanent: bool = False,
         retry_at: datetime | None = None,
+        batch: int | None = None,
     ) -> SourceError:
         """Count a failed request, close the gate for as long as the failure calls for, and describe it.
 
@@ -187,5 +192,5 @@ class Api:
         elif kind == "rate_limited" and self.gate.blocked_until and self.gate.blocked_until > self.gate.now():
             until = self.gate.blocked_until
         else:
-            until = self.gate.back_off()
+            until = self.gate.back_off(batch)
         return SourceError(message, kind=kind, permanent=permanent, retry_at=until)

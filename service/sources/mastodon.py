@@ -23,7 +23,7 @@ from service.sources.base import AccountProblem, FetchResult, Observation, Sourc
 from service.sources.hosts import HostRefused, check_host
 from service.sources.http import Api, count, required_count
 from service.sources.metrics import SourceMetrics
-from service.sources.ratelimit import RateGate
+from service.sources.ratelimit import RateGate, next_batch
 
 CONCURRENT_LOOKUPS = 8
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # numeric on Mastodon, flake ids elsewhere; never a path
@@ -53,13 +53,14 @@ class MastodonSource:
         self._limit = asyncio.Semaphore(CONCURRENT_LOOKUPS)
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        results = await asyncio.gather(*(self._fetch_one(target) for target in targets))
+        batch = next_batch()
+        results = await asyncio.gather(*(self._fetch_one(target, batch) for target in targets))
         return dict(zip(targets, results, strict=True))
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _fetch_one(self, target: Target) -> FetchResult:
+    async def _fetch_one(self, target: Target, batch: int) -> FetchResult:
         """The account's result; a failure of its instance (down, rate limiting us) is its problem alone."""
         user, _, host = target.handle.lstrip("@").partition("@")
         host = host.lower()
@@ -75,10 +76,10 @@ class MastodonSource:
             path, params = "/api/v1/accounts/lookup", {"acct": f"{user}@{host}" if self._base_url else user}
         async with self._limit:
             try:
-                response, body = await api.get(path, params)
+                response, body = await api.get(path, params, batch=batch)
             except SourceError as exc:
                 return AccountProblem(AccountState.ERRORING, f"{host}: {exc.message}", kind=exc.kind)
-        return _checked(_result(api, response, body), target, host)
+        return _checked(_result(api, response, body, batch), target, host)
 
     def _api_for(self, host: str) -> Api:
         key = "" if self._base_url else host
@@ -96,10 +97,10 @@ class MastodonSource:
         return self._apis[key]
 
 
-def _result(api: Api, response: httpx.Response, body: Any) -> FetchResult:
+def _result(api: Api, response: httpx.Response, body: Any, batch: int) -> FetchResult:
     status = response.status_code
     if status in (404, 410):
-        api.succeeded()  # an answer about one account: the instance itself is fine
+        api.succeeded(batch)  # an answer about one account: the instance itself is fine
         if status == 404:
             return AccountProblem(
                 AccountState.NOT_FOUND, "the instance does not know this account", permanent=True
@@ -107,10 +108,10 @@ def _result(api: Api, response: httpx.Response, body: Any) -> FetchResult:
         return AccountProblem(AccountState.SUSPENDED, "the account is gone (HTTP 410)", permanent=True)
     if status in (401, 403):
         reason = _error_text(body) or f"HTTP {status}"
-        error = api.failed(f"the instance refuses lookups: {reason}", kind="auth")
+        error = api.failed(f"the instance refuses lookups: {reason}", kind="auth", batch=batch)
         return AccountProblem(AccountState.ERRORING, error.message, kind="auth")
     if status != 200:
-        error = api.failed(f"unexpected HTTP {status}", kind="http_other")
+        error = api.failed(f"unexpected HTTP {status}", kind="http_other", batch=batch)
         return AccountProblem(AccountState.ERRORING, error.message, kind="http_other")
     return parse_account(body)
 

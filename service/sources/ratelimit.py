@@ -9,6 +9,7 @@ microseconds), ``ratelimit-*`` (Twitch and atproto epoch seconds, the IETF draft
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,14 @@ BACKOFF_CAP = timedelta(minutes=30)
 DEFAULT_WAIT = timedelta(minutes=1)  # a 429 that names no reset time (GitHub's advice for secondary limits)
 EPOCH_THRESHOLD = 1_000_000_000  # a reset number this large is a Unix time, a smaller one a delay in seconds
 PREFIXES = ("x-rate-limit-", "x-ratelimit-", "ratelimit-")
+
+
+_batches = itertools.count(1)
+
+
+def next_batch() -> int:
+    """A number for one ``fetch``: its own requests are not refused by a backoff one of them started."""
+    return next(_batches)
 
 
 class BudgetListener(Protocol):
@@ -121,14 +130,21 @@ class RateGate:
         self._listener = listener
         self._rng = rng or random.Random()
         self.budget = Budget(None, None, None)
-        self.blocked_until: datetime | None = None
+        self.blocked_until: datetime | None = None  # the platform said to wait (429, quota, Retry-After)
+        self.backoff_until: datetime | None = None  # we chose to wait (5xx, timeouts, bad credential)
+        self._backoff_batch: int | None = None
+        self._healthy_batch: int | None = None
         self._failures = 0
 
     def now(self) -> datetime:
         return self._clock.now()
 
-    def check(self) -> None:
-        """Raise ``SourceError(kind="rate_limited")`` instead of letting a request out too early."""
+    def check(self, batch: int | None = None) -> None:
+        """Raise ``SourceError`` instead of letting a request out too early.
+
+        A backoff does not stop the rest of the batch that started it: one account's 5xx among forty
+        per-account lookups waits for the next poll, not the other thirty-nine.
+        """
         now = self._clock.now()
         if self.blocked_until is not None and now < self.blocked_until:
             raise SourceError(
@@ -142,6 +158,13 @@ class RateGate:
                 f"{self.platform}: the rate limit is spent until {reset_at:%H:%M:%S} UTC",
                 kind="rate_limited",
                 retry_at=reset_at,
+            )
+        backoff = self.backoff_until
+        if backoff is not None and now < backoff and (batch is None or batch != self._backoff_batch):
+            raise SourceError(
+                f"{self.platform}: backing off after failures until {backoff:%H:%M:%S} UTC",
+                kind="backoff",
+                retry_at=backoff,
             )
 
     def observe(self, response: httpx.Response) -> None:
@@ -162,12 +185,31 @@ class RateGate:
             self.blocked_until = until
         return self.blocked_until
 
-    def back_off(self) -> datetime:
-        """Exponential backoff with full jitter after a 5xx, timeout or connection failure."""
+    def back_off(self, batch: int | None = None) -> datetime:
+        """Exponential backoff with jitter after a 5xx, timeout or connection failure; one step per batch.
+
+        No backoff when other requests of the same batch were answered: then the failure is about one
+        account (a lookup that breaks on the server), and the platform must not stall for everyone.
+        """
+        now = self._clock.now()
+        if batch is not None and batch == self._healthy_batch:
+            return now
+        if (
+            batch is not None
+            and batch == self._backoff_batch
+            and self.backoff_until
+            and self.backoff_until > now
+        ):
+            return self.backoff_until
         self._failures += 1
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(self._failures - 1, 16))
-        delay = ceiling * self._rng.uniform(0.5, 1.0)
-        return self.block(self._clock.now() + delay)
+        self.backoff_until = now + ceiling * self._rng.uniform(0.5, 1.0)
+        self._backoff_batch = batch
+        return self.backoff_until
 
-    def succeeded(self) -> None:
+    def succeeded(self, batch: int | None = None) -> None:
         self._failures = 0
+        if batch is not None:
+            self._healthy_batch = batch
+            if batch == self._backoff_batch:
+                self.backoff_until = None

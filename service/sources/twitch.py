@@ -16,6 +16,7 @@ import httpx
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.http import Api, required_count
+from service.sources.ratelimit import next_batch
 from service.sources.results import as_dict, as_list, fetch_each, malformed, text
 
 LOGIN = re.compile(r"^[A-Za-z0-9_]{1,25}$")  # one bad login makes Helix reject the whole lookup
@@ -38,7 +39,8 @@ class TwitchSource:
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
-        users = await self._users(asked)
+        batch = next_batch()
+        users = await self._users(asked, batch)
         found = [t for t in asked if isinstance(users.get(t), dict)]
         for target in asked:
             if target not in users:
@@ -46,19 +48,20 @@ class TwitchSource:
             elif not isinstance(users[target], dict):
                 results[target] = users[target]
         if found:
-            results.update(await fetch_each(found, lambda t: self._followers(t, users[t]), concurrency=8))
+            followers = await fetch_each(found, lambda t: self._followers(users[t], batch), concurrency=8)
+            results.update(followers)
         return results
 
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    async def _users(self, targets: Sequence[Target]) -> dict[Target, Any]:
+    async def _users(self, targets: Sequence[Target], batch: int) -> dict[Target, Any]:
         """Each found target's user object (a malformed one as its problem); absent targets are left out."""
         query = {
             "id": [t.platform_id for t in targets if t.platform_id],
             "login": [t.handle.lower() for t in targets if not t.platform_id],
         }
-        data = await self._data("/helix/users", {k: v for k, v in query.items() if v})
+        data = await self._data("/helix/users", {k: v for k, v in query.items() if v}, batch)
         by_key: dict[str, dict[str, Any]] = {}
         for user in data:
             if isinstance(user, dict):
@@ -72,10 +75,9 @@ class TwitchSource:
                 found[target] = _checked_user(by_key[key])
         return found
 
-    async def _followers(self, target: Target, user: dict[str, Any]) -> FetchResult:
-        response, body = await self._api.get(
-            "/helix/channels/followers", {"broadcaster_id": user["id"], "first": "1"}
-        )
+    async def _followers(self, user: dict[str, Any], batch: int) -> FetchResult:
+        query = {"broadcaster_id": user["id"], "first": "1"}
+        response, body = await self._api.get("/helix/channels/followers", query, batch=batch)
         if response.status_code != 200:
             raise self._refused(response, body)
         try:
@@ -84,8 +86,8 @@ class TwitchSource:
             return malformed(str(exc), user["id"])
         return Observation(platform_id=user["id"], handle=user["login"], followers=total)
 
-    async def _data(self, path: str, query: Mapping[str, list[str]]) -> list[Any]:
-        response, body = await self._api.get(path, query)
+    async def _data(self, path: str, query: Mapping[str, list[str]], batch: int) -> list[Any]:
+        response, body = await self._api.get(path, query, batch=batch)
         if response.status_code != 200:
             raise self._refused(response, body)
         try:

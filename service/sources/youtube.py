@@ -19,6 +19,7 @@ import httpx
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.http import Api, in_range
+from service.sources.ratelimit import next_batch
 from service.sources.results import as_dict, as_list, fetch_each, malformed, text
 
 CHANNELS = "/youtube/v3/channels"
@@ -40,18 +41,19 @@ class YoutubeSource:
         known = [t for t in targets if _channel_id(t)]
         unknown = [t for t in targets if not _channel_id(t)]
         results: dict[Target, FetchResult] = {}
+        batch = next_batch()
         if known:
-            results.update(await self._by_ids(known))
+            results.update(await self._by_ids(known, batch))
         if unknown:
-            results.update(await fetch_each(unknown, self._by_handle, concurrency=4))
+            results.update(await fetch_each(unknown, lambda t: self._by_handle(t, batch), concurrency=4))
         return results
 
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    async def _by_ids(self, targets: Sequence[Target]) -> dict[Target, FetchResult]:
+    async def _by_ids(self, targets: Sequence[Target], batch: int) -> dict[Target, FetchResult]:
         ids = ",".join(_channel_id(t) or "" for t in targets)
-        items = await self._channels({"id": ids, "maxResults": "50"})
+        items = await self._channels({"id": ids, "maxResults": "50"}, batch)
         found = {item.get("id"): item for item in items if isinstance(item, dict)}
         # channels.list silently leaves out ids of deleted and terminated channels
         return {
@@ -59,9 +61,11 @@ class YoutubeSource:
             for t in targets
         }
 
-    async def _by_handle(self, target: Target) -> FetchResult:
+    async def _by_handle(self, target: Target, batch: int) -> FetchResult:
         handle = "@" + target.handle.lstrip("@")
-        items = [item for item in await self._channels({"forHandle": handle}) if isinstance(item, dict)]
+        items = [
+            item for item in await self._channels({"forHandle": handle}, batch) if isinstance(item, dict)
+        ]
         if len(items) > 1:  # only one channel can own a handle; keep the one that says it does
             items = [item for item in items if _custom_url(item) == handle.lower()]
         if not items:
@@ -70,8 +74,8 @@ class YoutubeSource:
             return malformed("several channels claim this handle")
         return _observation(items[0], target)
 
-    async def _channels(self, query: dict[str, str]) -> list[Any]:
-        response, body = await self._api.get(CHANNELS, {"part": PART, "fields": FIELDS, **query})
+    async def _channels(self, query: dict[str, str], batch: int) -> list[Any]:
+        response, body = await self._api.get(CHANNELS, {"part": PART, "fields": FIELDS, **query}, batch=batch)
         if response.status_code != 200:
             raise self._refused(response, body)
         try:

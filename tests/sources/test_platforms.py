@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service.samples import AccountState
-from service.sources.base import SourceError
+from service.sources.base import AccountProblem, SourceError
 from service.sources.youtube import next_quota_reset, rounding_step
 from tests.fakes.server import Fault
 from tests.sources.world import World, observation, open_world, problem
@@ -169,3 +169,20 @@ async def test_a_refused_request_costs_nothing_and_says_when(world: World) -> No
     await world.fetch(world.fake.target(alice))
 
     assert world.metric("flockwatch_source_requests_total") == sent
+
+
+@pytest.mark.parametrize("platform", ["mastodon", "github"])
+async def test_one_accounts_5xx_does_not_stall_the_others(platform: str) -> None:
+    async with open_world(platform) as world:
+        accounts = [world.fake.add(f"user{i}", 10 + i) for i in range(3)]
+        targets = [world.fake.target(a) for a in accounts]
+        world.fake.fail_next(Fault.SERVER_ERROR)
+
+        first = await world.fetch(*targets)
+        assert not isinstance(first, SourceError)
+        assert sum(1 for t in targets if isinstance(first[t], AccountProblem)) == 1
+        asked = len(world.fake.requests)
+
+        second = await world.fetch(*targets)
+        assert len(world.fake.requests) == asked + 3, "the platform answered the others: no backoff"
+        assert [observation(second, t).followers for t in targets] == [10, 11, 12]
