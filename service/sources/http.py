@@ -18,6 +18,8 @@ MAX_BODY_BYTES = 2_000_000  # a profile answer is a few kB; more is a broken or 
 MAX_COUNT = 10**10  # more followers than people on Earth: a broken answer
 
 Params = Mapping[str, str | Sequence[str]]
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-goog-api-key"})
+REDACTED = "[redacted]"
 
 
 async def get_json(
@@ -133,6 +135,7 @@ class Api:
         self._client = client
         self._headers = dict(headers or {})
         self._metrics = metrics
+        self._secrets = _secrets_in(self._headers)
 
     async def get(
         self, path: str, params: Params | None = None, *, batch: int | None = None
@@ -147,6 +150,7 @@ class Api:
             )
         except SourceError as exc:
             raise self.failed(exc.message, kind=exc.kind, batch=batch) from None
+        raw = self._redact(raw)  # a server that echoes our credential must not get it into messages
         self.gate.observe(response)
         if response.status_code == 429:
             raise self.failed(f"{self.platform} is rate limiting us (HTTP 429)", kind="rate_limited")
@@ -193,4 +197,20 @@ class Api:
             until = self.gate.blocked_until
         else:
             until = self.gate.back_off(batch)
+        message = self._redact(message.encode()).decode()
         return SourceError(message, kind=kind, permanent=permanent, retry_at=until)
+
+    def _redact(self, data: bytes) -> bytes:
+        for secret in self._secrets:
+            data = data.replace(secret, REDACTED.encode())
+        return data
+
+
+def _secrets_in(headers: Mapping[str, str]) -> list[bytes]:
+    """The credential values in ``headers`` (a bearer token without its scheme), longest first."""
+    values = {
+        value.removeprefix("Bearer ").strip()
+        for name, value in headers.items()
+        if name.lower() in CREDENTIAL_HEADERS
+    }
+    return sorted((v.encode() for v in values if len(v) >= 4), key=len, reverse=True)

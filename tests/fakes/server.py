@@ -30,9 +30,17 @@ class Fault(StrEnum):
     HUGE_BODY = "huge_body"  # several MB of valid JSON
     UNAUTHORIZED = "unauthorized"  # the platform's bad-credential answer
     EXTRA_ACCOUNT = "extra_account"  # the answer carries an account nobody asked for
+    ECHO_CREDENTIAL = "echo_credential"  # a broken server that repeats the credential it got in its error
 
 
-GENERIC_FAULTS = {Fault.SERVER_ERROR, Fault.SLOW, Fault.TRUNCATED, Fault.INVALID_JSON, Fault.HUGE_BODY}
+GENERIC_FAULTS = {
+    Fault.SERVER_ERROR,
+    Fault.SLOW,
+    Fault.TRUNCATED,
+    Fault.INVALID_JSON,
+    Fault.HUGE_BODY,
+    Fault.ECHO_CREDENTIAL,
+}
 
 
 @dataclass
@@ -203,6 +211,12 @@ class FakePlatform:
             return web.Response(text='{"data": [{"id": ', content_type="application/json")
         if fault is Fault.HUGE_BODY:
             return self.json({"padding": "x" * 5_000_000})
+        if fault is Fault.ECHO_CREDENTIAL:
+            echo = " ".join(
+                v for k, v in request.headers.items() if k.lower() in ("authorization", "x-goog-api-key")
+            )
+            fields = ("error", "message", "detail", "title")
+            return self.json({**{f: f"bad credential {echo}" for f in fields}, "status": 400}, 400)
         if fault is Fault.SLOW:
             await asyncio.sleep(self.slow_seconds)
             return await self.answer(request, extra=False)
