@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import httpx
 
 from service.samples import AccountState
+from service.sources.api import Api
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import Api, count, required_count
+from service.sources.http import count, required_count
 from service.sources.ratelimit import next_batch, parse_reset
 from service.sources.results import as_dict, fetch_each, malformed, text
 

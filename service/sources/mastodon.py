@@ -19,9 +19,10 @@ import httpx
 
 from service.clock import Clock, SystemClock
 from service.samples import AccountState
+from service.sources.api import Api
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.hosts import HostRefused, check_host
-from service.sources.http import Api, count, required_count
+from service.sources.http import count, required_count
 from service.sources.metrics import SourceMetrics
 from service.sources.ratelimit import RateGate, next_batch
 

@@ -15,11 +15,11 @@ import httpx
 
 from service.clock import Clock
 from service.config import Config, PlatformConfig
+from service.sources.api import Api
 from service.sources.base import Source
 from service.sources.bluesky import BlueskySource
 from service.sources.github import HEADERS as GITHUB_HEADERS
 from service.sources.github import GithubSource
-from service.sources.http import Api
 from service.sources.mastodon import MastodonSource
 from service.sources.metrics import SourceMetrics
 from service.sources.ratelimit import RateGate

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import httpx
 
 from service.samples import AccountState
+from service.sources.api import Api
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import Api, required_count
+from service.sources.http import required_count
 from service.sources.ratelimit import next_batch
 from service.sources.results import as_dict, as_list, fetch_each, malformed, text
 

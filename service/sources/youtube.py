@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from service.samples import AccountState
+from service.sources.api import Api
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import Api, in_range
+from service.sources.http import in_range
 from service.sources.ratelimit import next_batch
 from service.sources.results import as_dict, as_list, fetch_each, malformed, text
 
