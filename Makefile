@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PY_DIRS := $(wildcard service migrations tests bench)
 
 .PHONY: run test lint typecheck pytest install clean
 
@@ -21,8 +22,8 @@ run: $(STAMP)
 	$(BIN)/flockwatch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check service migrations tests bench
-	$(BIN)/ruff format --check service migrations tests bench
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service
