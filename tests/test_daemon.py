@@ -146,3 +146,12 @@ async def test_a_group_poll_never_overlaps_itself() -> None:
     await scheduler.drain()
     assert runs >= 2
     assert most == 1
+
+
+async def test_readyz_says_why_when_not_ready(daemon: Daemon) -> None:
+    await daemon.scheduler.drain()
+    base = daemon.metrics_url.removesuffix("/metrics")
+    async with httpx.AsyncClient() as client:
+        ready = await client.get(f"{base}/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {"ready": False, "problems": ["scheduler: not running"]}

@@ -128,7 +128,7 @@ async def test_failure_and_recovery_each_log_one_line(
     lines = [(r.getMessage(), getattr(r, "account", None)) for r in caplog.records]
     assert lines == [
         ("account poll failed", str(BURST)),
-        ("account polled successfully", str(BURST)),
+        ("account recovered", str(BURST)),
     ]
     assert pipeline.state(BURST) == (AccountState.ACTIVE, None)
 
