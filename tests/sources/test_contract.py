@@ -94,7 +94,7 @@ async def test_a_spent_quota_stops_requests_until_it_refills(world: World) -> No
     answer = await world.fetch(target)
 
     assert no_sample(answer, target)
-    assert failure_kind(answer, target) in {"quota", "rate_limited", None}
+    assert failure_kind(answer, target) in {"quota", "rate_limited"}
     asked = len(world.fake.requests)
     world.clock.advance(timedelta(seconds=30))
     assert no_sample(await world.fetch(target), target)
@@ -148,14 +148,14 @@ async def test_broken_answers_record_nothing_and_the_source_recovers(
 async def test_a_missing_or_impossible_count_is_an_error_never_a_sample(
     world: World, followers: object
 ) -> None:
+    if world.platform == "youtube" and followers in ("12", True):
+        pytest.skip("YouTube sends every count as a string: '12' is valid there")
     alice = world.fake.add("alice", followers)
     bob = world.fake.add("bob", 4321)
     targets = [world.fake.target(alice), world.fake.target(bob)]
 
     answer = await world.fetch(*targets)
 
-    if world.platform == "youtube" and followers in ("12", True):
-        pytest.skip("YouTube sends every count as a string: '12' is valid there")
     broken = problem(answer, targets[0])
     assert broken.state is AccountState.ERRORING
     assert broken.kind == "invalid_response"
