@@ -56,6 +56,10 @@ class UnsupportedPlatform(Exception):
     pass
 
 
+class MissingCredential(UnsupportedPlatform):
+    """A platform was asked for (a watched account) without the credential its API requires."""
+
+
 def build_source(
     platform: str,
     settings: PlatformConfig,
@@ -77,6 +81,9 @@ def build_source(
         )
     if platform not in BUILDERS:
         raise UnsupportedPlatform(f"no source for platform {platform!r}")
+    missing = [_describe(platform, c) for c in REQUIRED.get(platform, ()) if not _has(settings, c.field)]
+    if missing:
+        raise MissingCredential("; ".join(missing))
     gate = RateGate(platform, clock, listener=metrics, rng=rng)
     api = Api(
         platform,

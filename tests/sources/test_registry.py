@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from service.clock import ManualClock
-from service.config import Config, load
-from service.sources.registry import UnsupportedPlatform, build_source, missing_credentials
+from service.config import Config, ConfigError, load
+from service.sources.registry import MissingCredential, UnsupportedPlatform, build_source, missing_credentials
 from tests.sources.world import START
 
 
@@ -69,3 +69,20 @@ async def test_an_unknown_platform_is_refused() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(UnsupportedPlatform):
             build_source("myspace", Config().platforms.x, client, ManualClock(START))
+
+
+def test_loading_a_config_names_every_missing_credential(tmp_path: Path) -> None:
+    config_file = tmp_path / "flockwatch.yml"
+    config_file.write_text("watchlist: ['x:jack', 'github:torvalds']\n")
+    with pytest.raises(ConfigError) as error:
+        load(config_file, environ={})
+    assert error.value.problems == [
+        "platforms.x.bearer_token: X needs an app bearer token "
+        "(set it, bearer_token_file, or FLOCKWATCH_PLATFORMS__X__BEARER_TOKEN)"
+    ]
+
+
+async def test_a_source_without_its_credential_is_not_built() -> None:
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(MissingCredential, match=r"platforms\.youtube\.api_key"):
+            build_source("youtube", Config().platforms.youtube, client, ManualClock(START))
