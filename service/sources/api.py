@@ -20,8 +20,9 @@ REDACTED = "[redacted]"
 class Api:
     """One platform endpoint behind one credential.
 
-    Every request first asks the rate gate (a closed gate raises ``SourceError(kind="rate_limited")`` and
-    sends nothing), is counted, and feeds its rate-limit headers back to the gate. 429 and 5xx answers,
+    Every request first asks the rate gate (a closed gate raises ``SourceError`` of kind ``rate_limited``
+    or ``backoff`` and sends nothing), is counted, and feeds its rate-limit headers back to the gate.
+    Any credential the server echoes is redacted before the body is read. 429 and 5xx answers,
     timeouts, connection failures and undecodable bodies raise ``SourceError`` with ``retry_at``; other
     statuses are returned for the source to interpret.
     """
