@@ -49,11 +49,6 @@ async def test_counts_states_and_a_rename_reach_the_database(platform: str, tmp_
         assert d.platform_handle(refs[0]).lower() == fake.written(fake.stored_handle("alicia")).lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store._apply records 'renamed' only once platform_handle was set; a first rename away from the "
-    "handle as written is stored silently (service/store/repository.py, the lead's)",
-)
 async def test_the_first_rename_is_recorded_as_an_event(tmp_path: Path) -> None:
     async with deployed("github", tmp_path) as d:
         alice = d.world.fake.add("alice", 10)
