@@ -1,13 +1,14 @@
 # The two commands a new machine needs: `make run` (the live demo) and `make test`.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PY_DIRS := $(wildcard service migrations tests bench)
 
 .PHONY: run test lint typecheck pytest install clean
 
 $(BIN)/python:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
+	@test -n "$(PYTHON)" || { echo "needs python3.11 on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -21,8 +22,8 @@ run: $(STAMP)
 	$(BIN)/flockwatch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check service migrations tests bench
-	$(BIN)/ruff format --check service migrations tests bench
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service

@@ -73,11 +73,13 @@ class Board:
         if sample.account in self._views:
             self._views[sample.account].add(sample)
 
-    def record_state(self, ref: AccountRef, state: AccountState, error: str | None, at: datetime) -> bool:
-        """Set the state; True when it changed (worth a log line)."""
+    def record_state(
+        self, ref: AccountRef, state: AccountState, error: str | None, at: datetime
+    ) -> AccountState | None:
+        """Set the state; returns the state before (None for an account not on the board)."""
         view = self._views.get(ref)
         if view is None:
-            return False
-        changed = view.state != state
+            return None
+        before = view.state
         view.state, view.last_error, view.last_polled_at = state, error, at
-        return changed
+        return before

@@ -230,7 +230,17 @@ def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> C
     except ValidationError as exc:
         raise ConfigError(source, [_describe(error, from_env) for error in exc.errors()]) from None
     _check_secret_files(config, source)
+    _check_credentials(config, source)
     return config
+
+
+def _check_credentials(config: Config, source: str) -> None:
+    # Imported here: the sources package builds on this module, not the other way round.
+    from service.sources.registry import missing_credentials
+
+    problems = missing_credentials(config)
+    if problems:
+        raise ConfigError(source, problems)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from service.poller import Poller, SampleListener
 from service.samples import AccountState
 from service.scheduler import PollScheduler
 from service.sources.base import Source
+from service.sources.metrics import SourceMetrics
+from service.sources.planning import CyclePlanner
 from service.sources.registry import UnsupportedPlatform, build_source
 from service.store.database import check_reachable, open_engine, safe_url, upgrade
 from service.store.repository import AccountUpdate, Store, WatchedAccount
@@ -53,6 +55,8 @@ class Daemon:
         self.board = Board()
         self.metrics = ServiceMetrics(registry)
         registry.register(AccountCollector(self.board))
+        self.source_metrics = SourceMetrics(registry)
+        self.cycles = CyclePlanner(self.source_metrics)
         self.writer = SampleWriter(self.store, self.metrics)
         self._transport = transport
         self._listeners = listeners
@@ -60,6 +64,7 @@ class Daemon:
         self._pollers: dict[str, Poller] = {}
         self._watched: list[WatchedAccount] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
         self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of)
         host, port = parse_listen(config.http.listen)
         self.http = HttpServer(build_app(registry, self._readiness), host, port)
@@ -73,10 +78,11 @@ class Daemon:
         """Migrate, load the watchlist, start polling and serving. Raises ``DatabaseError`` if the database is unusable."""
         await asyncio.to_thread(upgrade, self.engine)
         await asyncio.to_thread(self._sync_config_watchlist)
-        await self._load_watchlist()
+        await self.refresh_watchlist()
         await asyncio.to_thread(self._warm_board)
         self.scheduler.start()
-        self._tasks = [asyncio.create_task(self.writer.run()), asyncio.create_task(self._refresh_loop())]
+        self._writer_task = asyncio.create_task(self.writer.run())
+        self._tasks = [self._writer_task, asyncio.create_task(self._refresh_loop())]
         await self.http.start()
         log.info(
             "flockwatch started",
@@ -91,8 +97,10 @@ class Daemon:
     async def stop(self) -> None:
         """Finish polls under way, write every pending sample, then close."""
         await self.scheduler.drain()
+        self.writer.close()
         for task in self._tasks:
-            task.cancel()
+            if task is not self._writer_task:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         lost = await self.writer.drain()
@@ -109,13 +117,16 @@ class Daemon:
         for entry in self.config.watchlist:
             self.store.watch(entry.account, now, entry.interval)
 
-    async def _load_watchlist(self) -> None:
+    async def refresh_watchlist(self) -> None:
         self._watched = await asyncio.to_thread(self.store.watched)
         self.board.keep_only({account.ref for account in self._watched})
         for account in self._watched:
             view = self.board.view(account.ref)
             view.state, view.last_error = account.state, account.last_error
             view.last_polled_at = view.last_polled_at or account.last_polled_at
+        # stretch intervals first when the watchlist would outrun a platform's rate limit
+        wanted = [(a.ref, self.config.interval_for(a.ref, a.interval)) for a in self._watched]
+        self.cycles.plan(self.config, wanted)
         self.scheduler.plan(self._watched)
 
     def _warm_board(self) -> None:
@@ -127,12 +138,13 @@ class Daemon:
         while True:
             await asyncio.sleep(WATCHLIST_REFRESH.total_seconds())
             try:
-                await self._load_watchlist()
+                await self.refresh_watchlist()
             except SQLAlchemyError:
                 log.debug("watchlist refresh skipped: database unreachable")
 
     def _interval_of(self, account: WatchedAccount) -> timedelta:
-        return self.config.interval_for(account.ref, account.interval)
+        wanted = self.config.interval_for(account.ref, account.interval)
+        return self.cycles.stretch(account.ref.platform, wanted)
 
     async def _poll_group(self, platform: str, accounts: Sequence[WatchedAccount]) -> None:
         poller = self._poller(platform)
@@ -160,7 +172,9 @@ class Daemon:
             headers={"User-Agent": f"flockwatch/{__version__}"},
             follow_redirects=False,
         )
-        return build_source(platform, self.config.platforms.of(platform), client, self.clock)
+        return build_source(
+            platform, self.config.platforms.of(platform), client, self.clock, metrics=self.source_metrics
+        )
 
     def _mark_unpollable(self, platform: str, accounts: Sequence[WatchedAccount]) -> None:
         now = self.clock.now()

@@ -15,30 +15,27 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in vars(record).items() if key not in _STANDARD}
 
 
+def _entry(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, Any]:
+    entry = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+        **fields_of(record),
+    }
+    if record.exc_info:  # the last line (type and message) only: one event, one line
+        entry["error"] = formatter.formatException(record.exc_info).splitlines()[-1]
+    return entry
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **fields_of(record),
-        }
-        if record.exc_info:
-            parts["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return " ".join(f"{key}={_quote(value)}" for key, value in parts.items())
+        return " ".join(f"{key}={_quote(value)}" for key, value in _entry(self, record).items())
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **fields_of(record),
-        }
-        return json.dumps(entry, default=str)
+        return json.dumps(_entry(self, record), default=str)
 
 
 def _quote(value: object) -> str:

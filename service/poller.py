@@ -90,7 +90,10 @@ class Poller:
         if outcome.error_kind is not None:
             self._metrics.poll_errors.labels(account.ref.platform, outcome.error_kind).inc()
         update = outcome.update
-        if self._board.record_state(account.ref, update.state, update.error, update.polled_at):
+        before = self._board.record_state(account.ref, update.state, update.error, update.polled_at)
+        if before not in (None, update.state) and not (
+            before is AccountState.PENDING and update.state is AccountState.ACTIVE
+        ):
             _log_state_change(account, update)
 
 
@@ -118,6 +121,6 @@ def _outcome(account: WatchedAccount, result: FetchResult | None, polled_at: dat
 def _log_state_change(account: WatchedAccount, update: AccountUpdate) -> None:
     fields = {"account": str(account.ref), "state": update.state.value}
     if update.state is AccountState.ACTIVE:
-        log.info("account polled successfully", extra=fields)
+        log.info("account recovered", extra=fields)
     else:
         log.warning("account poll failed", extra={**fields, "reason": update.error})

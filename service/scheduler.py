@@ -8,6 +8,7 @@ cutting them off halfway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
@@ -74,7 +75,9 @@ class PollScheduler:
         task = asyncio.get_running_loop().create_task(self._poll_group(key[0], accounts))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
-        await asyncio.shield(task)
+        # The scheduler cancels its job coroutines when it shuts down; the poll itself goes on and `drain` waits
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
 
     async def drain(self) -> None:
         """Stop starting polls and wait for the ones under way."""

@@ -8,6 +8,7 @@ before the daemon exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ class SampleWriter:
         self._pending = _Pending()
         self._wake = asyncio.Event()
         self._failing = False
+        self._closed = False
+        self._closing = asyncio.Event()
 
     @property
     def buffered(self) -> int:
@@ -51,17 +54,24 @@ class SampleWriter:
         self._wake.set()
 
     async def run(self) -> None:
-        """Write whenever something is submitted; back off while the database fails."""
+        """Write whenever something is submitted; back off while the database fails; end on ``close``."""
         delay = FIRST_RETRY_SECONDS
-        while True:
+        while not self._closed:
             await self._wake.wait()
             self._wake.clear()
-            if await self.flush():
+            if self._closed or await self.flush():
                 delay = FIRST_RETRY_SECONDS
                 continue
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=delay)
             delay = min(delay * 2, MAX_RETRY_SECONDS)
             self._wake.set()
+
+    def close(self) -> None:
+        """Let ``run`` end after the write under way; ``drain`` writes what is left."""
+        self._closed = True
+        self._closing.set()
+        self._wake.set()
 
     async def flush(self) -> bool:
         """Write everything pending; False (and nothing lost) when the database refused."""
@@ -75,6 +85,9 @@ class SampleWriter:
             self._requeue(batch)
             self._note_failure(exc)
             return False
+        except asyncio.CancelledError:
+            self._requeue(batch)  # rewriting is harmless: a repeated sample is ignored
+            raise
         self._metrics.database_write_duration.observe(time.perf_counter() - started)
         self._metrics.samples_written.inc(written)
         self._metrics.samples_buffered.set(self.buffered)

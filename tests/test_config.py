@@ -52,7 +52,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_environment_key_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="pol: unknown key .set by FLOCKWATCH_POL__INTERVAL"):
+    with pytest.raises(ConfigError, match=r"pol: unknown key \(set by FLOCKWATCH_POL__INTERVAL\)"):
         load(None, environ={"FLOCKWATCH_POL__INTERVAL": "1h"})
 
 

@@ -85,10 +85,14 @@ def test_status_gives_latest_and_changes_over_24h_and_7d(store: Store) -> None:
 def test_state_changes_and_renames_are_recorded(store: Store) -> None:
     store.watch(GARGRON, T0)
     account_id = _id(store, GARGRON)
-    store.write([], [AccountUpdate(account_id, T0, AccountState.ACTIVE, None, "1", "Gargron")])
+    store.write(
+        [], [AccountUpdate(account_id, T0, AccountState.ACTIVE, None, "1", "Gargron@mastodon.social")]
+    )
     later = T0 + timedelta(hours=1)
     store.write([], [AccountUpdate(account_id, later, AccountState.ERRORING, "HTTP 503", "1", None)])
-    store.write([], [AccountUpdate(account_id, later, AccountState.ACTIVE, None, "1", "Eugen")])
+    store.write(
+        [], [AccountUpdate(account_id, later, AccountState.ACTIVE, None, "1", "Eugen@mastodon.social")]
+    )
     (account,) = store.watched()
     assert (account.platform_id, account.state, account.last_error) == ("1", AccountState.ACTIVE, None)
     kinds = [(kind, detail) for _, kind, detail in store.events(GARGRON)]
@@ -96,7 +100,7 @@ def test_state_changes_and_renames_are_recorded(store: Store) -> None:
         ("state", "pending -> active"),
         ("state", "active -> erroring: HTTP 503"),
         ("state", "erroring -> active"),
-        ("renamed", "Gargron -> Eugen"),
+        ("renamed", "Gargron@mastodon.social -> Eugen@mastodon.social"),
     ]
 
 

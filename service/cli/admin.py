@@ -60,8 +60,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    store = open_store(load_config(args))
-    print(f"database is at the newest schema (revision {revision_of(store.engine)})")
+    with open_store(load_config(args)) as store:
+        print(f"database is at the newest schema (revision {revision_of(store.engine)})")
     return 0
 
 
@@ -85,18 +85,17 @@ def cmd_watch_add(args: argparse.Namespace) -> int:
             interval = _duration(args.interval)
         except ValueError as exc:
             raise CommandError(f"--interval: {exc}") from None
-    store = open_store(load_config(args))
-    now = datetime.now(UTC)
-    for ref in refs:
-        added = store.watch(ref, now, interval)
-        print(f"{'watching' if added else 'already watched'}: {ref}")
+    with open_store(load_config(args)) as store:
+        for ref in refs:
+            added = store.watch(ref, datetime.now(UTC), interval)
+            print(f"{'watching' if added else 'already watched'}: {ref}")
     return 0
 
 
 def cmd_watch_remove(args: argparse.Namespace) -> int:
     refs = _parse_accounts(args.accounts)
-    store = open_store(load_config(args))
-    missing = [ref for ref in refs if not store.unwatch(ref)]
+    with open_store(load_config(args)) as store:
+        missing = [ref for ref in refs if not store.unwatch(ref)]
     for ref in refs:
         print(f"{'was not watched' if ref in missing else 'stopped watching'}: {ref}")
     return 1 if missing else 0
@@ -104,7 +103,8 @@ def cmd_watch_remove(args: argparse.Namespace) -> int:
 
 def cmd_watch_list(args: argparse.Namespace) -> int:
     config = load_config(args)
-    store = open_store(config)
+    with open_store(config) as store:
+        watched = store.watched()
     rows = [
         [
             str(a.ref),
@@ -112,15 +112,15 @@ def cmd_watch_list(args: argparse.Namespace) -> int:
             format_duration(config.interval_for(a.ref, a.interval)),
             a.platform_id or "-",
         ]
-        for a in store.watched()
+        for a in watched
     ]
     print(table(["ACCOUNT", "STATE", "INTERVAL", "PLATFORM ID"], rows) if rows else "the watchlist is empty")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = open_store(load_config(args))
-    rows = [_status_cells(row) for row in store.status()]
+    with open_store(load_config(args)) as store:
+        rows = [_status_cells(row) for row in store.status()]
     if not rows:
         print(
             "the watchlist is empty: add accounts with `flockwatch watch add platform:handle`",

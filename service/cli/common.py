@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from service.config import Config, ConfigError, load
 from service.store.database import DatabaseError, open_engine, upgrade
@@ -41,14 +42,20 @@ def describe_config_error(exc: ConfigError) -> str:
     return "\n".join([*lines, *(f"  {problem}" for problem in exc.problems)])
 
 
-def open_store(config: Config) -> Store:
-    """The configured database, migrated to the newest schema."""
+@contextmanager
+def open_store(config: Config) -> Iterator[Store]:
+    """The configured database, migrated to the newest schema, closed afterwards."""
     try:
         engine = open_engine(config.database.url)
-        upgrade(engine)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
-    return Store(engine)
+    try:
+        upgrade(engine)
+        yield Store(engine)
+    except DatabaseError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        engine.dispose()
 
 
 def fail(message: str) -> int:

@@ -122,15 +122,11 @@ class Store:
         row.last_polled_at = change.polled_at
         if change.platform_id and row.platform_id != change.platform_id:
             _claim_platform_id(session, row, change.platform_id)
-        if change.platform_handle and change.platform_handle != (row.platform_handle or row.handle):
-            if row.platform_handle is not None:
+        if change.platform_handle and change.platform_handle != row.platform_handle:
+            known = row.platform_handle or row.handle
+            if change.platform_handle.lower() != known.lower():
                 session.add(
-                    _event(
-                        row.id,
-                        change.polled_at,
-                        "renamed",
-                        f"{row.platform_handle} -> {change.platform_handle}",
-                    )
+                    _event(row.id, change.polled_at, "renamed", f"{known} -> {change.platform_handle}")
                 )
             row.platform_handle = change.platform_handle
 

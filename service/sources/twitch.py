@@ -1,0 +1,125 @@
+"""Twitch Helix: ``/helix/users`` turns up to 100 logins or ids into users, then one
+``/helix/channels/followers`` request per broadcaster reads its ``total``.
+
+Banned and deleted users are left out of ``/helix/users``, so they read as not found. Needs the app's
+``Client-Id`` and a user access token; without moderator scope ``data`` is empty but ``total`` is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from service.samples import AccountState
+from service.sources.api import Api
+from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.http import required_count
+from service.sources.ratelimit import next_batch
+from service.sources.results import as_dict, as_list, fetch_each, malformed, text
+
+LOGIN = re.compile(r"^[A-Za-z0-9_]{1,25}$")  # one bad login makes Helix reject the whole lookup
+NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+
+
+class TwitchSource:
+    platform: ClassVar[str] = "twitch"
+    batch_size: ClassVar[int] = 100
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
+        results: dict[Target, FetchResult] = {
+            t: AccountProblem(AccountState.NOT_FOUND, "not a valid Twitch login", permanent=True)
+            for t in targets
+            if not t.platform_id and not LOGIN.match(t.handle)
+        }
+        asked = [t for t in targets if t not in results]
+        if not asked:
+            return results
+        batch = next_batch()
+        users = await self._users(asked, batch)
+        found = [t for t in asked if isinstance(users.get(t), dict)]
+        for target in asked:
+            if target not in users:
+                results[target] = _absent(target)
+            elif not isinstance(users[target], dict):
+                results[target] = users[target]
+        if found:
+            followers = await fetch_each(found, lambda t: self._followers(users[t], batch), concurrency=8)
+            results.update(followers)
+        return results
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+
+    async def _users(self, targets: Sequence[Target], batch: int) -> dict[Target, Any]:
+        """Each found target's user object (a malformed one as its problem); absent targets are left out."""
+        query = {
+            "id": [t.platform_id for t in targets if t.platform_id],
+            "login": [t.handle.lower() for t in targets if not t.platform_id],
+        }
+        data = await self._data("/helix/users", {k: v for k, v in query.items() if v}, batch)
+        by_key: dict[str, dict[str, Any]] = {}
+        for user in data:
+            if isinstance(user, dict):
+                for key in ("id", "login"):
+                    if isinstance(user.get(key), str):
+                        by_key[f"{key}:{user[key].lower()}"] = user
+        found: dict[Target, Any] = {}
+        for target in targets:
+            key = f"id:{target.platform_id}" if target.platform_id else f"login:{target.handle.lower()}"
+            if key in by_key:
+                found[target] = _checked_user(by_key[key])
+        return found
+
+    async def _followers(self, user: dict[str, Any], batch: int) -> FetchResult:
+        query = {"broadcaster_id": user["id"], "first": "1"}
+        response, body = await self._api.get("/helix/channels/followers", query, batch=batch)
+        if response.status_code != 200:
+            raise self._refused(response, body)
+        try:
+            total = required_count(as_dict(body, "the answer"), "total")
+        except ValueError as exc:
+            return malformed(str(exc), user["id"])
+        return Observation(platform_id=user["id"], handle=user["login"], followers=total)
+
+    async def _data(self, path: str, query: Mapping[str, list[str]], batch: int) -> list[Any]:
+        response, body = await self._api.get(path, query, batch=batch)
+        if response.status_code != 200:
+            raise self._refused(response, body)
+        try:
+            return as_list(as_dict(body, "the answer").get("data"), "data")
+        except ValueError as exc:
+            raise self._api.failed(f"twitch: unexpected answer: {exc}", kind="invalid_response") from None
+
+    def _refused(self, response: httpx.Response, body: Any) -> SourceError:
+        status = response.status_code
+        message = body.get("message") if isinstance(body, dict) else None
+        detail = message[:120] if isinstance(message, str) else f"HTTP {status}"
+        if status in (401, 403):
+            return self._api.failed(
+                f"twitch refused the client id or token: {detail}", kind="auth", permanent=True
+            )
+        return self._api.failed(f"twitch answered HTTP {status}: {detail}", kind="http_other")
+
+
+def _checked_user(user: dict[str, Any]) -> dict[str, Any] | AccountProblem:
+    try:
+        if not NUMERIC_ID.match(text(user, "id")) or not LOGIN.match(text(user, "login")):
+            raise ValueError("id or login is malformed")
+    except ValueError as exc:
+        return malformed(str(exc))
+    return user
+
+
+def _absent(target: Target) -> AccountProblem:
+    return AccountProblem(
+        AccountState.NOT_FOUND,
+        "twitch does not list this user (unknown, banned or deleted)",
+        permanent=True,
+        platform_id=target.platform_id,
+    )

@@ -1,0 +1,133 @@
+"""X (Twitter) API v2 user lookup: up to 100 accounts per request, by username until the numeric id is known.
+
+Partial failures come with HTTP 200: ``data[]`` holds the users found, ``errors[]`` the others. Both kinds of
+error share one problem ``type``, so suspension is told from absence by the ``detail`` text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from service.samples import AccountState
+from service.sources.api import Api
+from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.http import count, required_count
+from service.sources.ratelimit import parse_reset
+from service.sources.results import as_dict, as_list, fill_unanswered, malformed, text
+
+USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # one bad name makes X reject the whole batch with HTTP 400
+NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+USAGE_CAP_PAUSE = timedelta(hours=1)  # the monthly cap names no reset time
+
+
+class XSource:
+    platform: ClassVar[str] = "x"
+    batch_size: ClassVar[int] = 100
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
+        results: dict[Target, FetchResult] = {
+            t: AccountProblem(AccountState.NOT_FOUND, "not a valid X username", permanent=True)
+            for t in targets
+            if not t.platform_id and not USERNAME.match(t.handle)
+        }
+        by_id = [t for t in targets if t.platform_id]
+        by_name = [t for t in targets if not t.platform_id and t not in results]
+        if by_id:
+            results.update(await self._lookup("/2/users", "ids", by_id, lambda t: t.platform_id or ""))
+        if by_name:
+            results.update(
+                await self._lookup("/2/users/by", "usernames", by_name, lambda t: t.handle.lower())
+            )
+        return results
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+
+    async def _lookup(
+        self, path: str, param: str, targets: Sequence[Target], key: Callable[[Target], str]
+    ) -> dict[Target, FetchResult]:
+        query = {param: ",".join(key(t) for t in targets), "user.fields": "public_metrics"}
+        response, body = await self._api.get(path, query)
+        if response.status_code != 200:
+            raise self._refused(response, body)
+        try:
+            envelope = as_dict(body, "the answer")
+            users = as_list(envelope.get("data", []), "data")
+            errors = as_list(envelope.get("errors", []), "errors")
+        except ValueError as exc:
+            raise self._api.failed(
+                f"x answered with an unexpected shape: {exc}", kind="invalid_response"
+            ) from None
+        wanted = {key(t): t for t in targets}
+        results: dict[Target, FetchResult] = {}
+        for user in users:
+            target = wanted.get(_user_key(user, param))
+            if target is not None:  # users nobody asked for are ignored
+                results[target] = _observation(user)
+        for error in errors:
+            value = error.get("value") if isinstance(error, dict) else None
+            target = wanted.get(value.lower() if isinstance(value, str) else "")
+            if target is not None and target not in results:
+                results[target] = _problem(error)
+        return fill_unanswered(targets, results)
+
+    def _refused(self, response: httpx.Response, body: Any) -> SourceError:
+        status = response.status_code
+        title = str(body.get("title", "")) if isinstance(body, dict) else ""
+        if status == 403 and "usagecap" in title.replace(" ", "").lower():
+            now = self._api.gate.now()
+            reset = parse_reset(response.headers.get("x-app-limit-24hour-reset"), now)
+            return self._api.failed(
+                "x: the app's usage cap is exhausted", kind="quota", retry_at=reset or now + USAGE_CAP_PAUSE
+            )
+        if status in (401, 403):
+            return self._api.failed(
+                f"x refused the bearer token (HTTP {status} {title[:80]})".rstrip(),
+                kind="auth",
+                permanent=True,
+            )
+        return self._api.failed(f"x answered HTTP {status}", kind="http_other")
+
+
+def _user_key(user: Any, param: str) -> str:
+    if not isinstance(user, dict):
+        return ""
+    value = user.get("id" if param == "ids" else "username")
+    return value.lower() if isinstance(value, str) else ""
+
+
+def _observation(user: dict[str, Any]) -> FetchResult:
+    user_id = user.get("id")
+    if not isinstance(user_id, str) or not NUMERIC_ID.match(user_id):
+        return malformed("id is missing or not numeric")
+    try:
+        metrics = as_dict(user.get("public_metrics"), "public_metrics")
+        return Observation(
+            platform_id=user_id,
+            handle=text(user, "username"),
+            followers=required_count(metrics, "followers_count"),
+            following=count(metrics, "following_count", required=False),
+            posts=count(metrics, "tweet_count", required=False),
+        )
+    except ValueError as exc:
+        return malformed(str(exc), user_id)
+
+
+def _problem(error: Any) -> AccountProblem:
+    detail = str(error.get("detail", ""))[:200]
+    title = str(error.get("title", ""))
+    if "suspended" in detail.lower():
+        return AccountProblem(AccountState.SUSPENDED, "the account is suspended", permanent=True)
+    if title == "Not Found Error":
+        return AccountProblem(AccountState.NOT_FOUND, "x does not know this account", permanent=True)
+    if "protected" in detail.lower() or title == "Authorization Error":
+        return AccountProblem(AccountState.PROTECTED, "the account is protected")
+    return AccountProblem(AccountState.ERRORING, f"x: {title} {detail}".strip(), kind="account")
