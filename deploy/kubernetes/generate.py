@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run python deploy/kubernetes/generate.py", file=sys.stderr)
+            print(
+                f"{OUTPUT.relative_to(ROOT)} is out of date: run python deploy/kubernetes/generate.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUTPUT.write_text(text, encoding="utf-8")
