@@ -301,6 +301,30 @@ def test_dashboard_query_returns_data(stack: Stack, expr: str) -> None:
     wait_for(f"data from {query}", lambda: stack.query(query), stack, 90)
 
 
+VARIABLE_QUERIES = [
+    pytest.param(variable["query"], id=f"{board['uid']}: ${variable['name']}")
+    for board in dashboards().values()
+    for variable in board["templating"]["list"]
+    if variable["type"] == "query"
+]
+
+
+@pytest.mark.parametrize("query", VARIABLE_QUERIES)
+def test_dashboard_variable_offers_the_demo_values(stack: Stack, query: str) -> None:
+    """``label_values(selector, label)`` as Grafana asks it of Prometheus: the label's values among matching series."""
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+    assert match, f"not a label_values query: {query}"
+    selector, label = substitute(match.group(1), VARIABLES), match.group(2)
+
+    def values() -> list[str] | None:
+        url = f"{stack.prometheus_url}/api/v1/label/{label}/values"
+        response = httpx.get(url, params={"match[]": selector}, timeout=10)
+        found: list[str] = response.json()["data"] if response.status_code == 200 else []
+        return found if VARIABLES[label] in found else None
+
+    wait_for(f"{VARIABLES[label]} among the values of {query}", values, stack, 60)
+
+
 SQL_QUERIES = [
     pytest.param(target["rawSql"], id=f"{board['uid']}: {panel['title']}")
     for board in dashboards().values()
