@@ -794,6 +794,15 @@ def service() -> Json:
 # Grafana-managed alert rules ---------------------------------------------------------------------------------------
 
 
+# Prometheus alerts look the summary up with `query`, which Grafana's templates lack: there the summary is a label of
+# the alert's own series, so a summary that changes while a detection is active starts a new alert instance.
+SUMMARY_LOOKUP = (
+    "{{ with printf `flockwatch_detection_info{platform=%q,account=%q,kind=%q}` $labels.platform $labels.account "
+    "$labels.kind | query }}{{ (index . 0).Labels.summary }}{{ end }}"
+)
+WITHOUT_SUMMARY = re.compile(r"max without \(summary\) \((.*)\) == 1")
+
+
 def grafana_rule(rule: Json) -> Json:
     name = rule["alert"]
     uid = (
@@ -810,7 +819,7 @@ def grafana_rule(rule: Json) -> Json:
                 "datasourceUid": PROMETHEUS_UID,
                 "model": {
                     "refId": "A",
-                    "expr": rule["expr"],
+                    "expr": WITHOUT_SUMMARY.sub(r"\1 == 1", rule["expr"]),
                     "instant": True,
                     "intervalMs": 60000,
                     "maxDataPoints": 43200,
@@ -831,7 +840,10 @@ def grafana_rule(rule: Json) -> Json:
         "execErrState": "Error",
         "for": rule["for"],
         "labels": dict(rule["labels"]),
-        "annotations": dict(rule["annotations"]),
+        "annotations": {
+            key: text.replace(SUMMARY_LOOKUP, "{{ $labels.summary }}")
+            for key, text in rule["annotations"].items()
+        },
         "isPaused": False,
     }
 

@@ -22,6 +22,12 @@ RUNBOOKS = ROOT / "docs/runbooks.md"
 DASHBOARDS = ROOT / "grafana/dashboards"
 GRAFANA_ALERTING = ROOT / "grafana/provisioning/alerting"
 
+# How a Prometheus detection alert quotes the detection's current summary (looked up by platform, account, kind).
+SUMMARY_LOOKUP = (
+    "{{ with printf `flockwatch_detection_info{platform=%q,account=%q,kind=%q}` $labels.platform $labels.account "
+    "$labels.kind | query }}{{ (index . 0).Labels.summary }}{{ end }}"
+)
+
 DETECTION_KINDS = ("regular_growth", "burst", "drop", "rate_change", "churn", "platform_event")
 
 

@@ -11,6 +11,7 @@ from tests.observability.support import (
     RULE_TESTS,
     RULES,
     RUNBOOKS,
+    SUMMARY_LOOKUP,
     alert_rules,
     load_yaml,
     markdown_anchors,
@@ -51,13 +52,17 @@ def test_alert_follows_conventions(rule: dict[str, object]) -> None:
 def test_one_alert_per_detection_kind_quoting_the_detection() -> None:
     kinds = {}
     for rule in ALERTS:
-        match = re.fullmatch(r'flockwatch_detection_info\{kind="(\w+)"\} == 1', str(rule["expr"]))
-        if rule["labels"]["category"] == "detection":
-            assert match, f"{rule['alert']}: a detection alert selects flockwatch_detection_info by kind"
-            kinds[match.group(1)] = rule["alert"]
-            assert "{{ $labels.summary }}" in rule["annotations"]["summary"]
-            assert "{{ $labels.summary }}" in rule["annotations"]["description"]
-            assert "{{ $labels.platform }}" in rule["annotations"]["summary"]
+        if rule["labels"]["category"] != "detection":
+            continue
+        expr = str(rule["expr"])
+        match = re.fullmatch(
+            r'max without \(summary\) \(flockwatch_detection_info\{kind="(\w+)"\}\) == 1', expr
+        )
+        assert match, f"{rule['alert']}: one alert per active detection of a kind, whatever its summary says"
+        kinds[match.group(1)] = rule["alert"]
+        assert SUMMARY_LOOKUP in rule["annotations"]["summary"]
+        assert SUMMARY_LOOKUP in rule["annotations"]["description"]
+        assert "{{ $labels.platform }}" in rule["annotations"]["summary"]
     assert sorted(kinds) == sorted(DETECTION_KINDS)
 
 

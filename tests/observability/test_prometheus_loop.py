@@ -377,7 +377,10 @@ def test_founding_case_alert_fires_and_reaches_the_webhook(stack: Stack) -> None
     alert = wait_for("FlockwatchRegularGrowth for the founding case to fire", firing, stack, 240)
     fired_after = time.monotonic() - stack.started
     labels = alert["labels"]
-    assert labels["category"] == "detection" and labels["summary"] in alert["annotations"]["summary"]
+    quoted = alert["annotations"]["summary"].partition(f"mastodon:{FOUNDING_ACCOUNT} grows too regularly: ")[
+        2
+    ]
+    assert labels["category"] == "detection" and quoted, f"the detection's summary is not quoted: {alert}"
 
     def delivered() -> tuple[str, dict[str, Any]] | None:
         return next(
@@ -403,6 +406,7 @@ def test_founding_case_alert_fires_and_reaches_the_webhook(stack: Stack) -> None
     )
     assert path == f"/{route.stdout.strip()}", f"delivered to {path}, routed to {route.stdout.strip()}"
     assert notified["annotations"]["runbook_url"].endswith("#flockwatchregulargrowth")
+    assert notified["annotations"]["summary"].startswith(f"mastodon:{FOUNDING_ACCOUNT} grows too regularly: ")
     print(
         f"\nfounding case: firing in Prometheus {fired_after:.0f}s after start, "
         f"at the webhook {delivered_after:.0f}s after start ({path})"
