@@ -549,10 +549,10 @@ def account() -> Json:
         WHERE a.platform = '$platform' AND a.handle = '$account' AND $__timeFilter(s.observed_at)
         ORDER BY 1"""
     detections_sql = """
-        SELECT started_at, ended_at, kind, severity, detector, summary
-        FROM detections
-        WHERE platform = '$platform' AND account = '$account'
-        ORDER BY started_at DESC LIMIT 100"""
+        SELECT d.started_at, d.ended_at, d.kind, d.severity, d.detector, d.summary
+        FROM detections d JOIN accounts a ON a.id = d.account_id
+        WHERE a.platform = '$platform' AND a.handle = '$account'
+        ORDER BY d.started_at DESC LIMIT 100"""
     panels += [
         timeseries(
             "Follower history (database)",
