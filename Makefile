@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_DIRS := $(wildcard service migrations tests bench)
+PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes)
 
-.PHONY: run test lint typecheck pytest install clean
+.PHONY: run test lint typecheck pytest install clean bench-metrics generate
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "needs python3.11 on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -32,6 +32,13 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+bench-metrics: $(STAMP)
+	$(BIN)/python bench/metrics_page.py
+
+generate: $(STAMP)
+	$(BIN)/python grafana/generate.py
+	$(BIN)/python deploy/kubernetes/generate.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache flockwatch-demo.db*

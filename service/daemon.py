@@ -17,7 +17,8 @@ from service import __version__
 from service.board import Board
 from service.clock import Clock
 from service.config import Config, parse_listen
-from service.metrics import AccountCollector, ServiceMetrics
+from service.exposition import AccountExposition
+from service.metrics import ServiceMetrics
 from service.poller import Poller, SampleListener
 from service.samples import AccountState
 from service.scheduler import PollScheduler
@@ -54,7 +55,7 @@ class Daemon:
         self.store = Store(self.engine)
         self.board = Board()
         self.metrics = ServiceMetrics(registry)
-        registry.register(AccountCollector(self.board))
+        self.exposition = AccountExposition(self.board)
         self.source_metrics = SourceMetrics(registry)
         self.cycles = CyclePlanner(self.source_metrics)
         self.writer = SampleWriter(self.store, self.metrics)
@@ -67,7 +68,7 @@ class Daemon:
         self._writer_task: asyncio.Task[None] | None = None
         self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of)
         host, port = parse_listen(config.http.listen)
-        self.http = HttpServer(build_app(registry, self._readiness), host, port)
+        self.http = HttpServer(build_app(registry, self._readiness, [self.exposition.render]), host, port)
 
     @property
     def metrics_url(self) -> str:

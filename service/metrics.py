@@ -22,7 +22,12 @@ ACCOUNT_LABELS = ["platform", "account"]
 
 
 class AccountCollector(Collector):
-    """Yields the per-account families from the board as it is now."""
+    """Yields the per-account families from the board as it is now.
+
+    This is the readable definition of the per-account series. The daemon serves the same page through
+    ``service.exposition.AccountExposition``, which re-renders only accounts that changed (formatting
+    10,000 accounts' series anew takes about 2 s); a test holds the two pages equal byte for byte.
+    """
 
     def __init__(self, board: Board) -> None:
         self._board = board

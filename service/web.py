@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
+PageSection = Callable[[], bytes]
 
 
-def build_app(registry: CollectorRegistry, readiness: ReadinessCheck) -> web.Application:
+def build_app(
+    registry: CollectorRegistry, readiness: ReadinessCheck, sections: Sequence[PageSection] = ()
+) -> web.Application:
+    """``sections`` render further metric families after the registry's (the per-account series)."""
+
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        body = generate_latest(registry) + b"".join(section() for section in sections)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:
