@@ -1,0 +1,174 @@
+"""Gains too regular to be organic.
+
+Two tests on the last few day-scale periods (rates normalised by each period's length):
+
+- *Under-dispersed*: growth that is the sum of many independent follows varies at least like a Poisson count
+  (sd >= sqrt(mean)); organic growth varies far more. A chi-squared lower-tail test on the index of dispersion
+  catches exact and near-exact drips (the founding +768/day). Off when the count's rounding step could hide
+  that much noise.
+- *Regular plateau*: the rate jumped to at least 3x the account's own earlier rate and then held with a
+  coefficient of variation under 0.25 — what a drip randomised by +-30% looks like; organic jumps (viral
+  videos, shout-outs) peak and decay instead of stepping up to a flat level.
+
+Once open, the detection follows the plateau and ends when the rate leaves its band.
+"""
+
+from __future__ import annotations
+
+import math
+
+from service.detection.base import REGULAR_GROWTH, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.stats import chi2_lower_tail, count, median, signed, weighted_mean_sd
+
+EXACT_ALPHA = 1e-3  # lower-tail p-value under Poisson growth
+EXACT_WINDOWS = (3, 4, 5, 6, 7, 8)
+PLATEAU_WINDOWS = (5, 6, 7, 8)
+PLATEAU_MAX_CV = 0.25  # a +-30% uniform jitter has CV 0.17; 95% of 5-day samples stay under 0.25
+PLATEAU_MIN_JUMP = 3.0
+REFERENCE_PERIODS = 14
+MIN_REFERENCE_PERIODS = 4
+
+
+class _Plateau:
+    __slots__ = ("band", "days", "exact", "first", "last_in", "mean", "misses", "reference", "sd")
+
+    def __init__(self, first: float, mean: float, sd: float, days: float, exact: bool, reference: float):
+        self.first = first
+        self.mean = mean
+        self.sd = sd
+        self.days = days
+        self.exact = exact
+        self.reference = reference
+        self.band = max(3.0 * sd, (0.12 if exact else 0.4) * mean)
+        self.last_in = first
+        self.misses = 0
+
+
+class RegularGrowthDetector:
+    name = REGULAR_GROWTH
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self._plateau: _Plateau | None = None
+
+    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+        if period is None:
+            return []
+        if self._plateau is not None:
+            return self._follow(self._plateau, period)
+        recent = [*history.periods(REFERENCE_PERIODS + max(PLATEAU_WINDOWS) - 1), period]
+        plateau = _exact_plateau(recent) or _jump_plateau(recent)
+        if plateau is None:
+            self.score = 0.0
+            return []
+        self._plateau = plateau
+        return [self._finding(plateau)]
+
+    def _follow(self, plateau: _Plateau, period: Period) -> list[Finding]:
+        rate = period.rate
+        if abs(rate - plateau.mean) <= plateau.band:
+            plateau.misses = 0
+            plateau.last_in = period.end
+            plateau.days += period.days
+            return [self._finding(plateau)]
+        plateau.misses += 1
+        clear_break = rate <= 0 or rate > 2 * plateau.mean
+        if plateau.misses < 2 and not clear_break:
+            return []
+        finding = self._finding(plateau)
+        finding.ended_at = plateau.last_in
+        self._plateau = None
+        self.score = 0.0
+        return [finding]
+
+    def _finding(self, plateau: _Plateau) -> Finding:
+        days = round(plateau.days)
+        if plateau.exact:
+            self.score = min(1.0, 0.8 + 0.02 * days)
+            summary = (
+                f"gained {signed(plateau.mean)}/day for {days} days with sd {count(plateau.sd)} "
+                f"(independent follows at that rate would vary by at least ±{count(math.sqrt(plateau.mean))}"
+                "/day, organic accounts by much more)"
+            )
+            return Finding(REGULAR_GROWTH, plateau.first, self.score, Severity.CRITICAL, summary)
+        cv = plateau.sd / plateau.mean
+        self.score = min(1.0, 0.5 + (1 - cv / PLATEAU_MAX_CV) * 0.3 + 0.02 * days)
+        severity = Severity.CRITICAL if cv < PLATEAU_MAX_CV / 2 and days >= 7 else Severity.WARNING
+        summary = (
+            f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {days} days, "
+            f"{plateau.mean / max(plateau.reference, 1.0):.1f}× its earlier {signed(plateau.reference)}/day "
+            f"(organic jumps that size decay and vary by more than ±{PLATEAU_MAX_CV * 100:.0f}%)"
+        )
+        return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
+
+
+def _window_stats(window: list[Period]) -> tuple[float, float, float] | None:
+    """Mean daily rate, daily sd and total days, or None when the window is not steady growth."""
+    if any(p.gain <= 0 for p in window):
+        return None
+    rates = [p.rate for p in window]
+    days = [p.days for p in window]
+    mean, sd = weighted_mean_sd(rates, days)
+    return mean, sd, sum(days)
+
+
+def _exact_plateau(recent: list[Period]) -> _Plateau | None:
+    for n in EXACT_WINDOWS:
+        if len(recent) < n:
+            return None
+        window = recent[-n:]
+        stats = _window_stats(window)
+        if stats is None:
+            return None
+        mean, sd, days = stats
+        step = max(p.step for p in window)
+        # Rounding to ``step`` can make noisy growth look constant; the test needs noise well above a step.
+        if mean < max(20.0, (2.0 * step) ** 2):
+            return None
+        # Integer counts cannot vary by less than a rounding unit: 1/12 keeps the test finite for sd = 0.
+        dispersion = (n - 1) * max(sd * sd, step * step / 12.0) / mean
+        if chi2_lower_tail(dispersion, n - 1) < EXACT_ALPHA:
+            reference = _reference(recent[:-n])
+            return _Plateau(window[0].start, mean, sd, days, True, reference if reference is not None else 0.0)
+    return None
+
+
+def _jump_plateau(recent: list[Period]) -> _Plateau | None:
+    for n in PLATEAU_WINDOWS:
+        if len(recent) < n + MIN_REFERENCE_PERIODS:
+            return None
+        window = recent[-n:]
+        stats = _window_stats(window)
+        reference = _reference(recent[:-n])
+        if stats is None or reference is None:
+            return None
+        mean, sd, days = stats
+        step = max(p.step for p in window)
+        if step > 0.05 * mean or mean - reference < max(20.0, 5.0 * step):
+            continue
+        if mean < PLATEAU_MIN_JUMP * max(reference, 0.0) or sd > PLATEAU_MAX_CV * mean:
+            continue
+        if _decays(window) or _after_spike(recent[:-n], mean):
+            continue
+        return _Plateau(window[0].start, mean, sd, days, False, reference)
+    return None
+
+
+def _reference(before: list[Period]) -> float | None:
+    before = before[-REFERENCE_PERIODS:]
+    if len(before) < MIN_REFERENCE_PERIODS:
+        return None
+    return median([p.rate for p in before])
+
+
+def _after_spike(before: list[Period], mean: float) -> bool:
+    """True when the plateau follows a higher peak: the tail of a viral spike, not a drip switched on."""
+    return any(p.rate > 1.3 * mean for p in before[-7:])
+
+
+def _decays(window: list[Period]) -> bool:
+    """True when the second half runs clearly below the first: the shape of a viral spike, not a drip."""
+    half = len(window) // 2
+    first = sum(p.gain for p in window[:half]) / sum(p.days for p in window[:half])
+    second = sum(p.gain for p in window[half:]) / sum(p.days for p in window[half:])
+    return second < 0.75 * first

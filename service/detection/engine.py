@@ -1,0 +1,107 @@
+"""The streaming engine: one sample in, the detections it opened, changed or ended out.
+
+Backtest, import and the daemon all run this. Per account it keeps the period history and one instance of
+every detector, all bounded; across accounts it keeps the platform watch. Samples of one account must come
+in time order; an older or duplicate sample of an account is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from service.accounts import AccountRef
+from service.detection.base import DROP, Detection, Detector, Finding, Point, to_datetime
+from service.detection.detectors import all_detectors
+from service.detection.detectors.drop import DropDetector
+from service.detection.history import AccountHistory
+from service.detection.platform import PlatformWatch, explanation
+from service.samples import Sample
+
+
+@dataclass
+class _Account:
+    ref: AccountRef
+    detectors: list[Detector]
+    history: AccountHistory = field(default_factory=AccountHistory)
+    open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
+
+
+class DetectionEngine:
+    def __init__(self, detectors: Callable[[], list[Detector]] = all_detectors) -> None:
+        self._make_detectors = detectors
+        self._accounts: dict[AccountRef, _Account] = {}
+        self._platforms = PlatformWatch()
+
+    def observe(self, sample: Sample) -> list[Detection]:
+        account = self._accounts.get(sample.account)
+        if account is None:
+            account = self._accounts[sample.account] = _Account(sample.account, self._make_detectors())
+        at = sample.observed_at.timestamp()
+        last = account.history.last
+        if last is not None and at <= last.at:
+            return []
+        point = Point(at, sample.followers, sample.following, sample.followers_step)
+        period = account.history.add(point)
+        name = str(sample.account)
+        changed = self._platforms.saw(sample.account.platform, name, at)
+        for detector in account.detectors:
+            for finding in detector.observe(point, period, account.history):
+                changed.append(self._apply(account, detector.name, finding, at))
+            if isinstance(detector, DropDetector) and detector.platform_signal is not None:
+                changed += self._platforms.signal(sample.account.platform, name, detector.platform_signal)
+        if period is not None:
+            account.history.push(period)
+        return _unique(changed)
+
+    def flush(self) -> list[Detection]:
+        """The detections still open at the end of the input (they stay open)."""
+        return list(self.active())
+
+    def active(self) -> Iterator[Detection]:
+        for account in self._accounts.values():
+            yield from account.open.values()
+
+    def scores(self) -> Iterator[tuple[AccountRef, str, float]]:
+        """(account, detector, latest anomaly score) for every account and detector."""
+        for account in self._accounts.values():
+            for detector in account.detectors:
+                yield account.ref, detector.name, detector.score
+
+    def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
+        key = (detector, finding.kind)
+        detection = account.open.get(key)
+        now = to_datetime(at)
+        if detection is None:
+            name = str(account.ref)
+            detection = Detection(
+                account.ref.platform, name, finding.kind, detector, to_datetime(finding.started_at), now,
+                None, finding.score, finding.severity, finding.summary,
+                key=f"{name}|{detector}|{finding.kind}|{int(finding.started_at)}",
+            )
+            if finding.kind == DROP:
+                self._platforms.own_drop(detection)
+        elif detection.explained_by is None:
+            detection.severity = finding.severity
+            detection.summary = finding.summary
+        else:
+            detection.summary = finding.summary + explanation(account.ref.platform)
+        detection.score = finding.score
+        detection.started_at = to_datetime(finding.started_at)
+        detection.updated_at = now
+        if finding.ended_at is None:
+            account.open[key] = detection
+        else:
+            detection.ended_at = to_datetime(finding.ended_at)
+            account.open.pop(key, None)
+        return detection
+
+
+def _unique(detections: list[Detection]) -> list[Detection]:
+    seen: set[int] = set()
+    out = []
+    for detection in detections:
+        if id(detection) not in seen:
+            seen.add(id(detection))
+            out.append(detection)
+    return out
