@@ -116,7 +116,7 @@ class BurstDetector:
             if then[0] < now[0] - WINDOW or then[0] < self._after:
                 continue
             excess = self._excess(then, now)
-            if excess > best_excess:
+            if excess >= best_excess and excess > 0:
                 best, best_excess = then, excess
         if best is None or best_excess < self._threshold(point.step):
             return []

@@ -22,8 +22,11 @@ from service.detection.stats import chi2_lower_tail, count, median, signed, weig
 
 EXACT_ALPHA = 1e-3  # lower-tail p-value under Poisson growth
 EXACT_WINDOWS = (3, 4, 5, 6, 7, 8)
-PLATEAU_WINDOWS = (5, 6, 7, 8)
-PLATEAU_MAX_CV = 0.25  # a +-30% uniform jitter has CV 0.17; 95% of 5-day samples stay under 0.25
+# A short window must be flatter: three or four organic days after a jump can match to within 1% by
+# chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
+# 95% of 7-day samples of a +-30% jitter have CV < 0.23.
+PLATEAU_MAX_CV = {5: 0.12, 6: 0.16, 7: 0.25, 8: 0.25}
+PLATEAU_WINDOWS = tuple(PLATEAU_MAX_CV)
 PLATEAU_MIN_JUMP = 3.0
 REFERENCE_PERIODS = 14
 MIN_REFERENCE_PERIODS = 4
@@ -92,12 +95,15 @@ class RegularGrowthDetector:
             )
             return Finding(REGULAR_GROWTH, plateau.first, self.score, Severity.CRITICAL, summary)
         cv = plateau.sd / plateau.mean
-        self.score = min(1.0, 0.5 + (1 - cv / PLATEAU_MAX_CV) * 0.3 + 0.02 * days)
-        severity = Severity.CRITICAL if cv < PLATEAU_MAX_CV / 2 and days >= 7 else Severity.WARNING
+        self.score = min(1.0, 0.5 + (1 - cv / 0.25) * 0.3 + 0.02 * days)
+        severity = Severity.CRITICAL if cv < 0.1 and days >= 7 else Severity.WARNING
+        jump = (
+            f"{plateau.mean / plateau.reference:.1f}× its earlier {signed(plateau.reference)}/day"
+            if plateau.reference >= 1 else f"up from {signed(plateau.reference)}/day before"
+        )
         summary = (
-            f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {days} days, "
-            f"{plateau.mean / max(plateau.reference, 1.0):.1f}× its earlier {signed(plateau.reference)}/day "
-            f"(organic jumps that size decay and vary by more than ±{PLATEAU_MAX_CV * 100:.0f}%)"
+            f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {days} days, {jump} "
+            "(organic jumps that size peak and decay rather than hold this flat)"
         )
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
 
@@ -127,8 +133,11 @@ def _exact_plateau(recent: list[Period]) -> _Plateau | None:
             return None
         # Integer counts cannot vary by less than a rounding unit: 1/12 keeps the test finite for sd = 0.
         dispersion = (n - 1) * max(sd * sd, step * step / 12.0) / mean
+        reference = _reference(recent[:-n])
+        # Three equal gains happen by chance now and then; three equal gains right after a jump do not.
+        if n == 3 and (reference is None or not _jumped(mean, reference)):
+            continue
         if chi2_lower_tail(dispersion, n - 1) < EXACT_ALPHA:
-            reference = _reference(recent[:-n])
             return _Plateau(window[0].start, mean, sd, days, True, reference if reference is not None else 0.0)
     return None
 
@@ -146,12 +155,16 @@ def _jump_plateau(recent: list[Period]) -> _Plateau | None:
         step = max(p.step for p in window)
         if step > 0.05 * mean or mean - reference < max(20.0, 5.0 * step):
             continue
-        if mean < PLATEAU_MIN_JUMP * max(reference, 0.0) or sd > PLATEAU_MAX_CV * mean:
+        if not _jumped(mean, reference) or sd > PLATEAU_MAX_CV[n] * mean:
             continue
         if _decays(window) or _after_spike(recent[:-n], mean):
             continue
         return _Plateau(window[0].start, mean, sd, days, False, reference)
     return None
+
+
+def _jumped(mean: float, reference: float) -> bool:
+    return mean >= PLATEAU_MIN_JUMP * max(reference, 0.0)
 
 
 def _reference(before: list[Period]) -> float | None:

@@ -1,0 +1,92 @@
+"""Scoring detections against labelled events, the same way for flockwatch and for every baseline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.scenarios import DAY, Series
+
+HORIZON = 14 * DAY  # a detection later than this after onset is not credited to the event
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One detection, reduced to what scoring needs. Baselines have no kinds: theirs is ``any``."""
+
+    account: str
+    kind: str
+    detected_at: float
+    severity: str = "warning"
+    explained: bool = False
+
+    @property
+    def alarm(self) -> bool:
+        return SEVERITY_RANK[self.severity] >= 1 and not self.explained
+
+
+@dataclass
+class FamilyScore:
+    events: int = 0
+    caught: int = 0  # within the family's target window
+    delays: list[float] = field(default_factory=list)  # seconds, for detections within the horizon
+    target_days: float = 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.caught / self.events if self.events else float("nan")
+
+    def delay_quantile(self, q: float) -> float:
+        return float(np.quantile(self.delays, q)) / DAY if self.delays else float("nan")
+
+
+@dataclass
+class Score:
+    families: dict[str, FamilyScore]
+    false_alarms: int
+    organic_months: float
+    notes: int  # info-level detections on organic accounts
+
+    @property
+    def false_alarm_rate(self) -> float:
+        return self.false_alarms / self.organic_months if self.organic_months else float("nan")
+
+
+def score(series: list[Series], flags: Iterable[Flag]) -> Score:
+    by_account: dict[str, list[Flag]] = defaultdict(list)
+    for flag in flags:
+        by_account[flag.account].append(flag)
+    families: dict[str, FamilyScore] = defaultdict(FamilyScore)
+    for s in series:
+        for event in s.events:
+            fam = families[event.family]
+            fam.events += 1
+            fam.target_days = event.window / DAY
+            candidates = [
+                f.detected_at - event.onset for f in by_account.get(event.account, [])
+                if (f.kind in event.kinds or f.kind == "any") and f.alarm
+                and 0 <= f.detected_at - event.onset <= HORIZON
+            ]
+            if candidates:
+                delay = min(candidates)
+                fam.delays.append(delay)
+                fam.caught += delay <= event.window
+    organic = [s for s in series if s.organic]
+    false_alarms = sum(_alarms(by_account.get(s.account, [])) for s in organic)
+    notes = sum(1 for s in organic for f in by_account.get(s.account, []) if not f.alarm)
+    return Score(dict(families), false_alarms, sum(s.months for s in organic), notes)
+
+
+def _alarms(flags: list[Flag]) -> int:
+    """Alarms, with a baseline's flags less than a day apart merged into one (it would not re-alert)."""
+    count = 0
+    last = -float("inf")
+    for flag in sorted((f for f in flags if f.alarm), key=lambda f: f.detected_at):
+        if flag.kind != "any" or flag.detected_at - last > DAY:
+            count += 1
+        last = flag.detected_at
+    return count
