@@ -273,8 +273,11 @@ class Generator:
             org.unfollows[on] = 0.0
         fall = onset_day + length
         # The count itself falls by 10..25% of D a day: the fallen-away followers outnumber organic growth.
-        loss = org.usual_daily_gain * min(scale, 1.0) + amount * self.rng.uniform(0.1, 0.25)
-        per_day[fall: fall + fall_days] = -loss * self.rng.uniform(0.7, 1.3, fall_days)
+        per_step = max(1, int(DAY / spacing))
+        organic_net = (org.follows - org.unfollows)[: (days * per_step)].reshape(days, per_step).sum(axis=1)
+        loss = amount * self.rng.uniform(0.1, 0.25) * self.rng.uniform(0.7, 1.3, fall_days)
+        end = min(fall + fall_days, days)
+        per_day[fall:end] = -(loss[: end - fall] + np.maximum(organic_net[fall:end], 0))
         injected = _spread(per_day, steps, spacing)
         start = EPOCH
         events = [

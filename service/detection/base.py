@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 REGULAR_GROWTH = "regular_growth"
 BURST = "burst"
@@ -24,6 +24,15 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+class Point(NamedTuple):
+    """One sample, reduced to what detectors read; times are epoch seconds for speed."""
+
+    at: float
+    followers: int
+    following: int | None
+    step: int
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """Growth over about a day or more, between two samples: the unit the daily-scale detectors read."""
@@ -35,25 +44,20 @@ class Period:
     following_gain: int | None
     following: int | None
     step: int  # precision of the counts
-
-    @property
-    def days(self) -> float:
-        return (self.end - self.start) / DAY
-
-    @property
-    def rate(self) -> float:
-        """Gain per day."""
-        return self.gain / self.days
+    days: float  # (end - start) in days, kept because every detector reads it
+    rate: float  # gain per day
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One sample, reduced to what detectors read; times are epoch seconds for speed."""
-
-    at: float
-    followers: int
-    following: int | None
-    step: int
+def make_period(start: Point, end: Point) -> Period:
+    following_gain = None
+    if end.following is not None and start.following is not None:
+        following_gain = end.following - start.following
+    days = (end.at - start.at) / DAY
+    gain = end.followers - start.followers
+    return Period(
+        start.at, end.at, gain, end.followers, following_gain, end.following,
+        max(start.step, end.step), days, gain / days,
+    )
 
 
 @dataclass(slots=True)

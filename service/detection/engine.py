@@ -22,7 +22,9 @@ from service.samples import Sample
 @dataclass
 class _Account:
     ref: AccountRef
+    name: str  # platform:handle
     detectors: list[Detector]
+    drop: DropDetector | None  # the one whose losses feed the platform watch
     history: AccountHistory = field(default_factory=AccountHistory)
     open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
 
@@ -36,23 +38,31 @@ class DetectionEngine:
     def observe(self, sample: Sample) -> list[Detection]:
         account = self._accounts.get(sample.account)
         if account is None:
-            account = self._accounts[sample.account] = _Account(sample.account, self._make_detectors())
+            account = self._add_account(sample.account)
         at = sample.observed_at.timestamp()
         last = account.history.last
         if last is not None and at <= last.at:
             return []
         point = Point(at, sample.followers, sample.following, sample.followers_step)
         period = account.history.add(point)
-        name = str(sample.account)
-        changed = self._platforms.saw(sample.account.platform, name, at)
+        platform = account.ref.platform
+        changed = self._platforms.saw(platform, account.name, at)
         for detector in account.detectors:
-            for finding in detector.observe(point, period, account.history):
-                changed.append(self._apply(account, detector.name, finding, at))
-            if isinstance(detector, DropDetector) and detector.platform_signal is not None:
-                changed += self._platforms.signal(sample.account.platform, name, detector.platform_signal)
+            findings = detector.observe(point, period, account.history)
+            if findings:
+                changed += [self._apply(account, detector.name, finding, at) for finding in findings]
         if period is not None:
             account.history.push(period)
-        return _unique(changed)
+            signal = account.drop.platform_signal if account.drop is not None else None
+            if signal is not None:
+                changed += self._platforms.signal(platform, account.name, signal)
+        return _unique(changed) if len(changed) > 1 else changed
+
+    def _add_account(self, ref: AccountRef) -> _Account:
+        detectors = self._make_detectors()
+        drop = next((d for d in detectors if isinstance(d, DropDetector)), None)
+        account = self._accounts[ref] = _Account(ref, str(ref), detectors, drop)
+        return account
 
     def flush(self) -> list[Detection]:
         """The detections still open at the end of the input (they stay open)."""
@@ -73,7 +83,7 @@ class DetectionEngine:
         detection = account.open.get(key)
         now = to_datetime(at)
         if detection is None:
-            name = str(account.ref)
+            name = account.name
             detection = Detection(
                 account.ref.platform, name, finding.kind, detector, to_datetime(finding.started_at), now,
                 None, finding.score, finding.severity, finding.summary,

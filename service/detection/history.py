@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from service.detection.base import DAY, Period, Point
+from service.detection.base import DAY, Period, Point, make_period
 
 HISTORY_PERIODS = 40  # enough for a 4-week reference plus a 10-day test window
 MIN_PERIOD_DAYS = 0.9  # a period closes once it spans this long; daily samples close one each
@@ -29,18 +29,7 @@ class AccountHistory:
             return None
         if point.at - anchor.at < MIN_PERIOD_DAYS * DAY:
             return None
-        following_gain = None
-        if point.following is not None and anchor.following is not None:
-            following_gain = point.following - anchor.following
-        period = Period(
-            start=anchor.at,
-            end=point.at,
-            gain=point.followers - anchor.followers,
-            followers=point.followers,
-            following_gain=following_gain,
-            following=point.following,
-            step=max(point.step, anchor.step),
-        )
+        period = make_period(anchor, point)
         self._anchor = point
         return period
 

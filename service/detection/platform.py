@@ -34,10 +34,14 @@ class PlatformWatch:
         self._platforms: dict[str, _Platform] = {}
 
     def saw(self, platform: str, account: str, at: float) -> list[Detection]:
-        state = self._platforms.setdefault(platform, _Platform())
+        state = self._platforms.get(platform)
+        if state is None:
+            state = self._platforms[platform] = _Platform()
         state.seen[account] = at
         event = state.event
-        if event is not None and at - state.last_signal > 2 * WINDOW:
+        if event is None:
+            return []
+        if at - state.last_signal > 2 * WINDOW:
             event.ended_at = to_datetime(state.last_signal)
             event.updated_at = to_datetime(at)
             state.event = None

@@ -1,7 +1,7 @@
 """A step of followers arriving within hours, told apart from an organic viral ramp.
 
 The excess is the gain above the account's usual rate (median of its last week of periods). A burst opens
-when more than 1.5 days of usual growth plus three of its daily standard deviations arrive in at most six
+when more than a day of usual growth plus three of its daily standard deviations arrive in at most six
 hours (sub-daily samples) or in one period (daily samples). Then its shape decides:
 
 - *bought step*: the excess stops within six hours of its start and growth falls straight back to usual.
@@ -47,6 +47,7 @@ class BurstDetector:
     def __init__(self) -> None:
         self.score = 0.0
         self._recent: deque[tuple[float, int]] = deque(maxlen=800)
+        self._lows: deque[tuple[float, int]] = deque(maxlen=800)  # rising minima of the last WINDOW
         self._rate = 0.0  # usual gain per day
         self._sd = 0.0  # usual day-to-day standard deviation
         self._ready = False
@@ -68,10 +69,17 @@ class BurstDetector:
         return findings
 
     def _remember(self, point: Point) -> None:
+        item = (point.at, point.followers)
         recent = self._recent
-        recent.append((point.at, point.followers))
+        recent.append(item)
         while recent[0][0] < point.at - 2 * WINDOW:
             recent.popleft()
+        lows = self._lows
+        while lows and lows[-1][1] >= point.followers:
+            lows.pop()
+        lows.append(item)
+        while lows[0][0] < point.at - WINDOW:
+            lows.popleft()
 
     def _update_baseline(self, history: PeriodHistory, period: Period) -> None:
         rates = [*history.rates(BASELINE_PERIODS - 1), period.rate]
@@ -82,7 +90,7 @@ class BurstDetector:
         self._ready = True
 
     def _threshold(self, step: int) -> float:
-        return max(1.5 * max(self._rate, 0.0) + 3 * self._sd, 10.0 * step, 30.0)
+        return max(max(self._rate, 0.0) + 3 * self._sd, 10.0 * step, 30.0)
 
     def _excess(self, since: tuple[float, int], now: tuple[float, int]) -> float:
         return (now[1] - since[1]) - self._rate * (now[0] - since[0]) / DAY
@@ -110,17 +118,21 @@ class BurstDetector:
         return [self._ended(self._step(burst, point), burst.last_high)]
 
     def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
-        best: tuple[float, int] | None = None
-        best_excess = 0.0
-        for then in self._recent:
-            if then[0] < now[0] - WINDOW or then[0] < self._after:
-                continue
-            excess = self._excess(then, now)
-            if excess >= best_excess and excess > 0:
-                best, best_excess = then, excess
-        if best is None or best_excess < self._threshold(point.step):
+        # Cheap bound first: no excess can beat the rise above the window's lowest count (plus, for a
+        # shrinking account, the loss it was expected to make).
+        bound = now[1] - self._lows[0][1] + max(-self._rate, 0.0) * WINDOW / DAY
+        threshold = self._threshold(point.step)
+        if bound < threshold:
             return []
-        self._burst = _Burst(best[0], best[1], best_excess)
+        window = [then for then in self._recent if then[0] >= max(now[0] - WINDOW, self._after)]
+        excesses = [self._excess(then, now) for then in window]
+        best = max(excesses, default=0.0)
+        if best < threshold:
+            return []
+        # The rise began at the latest sample from which most of the excess has arrived (not all: a
+        # diurnal trough before it would otherwise pull the start hours back).
+        start = next(then for then, e in zip(reversed(window), reversed(excesses), strict=True) if e >= 0.75 * best)
+        self._burst = _Burst(start[0], start[1], best)
         self._burst.peak_hourly = self._excess_per_hour(now, HOUR)
         return []
 
