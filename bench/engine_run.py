@@ -19,8 +19,9 @@ def to_samples(series: list[Series]) -> list[Sample]:
     for s in series:
         ref = AccountRef.parse(s.account)
         following = s.following.tolist() if s.following is not None else [None] * len(s.times)
-        for at, count, step, follow in zip(s.times.tolist(), s.followers.tolist(), s.step.tolist(), following,
-                                          strict=True):
+        for at, count, step, follow in zip(
+            s.times.tolist(), s.followers.tolist(), s.step.tolist(), following, strict=True
+        ):
             out.append(Sample(ref, datetime.fromtimestamp(at, UTC), count, follow, None, step))
     out.sort(key=lambda x: x.observed_at)
     return out

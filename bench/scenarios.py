@@ -89,8 +89,9 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def organic_process(rng: np.random.Generator, days: int, spacing: float, start: float,
-                    size: float | None = None) -> Organic:
+def organic_process(
+    rng: np.random.Generator, days: int, spacing: float, start: float, size: float | None = None
+) -> Organic:
     steps = int(days * DAY / spacing)
     t = start + spacing * np.arange(steps)
     day_index = ((t - start) // DAY).astype(int)
@@ -165,15 +166,21 @@ def realise(rng: np.random.Generator, org: Organic, injected: np.ndarray | None 
     return np.maximum(counts, 0).astype(np.int64)
 
 
-def sample(rng: np.random.Generator, org: Organic, counts: np.ndarray, *, youtube_rounding: bool = False,
-           following: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def sample(
+    rng: np.random.Generator,
+    org: Organic,
+    counts: np.ndarray,
+    *,
+    youtube_rounding: bool = False,
+    following: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Drop missing samples, jitter times, round like YouTube if asked."""
     steps = len(counts)
     t = org.start + org.spacing * (np.arange(steps) + 1)
     keep = rng.random(steps) > 0.02
     if rng.random() < 0.3:
         outage_start = rng.integers(0, steps)
-        keep[outage_start: outage_start + int(rng.uniform(1, 5) * DAY / org.spacing)] = False
+        keep[outage_start : outage_start + int(rng.uniform(1, 5) * DAY / org.spacing)] = False
     keep[:3] = True
     keep[-1] = True
     if org.spacing < DAY:  # daily exports are stamped at midnight; pollers drift by a few seconds
@@ -207,11 +214,22 @@ class Generator:
         self._n += 1
         return f"{family.replace('_', '-')}-{self._n}"
 
-    def _series(self, family: str, org: Organic, counts: np.ndarray, platform: str, organic: bool,
-                following: np.ndarray | None = None, world: str | None = None,
-                events: list[Event] | None = None, name: str | None = None) -> Series:
+    def _series(
+        self,
+        family: str,
+        org: Organic,
+        counts: np.ndarray,
+        platform: str,
+        organic: bool,
+        following: np.ndarray | None = None,
+        world: str | None = None,
+        events: list[Event] | None = None,
+        name: str | None = None,
+    ) -> Series:
         rounding = platform == "youtube" and org.spacing >= DAY and self.rng.random() < 0.25 and organic
-        t, values, step, follow = sample(self.rng, org, counts, youtube_rounding=rounding, following=following)
+        t, values, step, follow = sample(
+            self.rng, org, counts, youtube_rounding=rounding, following=following
+        )
         account = name or _handle(platform, self._name(family))
         for event in events or []:
             if event.account == "":
@@ -223,10 +241,16 @@ class Generator:
         family = "organic_daily" if spacing >= DAY else "organic_15min"
         org = organic_process(self.rng, days, spacing, EPOCH)
         platform = str(self.rng.choice(PLATFORMS))
-        follow = _following(self.rng, len(org.follows), spacing) if platform in ("x", "mastodon", "bluesky") else None
+        follow = (
+            _following(self.rng, len(org.follows), spacing)
+            if platform in ("x", "mastodon", "bluesky")
+            else None
+        )
         return self._series(family, org, realise(self.rng, org), platform, True, follow)
 
-    def platform_cohort(self, index: int, spacing: float = DAY, days: int = 90, members: int = 8) -> list[Series]:
+    def platform_cohort(
+        self, index: int, spacing: float = DAY, days: int = 90, members: int = 8
+    ) -> list[Series]:
         platform = str(self.rng.choice(("x", "mastodon", "bluesky")))
         start = EPOCH + (index + 1) * 400 * DAY
         purge_at = start + self.rng.uniform(40, 60) * DAY
@@ -266,7 +290,7 @@ class Generator:
         fall_days = int(self.rng.uniform(5, 20))
         steps = len(org.follows)
         per_day = np.zeros(days + 60)  # room for a fall running past the end
-        per_day[onset_day: onset_day + length] = amount * self.rng.uniform(1 - jitter, 1 + jitter, length)
+        per_day[onset_day : onset_day + length] = amount * self.rng.uniform(1 - jitter, 1 + jitter, length)
         if exact:  # as in the founding case, the count moves by exactly D: no organic gain shows
             on = slice(int(onset_day * DAY / spacing), int((onset_day + length) * DAY / spacing))
             org.follows[on] = 0.0
@@ -297,7 +321,9 @@ class Generator:
         injected = _delivery(t, spacing, onset, duration, size)
         events = [Event("burst_15min", ("burst",), onset, 6 * HOUR, "")]
         platform = str(self.rng.choice(PLATFORMS))
-        return self._series("burst_15min", org, realise(self.rng, org, injected), platform, False, events=events)
+        return self._series(
+            "burst_15min", org, realise(self.rng, org, injected), platform, False, events=events
+        )
 
     def purge(self, days: int = 90) -> Series:
         org = organic_process(self.rng, days, DAY, EPOCH, size=log_uniform(self.rng, 1e3, 1e7))
@@ -321,12 +347,13 @@ class Generator:
             for _ in range(int(self.rng.integers(3, 7))):
                 swing = int(base * self.rng.uniform(0.2, 0.6))
                 hold = int(self.rng.integers(1, 4))
-                following[day: day + hold] += swing
+                following[day : day + hold] += swing
                 day += hold + int(self.rng.integers(1, 3))
         events = [Event("churn", ("churn",), EPOCH + onset_day * DAY, 5 * DAY, "")]
         platform = str(self.rng.choice(("x", "mastodon", "bluesky")))
-        return self._series("churn", org, realise(self.rng, org), platform, False, following=following,
-                            events=events)
+        return self._series(
+            "churn", org, realise(self.rng, org), platform, False, following=following, events=events
+        )
 
 
 def _spread(per_day: np.ndarray, steps: int, spacing: float) -> np.ndarray:

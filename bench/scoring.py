@@ -67,8 +67,10 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
             fam.events += 1
             fam.target_days = event.window / DAY
             candidates = [
-                f.detected_at - event.onset for f in by_account.get(event.account, [])
-                if (f.kind in event.kinds or f.kind == "any") and f.alarm
+                f.detected_at - event.onset
+                for f in by_account.get(event.account, [])
+                if (f.kind in event.kinds or f.kind == "any")
+                and f.alarm
                 and 0 <= f.detected_at - event.onset <= HORIZON
             ]
             if candidates:

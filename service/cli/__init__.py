@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from service import __version__
-from service.cli import commands
+from service.cli import detect
 
 # Exit codes: 0 done, 1 the work found a problem (e.g. failing accounts), 2 bad input or unusable setup.
 EXIT_BAD_INPUT = 2
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (commands,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (detect,)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,8 +55,15 @@ def make_period(start: Point, end: Point) -> Period:
     days = (end.at - start.at) / DAY
     gain = end.followers - start.followers
     return Period(
-        start.at, end.at, gain, end.followers, following_gain, end.following,
-        max(start.step, end.step), days, gain / days,
+        start.at,
+        end.at,
+        gain,
+        end.followers,
+        following_gain,
+        end.following,
+        max(start.step, end.step),
+        days,
+        gain / days,
     )
 
 

@@ -85,8 +85,16 @@ class DetectionEngine:
         if detection is None:
             name = account.name
             detection = Detection(
-                account.ref.platform, name, finding.kind, detector, to_datetime(finding.started_at), now,
-                None, finding.score, finding.severity, finding.summary,
+                account.ref.platform,
+                name,
+                finding.kind,
+                detector,
+                to_datetime(finding.started_at),
+                now,
+                None,
+                finding.score,
+                finding.severity,
+                finding.summary,
                 key=f"{name}|{detector}|{finding.kind}|{int(finding.started_at)}",
             )
             if finding.kind == DROP:

@@ -66,8 +66,16 @@ class PlatformWatch:
         if state.event is None:
             started = to_datetime(min(s[0] for s in state.signals.values()))
             state.event = Detection(
-                platform, f"{platform}:*", PLATFORM_EVENT, DETECTOR, started, to_datetime(now), None,
-                min(1.0, len(changes) / max(active, 1)), Severity.WARNING, summary,
+                platform,
+                f"{platform}:*",
+                PLATFORM_EVENT,
+                DETECTOR,
+                started,
+                to_datetime(now),
+                None,
+                min(1.0, len(changes) / max(active, 1)),
+                Severity.WARNING,
+                summary,
                 key=f"{platform}:*|{DETECTOR}|{PLATFORM_EVENT}|{int(now)}",
             )
         else:

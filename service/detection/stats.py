@@ -63,7 +63,7 @@ def _lower_gamma_regularized(a: float, x: float) -> float:
 
 
 def signed(value: float) -> str:
-    """A gain as people write it: +768, −1,250 (thousands separated, sign always shown)."""
+    """A gain as people write it: +768, -1,250 (thousands separated, sign always shown)."""
     return f"{round(value):+,}"
 
 

@@ -131,7 +131,8 @@ class BurstDetector:
             return []
         # The rise began at the latest sample from which most of the excess has arrived (not all: a
         # diurnal trough before it would otherwise pull the start hours back).
-        start = next(then for then, e in zip(reversed(window), reversed(excesses), strict=True) if e >= 0.75 * best)
+        pairs = zip(reversed(window), reversed(excesses), strict=True)
+        start = next(then for then, excess in pairs if excess >= 0.75 * best)
         self._burst = _Burst(start[0], start[1], best)
         self._burst.peak_hourly = self._excess_per_hour(now, HOUR)
         return []
@@ -168,7 +169,8 @@ class BurstDetector:
         severity = Severity.CRITICAL if burst.total >= 3 * usual and share >= 0.01 else Severity.WARNING
         summary = (
             f"bought step: {signed(burst.total)} followers above the usual {signed(self._rate)}/day arrived "
-            f"within hours ({burst.total / usual:.1f} days of usual growth) and growth went straight back to usual"
+            f"within hours ({burst.total / usual:.1f} days of usual growth) and growth went straight back "
+            "to usual"
         )
         return Finding(BURST, burst.start, self.score, severity, summary)
 
@@ -185,7 +187,8 @@ class BurstDetector:
         self.score = 0.3
         summary = (
             f"viral ramp: {signed(burst.total)} followers above the usual {signed(self._rate)}/day since the "
-            f"start, still arriving or decaying slowly as organic attention does (now {count(point.followers)})"
+            "start, still arriving or decaying slowly as organic attention does "
+            f"(now {count(point.followers)})"
         )
         return Finding(BURST, burst.start, self.score, Severity.INFO, summary)
 

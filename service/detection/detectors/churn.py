@@ -9,6 +9,7 @@ ten periods.
 from __future__ import annotations
 
 from collections import deque
+from itertools import pairwise
 
 from service.detection.base import CHURN, Finding, Period, PeriodHistory, Point, Severity
 from service.detection.stats import count, signed
@@ -61,7 +62,7 @@ class ChurnDetector:
 
     def _seesaw(self, before: int) -> Finding | None:
         swings = [(start, s) for start, s in self._swings if s != 0]
-        reversals = sum(1 for (_, a), (_, b) in zip(swings, swings[1:], strict=False) if (a > 0) != (b > 0))
+        reversals = sum(1 for (_, a), (_, b) in pairwise(swings) if (a > 0) != (b > 0))
         if reversals < SEESAW_REVERSALS:
             return None
         largest = max(abs(s) for _, s in swings)

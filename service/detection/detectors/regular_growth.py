@@ -104,8 +104,9 @@ class RegularGrowthDetector:
         self.score = min(1.0, 0.5 + (1 - cv / 0.25) * 0.3 + 0.02 * days)
         severity = Severity.CRITICAL if cv < 0.1 and days >= 7 else Severity.WARNING
         jump = (
-            f"{plateau.mean / plateau.reference:.1f}× its earlier {signed(plateau.reference)}/day"
-            if plateau.reference >= 1 else f"up from {signed(plateau.reference)}/day before"
+            f"{plateau.mean / plateau.reference:.1f}x its earlier {signed(plateau.reference)}/day"
+            if plateau.reference >= 1
+            else f"up from {signed(plateau.reference)}/day before"
         )
         summary = (
             f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {days} days, {jump} "
@@ -147,7 +148,7 @@ def _find_plateau(recent: list[Period]) -> _Plateau | None:
         if w.n in EXACT_WINDOWS and _exact(w, before):
             reference = _reference(before)
             return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, True, reference or 0.0)
-        if w.n in PLATEAU_WINDOWS and _flat_after_jump(w, recent[-w.n:], before):
+        if w.n in PLATEAU_WINDOWS and _flat_after_jump(w, recent[-w.n :], before):
             return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, False, _reference(before) or 0.0)
     return None
 
