@@ -1,6 +1,8 @@
 """Sustained loss: a one-sided CUSUM on the daily rate, standardised by the account's own recent growth.
 
-It opens on two losing periods once the CUSUM passes its threshold (the daily fall after a bought phase),
+It opens on two losing periods in a row, each at least four robust standard deviations below the usual
+rate (and, for an account already shrinking, losing at least twice as fast), once the CUSUM passes its
+threshold (the daily fall after a bought phase),
 or at once on a single loss that is both extreme for the account and at least 0.5% of its followers (a purge).
 A loss that an organic decline explains does not count: the reference is the account's own recent rate.
 """
@@ -14,7 +16,8 @@ REFERENCE_PERIODS = 14
 MIN_REFERENCE_PERIODS = 4
 CUSUM_SLACK = 1.0  # standard deviations of drift tolerated per period
 CUSUM_THRESHOLD = 6.0
-PURGE_Z = 8.0
+UNUSUAL_Z = 4.0
+PURGE_Z = 6.0
 PURGE_SHARE = 0.005
 PLATFORM_SIGNAL_Z = 4.0
 PLATFORM_SIGNAL_SHARE = 0.001
@@ -64,8 +67,11 @@ class DropDetector:
             self._run = _Loss(period.start, period.followers - period.gain, reference)
         self._run.loss -= period.gain
         self._run.days += period.days
-        self._losing_periods += 1
-        if not self._confirmed(self._run, period, z):
+        # Only losses well beyond the account's usual count toward confirmation: a declining account
+        # loses every day, and its noisier days are not a drop.
+        unusual = z >= UNUSUAL_Z and (reference >= 0 or period.rate < 2 * reference)
+        self._losing_periods = self._losing_periods + 1 if unusual else 0
+        if not unusual or not self._confirmed(self._run, period, z):
             return []
         self._open = True
         return [self._finding(self._run)]
