@@ -42,6 +42,7 @@ class DropDetector:
         self.score = 0.0
         self.platform_signal: tuple[float, float, float] | None = None  # (start, end, relative change)
         self._cusum = 0.0
+        self._scale = 1.0
         self._run: _Loss | None = None  # losing periods since the CUSUM left zero
         self._losing_periods = 0
         self._open = False
@@ -56,7 +57,8 @@ class DropDetector:
         if len(rates) < MIN_REFERENCE_PERIODS:
             return []
         reference = median(rates)
-        z = (reference - period.rate) / robust_scale(rates, reference, period.step)
+        self._scale = robust_scale(rates, reference, period.step)
+        z = (reference - period.rate) / self._scale
         self._note_platform_signal(period, z)
         self._cusum = max(0.0, self._cusum + z - CUSUM_SLACK)
         if self._cusum == 0.0 or period.gain >= 0:
@@ -81,7 +83,11 @@ class DropDetector:
             return False
         if self._cusum >= CUSUM_THRESHOLD and self._losing_periods >= 2:
             return True
-        return z >= PURGE_Z and -period.gain >= PURGE_SHARE * run.followers_before
+        # One period is enough only for a loss far beyond a day's usual movement (further still for an
+        # account that is shrinking anyway).
+        usual_move = 2 * self._scale + (2 if run.reference >= 0 else 3) * abs(run.reference)
+        big = -period.gain >= max(PURGE_SHARE * run.followers_before, usual_move * period.days)
+        return z >= PURGE_Z and big
 
     def _note_platform_signal(self, period: Period, z: float) -> None:
         before = period.followers - period.gain
