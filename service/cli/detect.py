@@ -88,6 +88,7 @@ def run_import(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     clock = SystemClock()
+    database = None
     try:
         database = open_engine(args.db)
         upgrade(database)
@@ -100,6 +101,9 @@ def run_import(args: argparse.Namespace) -> int:
     except (DatabaseError, SQLAlchemyError) as exc:
         _say(f"flockwatch import: {exc}")
         return EXIT_BAD_INPUT
+    finally:
+        if database is not None:
+            database.dispose()
     _say(f"done: {len(found):,} detections stored ({_by_kind(found)})")
     return 0
 
@@ -112,6 +116,7 @@ def run_detections(args: argparse.Namespace) -> int:
         except AccountError as exc:
             _say(f"flockwatch detections: {exc}")
             return EXIT_BAD_INPUT
+    database = None
     try:
         database = open_engine(args.db)
         upgrade(database)
@@ -119,6 +124,9 @@ def run_detections(args: argparse.Namespace) -> int:
     except (DatabaseError, SQLAlchemyError) as exc:
         _say(f"flockwatch detections: {exc}")
         return EXIT_BAD_INPUT
+    finally:
+        if database is not None:
+            database.dispose()
     if args.format == "jsonl":
         for detection in found:
             print(json.dumps(detection.public(), ensure_ascii=False))

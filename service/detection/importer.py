@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,8 +47,8 @@ def insert_samples(
     """Insert the samples an account does not have yet at that time; returns how many were new."""
     table = models.Sample
     dialect = database.dialect.name
-    added = 0
     with database.begin() as conn:
+        before = _stored(conn, account_ids.values())
         for start in range(0, len(samples), BATCH):
             rows = [_row(s, account_ids[s.account]) for s in samples[start : start + BATCH]]
             statement: Any
@@ -58,10 +58,18 @@ def insert_samples(
                 statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=KEY)
             else:
                 raise ValueError(f"import supports SQLite and PostgreSQL, not {dialect}")
-            added += conn.execute(statement, rows).rowcount or 0
+            conn.execute(statement, rows)
             if progress is not None:
                 progress(min(start + BATCH, len(samples)), len(samples))
-    return added
+        # rowcount is not reliable for executemany with ON CONFLICT on every driver: count instead.
+        return _stored(conn, account_ids.values()) - before
+
+
+def _stored(conn: Connection, account_ids: Iterable[int]) -> int:
+    query = (
+        select(func.count()).select_from(models.Sample).where(models.Sample.account_id.in_(list(account_ids)))
+    )
+    return int(conn.execute(query).scalar_one())
 
 
 def _row(sample: Sample, account_id: int) -> dict[str, Any]:

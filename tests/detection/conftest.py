@@ -16,6 +16,8 @@ from service.store.database import open_engine, upgrade
 PG_URL = os.environ.get(
     "FLOCKWATCH_TEST_PG_URL", "postgresql+psycopg://flockwatch:flockwatch@127.0.0.1:5432/flockwatch_test"
 )
+
+
 def _postgres_schema_url() -> tuple[Engine, str, str]:
     admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
     schema = f"detect_{uuid.uuid4().hex[:10]}"

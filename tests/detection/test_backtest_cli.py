@@ -13,8 +13,18 @@ import pytest
 
 from service.cli import main
 
-FIELDS = ["platform", "account", "kind", "detector", "started_at", "detected_at", "ended_at", "score",
-          "severity", "summary"]
+FIELDS = [
+    "platform",
+    "account",
+    "kind",
+    "detector",
+    "started_at",
+    "detected_at",
+    "ended_at",
+    "score",
+    "severity",
+    "summary",
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +43,9 @@ def history_rows() -> list[tuple[str, str, int]]:
     return rows
 
 
-def write_csv(path: Path, rows: list[tuple[str, str, int]], header: str = "timestamp,account,followers") -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str, int]], header: str = "timestamp,account,followers"
+) -> Path:
     path.write_text(header + "\n" + "".join(f"{t},{a},{f}\n" for t, a, f in rows))
     return path
 
@@ -58,7 +70,9 @@ def test_jsonl_has_exactly_the_documented_fields(tmp_path: Path, capsys: pytest.
     assert "replaying 120 samples of 2 accounts" in err
 
 
-def test_unsorted_interleaved_rows_give_the_same_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsorted_interleaved_rows_give_the_same_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = history_rows()
     _, in_order, _ = backtest(capsys, str(write_csv(tmp_path / "a.csv", rows)))
     random.Random(2).shuffle(rows)
@@ -73,9 +87,13 @@ def test_unix_seconds_bare_dates_and_columns_in_any_order(
     rows = history_rows()
     iso = write_csv(tmp_path / "iso.csv", rows)
     unix = tmp_path / "unix.csv"
-    unix.write_text("followers,following,account,timestamp\n" + "".join(
-        f"{f},,{a},{int(datetime.fromisoformat(t.replace('Z', '+00:00')).timestamp())}\n" for t, a, f in rows
-    ))
+    unix.write_text(
+        "followers,following,account,timestamp\n"
+        + "".join(
+            f"{f},,{a},{int(datetime.fromisoformat(t.replace('Z', '+00:00')).timestamp())}\n"
+            for t, a, f in rows
+        )
+    )
     dates = write_csv(tmp_path / "dates.csv", [(t[:10], a, f) for t, a, f in rows])
 
     outputs = [backtest(capsys, str(path))[1] for path in (iso, unix, dates)]
@@ -92,7 +110,9 @@ def test_table_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert any("x:bought" in line and "regular_growth" in line and "+768/day" in line for line in lines)
 
 
-def test_malformed_row_stops_with_file_line_and_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_row_stops_with_file_line_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rows = history_rows()
     rows[4] = (rows[4][0], "x:bought", -5)
     path = write_csv(tmp_path / "bad.csv", rows)
@@ -147,8 +167,12 @@ def test_missing_header_column_and_missing_file(tmp_path: Path, capsys: pytest.C
 def test_runs_as_a_command(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "h.csv", history_rows())
     done = subprocess.run(
-        [sys.executable, "-m", "service", "backtest", str(path)], cwd=ROOT, capture_output=True, text=True,
-        check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-m", "service", "backtest", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
 
     assert done.returncode == 0, done.stderr

@@ -52,7 +52,9 @@ def test_jittered_drip_delivered_hourly_on_15_minute_samples() -> None:
 
 def test_organic_growth_and_a_viral_decay_are_not_regular_growth() -> None:
     gains = organic_gains(60, 500, seed=7)
-    gains[30:37] = [g + v for g, v in zip(gains[30:37], [9000, 6000, 4200, 3000, 2000, 1400, 900], strict=True)]
+    gains[30:37] = [
+        g + v for g, v in zip(gains[30:37], [9000, 6000, 4200, 3000, 2000, 1400, 900], strict=True)
+    ]
 
     assert of_kind(run(series("x:organic", gains)), "regular_growth") == []
 
