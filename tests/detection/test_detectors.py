@@ -1,9 +1,10 @@
-"""Each detector on the behaviour it exists for, at daily and 15-minute spacing, and on what it must ignore."""
+"""Each detector on the behaviour it exists for, at daily and 15-minute spacing, and on what it ignores."""
 
 from __future__ import annotations
 
 import random
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def spread_daily(daily: list[int], per_day: int = 96, seed: int = 3) -> list[int
     for total in daily:
         cuts = sorted(rng.randint(0, total) for _ in range(per_day - 1)) if total > 0 else [0] * (per_day - 1)
         bounds = [0, *cuts, max(total, 0)]
-        out += [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+        out += [b - a for a, b in pairwise(bounds)]
         if total < 0:
             out[-1] += total
     return out
@@ -146,7 +147,10 @@ def test_follow_unfollow_seesaw_is_churn(every: timedelta) -> None:
     samples = series("x:seesaw", gains, every=every, following=following)
     found = of_kind(run(samples), "churn")
 
-    assert found and "seesaw" in found[-1].summary or "mass-follow" in found[0].summary
+    assert len(found) == 1
+    assert "seesaw" in found[0].summary and found[0].detected_at - (START + timedelta(days=20)) <= timedelta(
+        days=7
+    )
 
 
 def test_no_churn_without_a_following_count() -> None:
@@ -185,3 +189,11 @@ def _state_size(engine: DetectionEngine) -> int:
     for detector in account.detectors:
         sizes += [len(v) for v in vars(detector).values() if hasattr(v, "__len__") and not isinstance(v, str)]
     return sum(sizes)
+
+
+def test_mass_follow_is_churn() -> None:
+    following = [800] * 25 + [1600] * 16
+    found = of_kind(run(series("x:mass_follow", organic_gains(40, 50), following=following)), "churn")
+
+    assert len(found) == 1 and "mass-follow" in found[0].summary
+    assert found[0].detected_at == START + timedelta(days=25)
