@@ -96,7 +96,8 @@ class PlatformWatch:
         earliest = state.event.started_at.timestamp() - WINDOW
         changed = []
         for name, drop in list(state.drops.items()):
-            if drop.started_at.timestamp() < earliest:
+            # A drop found around the event is its doing, even if its losing streak began a little earlier.
+            if drop.detected_at.timestamp() < earliest:
                 del state.drops[name]
             elif drop.explained_by is None:
                 _explain(drop, state.event)

@@ -28,6 +28,14 @@ def robust_scale(values: Sequence[float], centre: float, step: int) -> float:
     return max(mad_sd(values, centre), math.sqrt(abs(centre) + 1.0), 0.1 * abs(centre), float(step))
 
 
+def day_to_day_sd(rates: Sequence[float]) -> float:
+    """Noise from successive differences: a level shift inside the window moves one difference, not all."""
+    if len(rates) < 3:
+        return 0.0
+    steps = [abs(b - a) for a, b in zip(rates, rates[1:], strict=False)]
+    return MAD_TO_SD * median(steps) / math.sqrt(2.0)
+
+
 def weighted_mean_sd(rates: Sequence[float], days: Sequence[float]) -> tuple[float, float]:
     """Mean daily rate and the standard deviation of one day's gain, from periods of unequal length.
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections import deque
 
 from service.detection.base import DROP, Finding, Period, PeriodHistory, Point, Severity
-from service.detection.stats import count, median, percent, robust_scale, signed
+from service.detection.stats import count, day_to_day_sd, median, percent, robust_scale, signed
 
 REFERENCE_PERIODS = 7  # the recent rate: a fall is measured against the last week, bought or not
+SCALE_PERIODS = 14  # day-to-day noise is measured over two weeks, a level change in them does not count
 MIN_REFERENCE_PERIODS = 4
 CUSUM_SLACK = 1.0  # standard deviations of drift tolerated per period
 CUSUM_THRESHOLD = 6.0
@@ -24,7 +25,7 @@ UNUSUAL_Z = 4.0
 SHRINKING_FACTOR = 3.0  # an account already shrinking must lose this many times faster
 PURGE_Z = 6.0
 PURGE_SHARE = 0.005
-PLATFORM_SIGNAL_Z = 4.0
+PLATFORM_SIGNAL_Z = 3.0
 PLATFORM_SIGNAL_SHARE = 0.001
 SUB_DAILY = 43_200.0
 
@@ -84,19 +85,20 @@ class DropDetector:
         if self._open and self._run is not None:
             return self._follow(self._run, period)
         if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
-            rates = history.rates(REFERENCE_PERIODS)
+            rates = history.rates(SCALE_PERIODS)
             if len(rates) < MIN_REFERENCE_PERIODS:
                 return []
-            self._reference = median(rates)
-            self._scale = robust_scale(rates, self._reference, period.step)
+            recent = rates[-REFERENCE_PERIODS:]
+            self._reference = median(recent)
+            self._scale = max(robust_scale(recent, self._reference, period.step), day_to_day_sd(rates))
         reference = self._reference
         if reference is None:
             return []
         z = (reference - period.rate) / self._scale
         self._note_platform_signal(period, z)
         self._cusum = max(0.0, self._cusum + (z - CUSUM_SLACK) * min(period.days, 3.0))
-        if self._cusum == 0.0 or period.gain >= 0:
-            self._run = None if self._cusum == 0.0 else self._run
+        if self._cusum == 0.0 or period.gain >= 0:  # a run is a streak of losses
+            self._run = None
             self._losing_days = 0.0
             return []
         if self._run is None:
