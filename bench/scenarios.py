@@ -255,12 +255,12 @@ class Generator:
         start = EPOCH + (index + 1) * 400 * DAY
         purge_at = start + self.rng.uniform(40, 60) * DAY
         world = f"cohort-{index}"
-        hit = self.rng.uniform(0.6, 1.0)
+        hit = set(self.rng.permutation(members)[: max(3, round(self.rng.uniform(0.6, 1.0) * members))].tolist())
         out = []
-        for _ in range(members):
+        for member in range(members):
             org = organic_process(self.rng, days, spacing, start, size=log_uniform(self.rng, 1e3, 1e7))
             counts = realise(self.rng, org)
-            if self.rng.random() < hit:
+            if member in hit:
                 share = self.rng.uniform(0.01, 0.05)
                 at = purge_at + self.rng.uniform(0, 6 * HOUR)
                 idx = int((at - start) // spacing)
