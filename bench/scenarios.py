@@ -255,7 +255,9 @@ class Generator:
         start = EPOCH + (index + 1) * 400 * DAY
         purge_at = start + self.rng.uniform(40, 60) * DAY
         world = f"cohort-{index}"
-        hit = set(self.rng.permutation(members)[: max(3, round(self.rng.uniform(0.6, 1.0) * members))].tolist())
+        hit = set(
+            self.rng.permutation(members)[: max(3, round(self.rng.uniform(0.6, 1.0) * members))].tolist()
+        )
         out = []
         for member in range(members):
             org = organic_process(self.rng, days, spacing, start, size=log_uniform(self.rng, 1e3, 1e7))

@@ -89,6 +89,7 @@ class Detector(Protocol):
 
     name: str
     score: float  # latest anomaly score in [0, 1], 0 when nothing is going on
+    per_sample: bool  # False: called only for samples that close a period (period is never None)
 
     def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]: ...
 

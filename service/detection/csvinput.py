@@ -36,7 +36,7 @@ class ReadResult:
 
 def read_samples(path: Path, skip_bad_rows: bool = False) -> ReadResult:
     """All samples of the file, sorted by time (then account), so a replay sees them in order."""
-    samples: list[Sample] = []
+    keyed: list[tuple[float, str, Sample]] = []
     skipped: list[BadRow] = []
     for item in iter_rows(path):
         if isinstance(item, BadRow):
@@ -44,9 +44,10 @@ def read_samples(path: Path, skip_bad_rows: bool = False) -> ReadResult:
                 raise item
             skipped.append(item)
         else:
-            samples.append(item)
-    samples.sort(key=lambda s: (s.observed_at, s.account))
-    return ReadResult(samples, skipped)
+            keyed.append((item.observed_at.timestamp(), str(item.account), item))
+    # Plain floats and strings sort far faster than datetimes and dataclasses.
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return ReadResult([k[2] for k in keyed], skipped)
 
 
 def iter_rows(path: Path) -> Iterator[Sample | BadRow]:
@@ -55,15 +56,14 @@ def iter_rows(path: Path) -> Iterator[Sample | BadRow]:
         header = next(reader, None)
         if header is None:
             raise BadRow(path, 1, "the file is empty; expected a header timestamp,account,followers")
-        columns = _columns(path, [h.strip().lower() for h in header])
+        parse = _RowParser(_columns(path, [h.strip().lower() for h in header]))
         for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
+            if not row or (not row[0].strip() and all(not cell.strip() for cell in row)):
                 continue
             try:
-                yield _sample(row, columns)
+                yield parse(row)
             except ValueError as exc:
-                yield BadRow(path, line, str(exc))
+                yield BadRow(path, reader.line_num, str(exc))
 
 
 def _columns(path: Path, header: list[str]) -> dict[str, int]:
@@ -73,32 +73,57 @@ def _columns(path: Path, header: list[str]) -> dict[str, int]:
     return {name: header.index(name) for name in (*REQUIRED, *OPTIONAL) if name in header}
 
 
-def _sample(row: list[str], columns: dict[str, int]) -> Sample:
-    if len(row) <= max(columns.values()):
-        raise ValueError(f"expected at least {max(columns.values()) + 1} columns, got {len(row)}")
-    try:
-        account = AccountRef.parse(row[columns["account"]])
-    except AccountError as exc:
-        raise ValueError(str(exc)) from exc
-    return Sample(
-        account=account,
-        observed_at=parse_timestamp(row[columns["timestamp"]]),
-        followers=_count(row[columns["followers"]], "followers", required=True) or 0,
-        following=_count(row[columns["following"]], "following") if "following" in columns else None,
-        posts=_count(row[columns["posts"]], "posts") if "posts" in columns else None,
-    )
+class _RowParser:
+    """Turns rows into samples; accounts are parsed once per distinct spelling (files repeat them)."""
+
+    def __init__(self, columns: dict[str, int]) -> None:
+        self._time = columns["timestamp"]
+        self._account = columns["account"]
+        self._followers = columns["followers"]
+        self._following = columns.get("following")
+        self._posts = columns.get("posts")
+        self._width = max(columns.values()) + 1
+        self._accounts: dict[str, AccountRef | str] = {}  # spelling -> account, or why it is not one
+
+    def __call__(self, row: list[str]) -> Sample:
+        if len(row) < self._width:
+            raise ValueError(f"expected at least {self._width} columns, got {len(row)}")
+        return Sample(
+            account=self._account_of(row[self._account]),
+            observed_at=parse_timestamp(row[self._time]),
+            followers=_count(row[self._followers], "followers", required=True) or 0,
+            following=_count(row[self._following], "following") if self._following is not None else None,
+            posts=_count(row[self._posts], "posts") if self._posts is not None else None,
+        )
+
+    def _account_of(self, text: str) -> AccountRef:
+        known = self._accounts.get(text)
+        if known is None:
+            try:
+                known = AccountRef.parse(text)
+            except AccountError as exc:
+                known = str(exc)
+            self._accounts[text] = known
+        if isinstance(known, str):
+            raise ValueError(known)
+        return known
 
 
 def parse_timestamp(text: str) -> datetime:
     text = text.strip()
     if not text:
         raise ValueError("the timestamp is empty")
+    if len(text) >= 10 and text[4] == "-":  # ISO 8601 (Unix seconds never have a dash there)
+        return _iso(text)
     try:
         return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        raise ValueError(f"timestamp {text!r} is neither ISO 8601 nor Unix seconds") from exc
     except (OverflowError, OSError) as exc:
         raise ValueError(f"timestamp {text!r} is out of range") from exc
+
+
+def _iso(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:

@@ -24,6 +24,7 @@ class _Account:
     ref: AccountRef
     name: str  # platform:handle
     detectors: list[Detector]
+    per_sample: list[Detector]  # the ones that read samples between period closes
     drop: DropDetector | None  # the one whose losses feed the platform watch
     history: AccountHistory = field(default_factory=AccountHistory)
     open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
@@ -44,24 +45,32 @@ class DetectionEngine:
         if last is not None and at <= last.at:
             return []
         point = Point(at, sample.followers, sample.following, sample.followers_step)
-        period = account.history.add(point)
-        platform = account.ref.platform
-        changed = self._platforms.saw(platform, account.name, at)
-        for detector in account.detectors:
-            findings = detector.observe(point, period, account.history)
+        history = account.history
+        period = history.add(point)
+        changed: list[Detection] = []
+        # Most sub-daily samples close no period: only the detectors that read raw samples need them.
+        for detector in account.detectors if period is not None else account.per_sample:
+            findings = detector.observe(point, period, history)
             if findings:
                 changed += [self._apply(account, detector.name, finding, at) for finding in findings]
         if period is not None:
-            account.history.push(period)
-            signal = account.drop.platform_signal if account.drop is not None else None
-            if signal is not None:
-                changed += self._platforms.signal(platform, account.name, signal)
+            history.push(period)
+            changed += self._platform_news(account, at)
         return _unique(changed) if len(changed) > 1 else changed
+
+    def _platform_news(self, account: _Account, at: float) -> list[Detection]:
+        platform = account.ref.platform
+        news = self._platforms.saw(platform, account.name, at)
+        signal = account.drop.platform_signal if account.drop is not None else None
+        if signal is not None:
+            news += self._platforms.signal(platform, account.name, signal)
+        return news
 
     def _add_account(self, ref: AccountRef) -> _Account:
         detectors = self._make_detectors()
         drop = next((d for d in detectors if isinstance(d, DropDetector)), None)
-        account = self._accounts[ref] = _Account(ref, str(ref), detectors, drop)
+        per_sample = [d for d in detectors if d.per_sample]
+        account = self._accounts[ref] = _Account(ref, str(ref), detectors, per_sample, drop)
         return account
 
     def flush(self) -> list[Detection]:

@@ -43,6 +43,7 @@ class _Burst:
 
 class BurstDetector:
     name = BURST
+    per_sample = True
 
     def __init__(self) -> None:
         self.score = 0.0
@@ -60,13 +61,20 @@ class BurstDetector:
         self._remember(point)
         findings: list[Finding] = []
         if self._ready and previous is not None:
-            if point.at - previous[0] < SUBDAILY_GAP:
+            if point.at - previous[0] >= SUBDAILY_GAP:
+                findings = self._daily(period) if period is not None else []
+            elif self._burst is not None or self._may_open(point):
                 findings = self._subdaily(point)
-            elif period is not None:
-                findings = self._daily(period)
         if period is not None:
             self._update_baseline(history, period)
         return findings
+
+    def _may_open(self, point: Point) -> bool:
+        """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
+        count (plus, for a shrinking account, the loss it was expected to make)."""
+        rate = self._rate
+        bound = point.followers - self._lows[0][1] + (-rate * WINDOW / DAY if rate < 0 else 0.0)
+        return bound >= self._threshold(point.step)
 
     def _remember(self, point: Point) -> None:
         item = (point.at, point.followers)
@@ -118,12 +126,7 @@ class BurstDetector:
         return [self._ended(self._step(burst, point), burst.last_high)]
 
     def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
-        # Cheap bound first: no excess can beat the rise above the window's lowest count (plus, for a
-        # shrinking account, the loss it was expected to make).
-        bound = now[1] - self._lows[0][1] + max(-self._rate, 0.0) * WINDOW / DAY
         threshold = self._threshold(point.step)
-        if bound < threshold:
-            return []
         window = [then for then in self._recent if then[0] >= max(now[0] - WINDOW, self._after)]
         excesses = [self._excess(then, now) for then in window]
         best = max(excesses, default=0.0)

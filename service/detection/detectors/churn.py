@@ -25,6 +25,7 @@ QUIET_PERIODS = 5
 
 class ChurnDetector:
     name = CHURN
+    per_sample = False
 
     def __init__(self) -> None:
         self.score = 0.0

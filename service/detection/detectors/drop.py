@@ -61,6 +61,7 @@ class _Loss:
 
 class DropDetector:
     name = DROP
+    per_sample = True
 
     def __init__(self) -> None:
         self.score = 0.0
@@ -79,7 +80,8 @@ class DropDetector:
         sub_daily = point.at - self._last_at < SUB_DAILY
         self._last_at = point.at
         if period is None:
-            if sub_daily and not self._open:
+            hourly = self._hourly
+            if sub_daily and not self._open and (not hourly or point.at - hourly[-1][0] >= HOUR):
                 return self._sustained(point)
             return []
         if self._open and self._run is not None:
@@ -132,8 +134,6 @@ class DropDetector:
 
     def _sustained(self, point: Point) -> list[Finding]:
         hourly = self._hourly
-        if hourly and point.at - hourly[-1][0] < HOUR:
-            return []
         hourly.append((point.at, point.followers))
         reference = self._reference
         if reference is None or point.at - hourly[0][0] < SUSTAINED:

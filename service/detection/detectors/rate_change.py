@@ -19,6 +19,7 @@ MIN_Z = 4.0
 
 class RateChangeDetector:
     name = RATE_CHANGE
+    per_sample = False
 
     def __init__(self) -> None:
         self.score = 0.0

@@ -55,6 +55,7 @@ class _Plateau:
 
 class RegularGrowthDetector:
     name = REGULAR_GROWTH
+    per_sample = False
 
     def __init__(self) -> None:
         self.score = 0.0
