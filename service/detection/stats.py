@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -32,7 +33,7 @@ def day_to_day_sd(rates: Sequence[float]) -> float:
     """Noise from successive differences: a level shift inside the window moves one difference, not all."""
     if len(rates) < 3:
         return 0.0
-    steps = [abs(b - a) for a, b in zip(rates, rates[1:], strict=False)]
+    steps = [abs(b - a) for a, b in pairwise(rates)]
     return MAD_TO_SD * median(steps) / math.sqrt(2.0)
 
 
