@@ -74,7 +74,13 @@ def write_report(r: Report) -> str:
         "",
         f"False alarms: {ours.false_alarms} in {ours.organic_months:,.0f} organic account-months "
         f"(**{ours.false_alarm_rate:.4f} per account-month**, viral spikes and platform purges included); "
-        f"{ours.notes:,} information-level notes ({ours.notes / ours.organic_months:.2f} per account-month).",
+        f"{ours.notes:,} information-level notes ({ours.notes / ours.organic_months:.2f} per account-month). "
+        "By organic family: "
+        + "; ".join(
+            f"{family} {alarms} in {months:,.0f} months"
+            for family, (alarms, months) in sorted(ours.by_family.items())
+        )
+        + ".",
         "",
         "## Side by side",
         "",
@@ -121,7 +127,8 @@ def _targets(r: Report) -> list[str]:
     samples, seconds = r.backtest
     rows.append(
         f"| backtest ≥ {THROUGHPUT_TARGET:,} samples/s on one core | {samples / seconds:,.0f}/s end to end, "
-        f"{r.samples / r.engine_seconds:,.0f}/s in the engine | {_ok(samples / seconds >= THROUGHPUT_TARGET)} |"
+        f"{r.samples / r.engine_seconds:,.0f}/s in the engine | "
+        f"{_ok(samples / seconds >= THROUGHPUT_TARGET)} |"
     )
     return rows
 
@@ -146,7 +153,7 @@ def _side_by_side(r: Report) -> list[str]:
     rows = [head, "|" + "---|" * (len(families) + 3)]
     count = len(r.series)
     for name, s, seconds in r.methods:
-        cells = [f"{s.families[f].recall:.2f}" if f in s.families else "–" for f in families]
+        cells = [f"{s.families[f].recall:.2f}" if f in s.families else "-" for f in families]
         rows.append(
             f"| {name} | " + " | ".join(cells) + f" | {s.false_alarm_rate:.3f} | "
             f"{1000 * seconds / count:.2f} ms |"
@@ -157,11 +164,12 @@ def _side_by_side(r: Report) -> list[str]:
 def _speed(r: Report) -> list[str]:
     samples, seconds = r.backtest
     return [
-        f"- Engine alone (one process, samples already parsed): {r.samples:,} samples in {r.engine_seconds:.1f} s "
-        f"= **{r.samples / r.engine_seconds:,.0f} samples/s**.",
-        f"- `flockwatch backtest` end to end (CSV parsing, sorting, replay, JSON output): {samples:,} samples "
-        f"in {seconds:.1f} s = **{samples / seconds:,.0f} samples/s**.",
-        "- Memory: per account the engine keeps at most 40 day-scale periods, 12 hours of raw samples for the "
+        f"- Engine alone (one process, samples already parsed): {r.samples:,} samples in "
+        f"{r.engine_seconds:.1f} s = **{r.samples / r.engine_seconds:,.0f} samples/s**.",
+        "- `flockwatch backtest` end to end (CSV parsing, sorting, replay, JSON output): "
+        f"{samples:,} samples in {seconds:.1f} s = **{samples / seconds:,.0f} samples/s**.",
+        "- Memory: per account the engine keeps at most 40 day-scale periods, 12 hours of raw samples for "
+        "the "
         "burst detector and 10 following-count swings; state does not grow with history length "
         "(`tests/detection/test_detectors.py::test_state_stays_bounded_however_long_the_history`).",
         "- Per-series cost of every method is in the side-by-side table (same series, same run). S-H-ESD and "
@@ -189,7 +197,7 @@ def _window(fam: FamilyScore) -> str:
 def _delay(fam: FamilyScore, q: float) -> str:
     days = fam.delay_quantile(q)
     if math.isnan(days):
-        return "–"
+        return "-"
     return f"{days * 24:.1f} h" if fam.target_days < 1 else f"{days:.2f} d"
 
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"flockwatch: {samples:,} samples in {engine_seconds:.1f} s ({samples / engine_seconds:,.0f}/s)")
     methods = [Method("flockwatch", score(series, flags(detections)), engine_seconds)]
     methods += [_simple("median ± 3·MAD band (Grafana)", mad_band, series)]
-    methods += [_simple("+10%/24 h or −5% rule", ten_percent_rule, series)]
+    methods += [_simple("+10%/24 h or -5% rule", ten_percent_rule, series)]
     peers, peer_note = ({}, "skipped (--no-peers)") if args.no_peers else _peers(series)
     methods += [Method(name, score(series, found), seconds) for name, (found, seconds) in peers.items()]
 

@@ -22,8 +22,8 @@ Bought families add to an organic account (whose own growth goes on underneath):
 
 - ``drip_constant``: exactly D per day, no organic gain showing (the founding case: "no 767, no 769");
   ``drip_constant_noisy``: D per day on top of organic growth of 1..10% of D. D is 10..100 times the
-  account's usual gain and at least 100..2,000 (log-uniform) a day. After 10..40 days the drip stops and the count falls by 10..25%
-  of D per day (net of organic growth) for 5..20 days (labelled separately as ``fall``);
+  account's usual gain and at least 100..2,000 (log-uniform) a day. After 10..40 days the drip stops and
+  the count falls by 10..25% of D per day (net of organic growth) for 5..20 days (labelled ``fall``);
 - ``drip_jitter10`` / ``drip_jitter30``: D x U(0.9, 1.1) or U(0.7, 1.3) per day, organic growth 3..33% of D;
 - ``drip_jitter30_15min``: the same at 15-minute sampling, the day's amount delivered in 24 hourly runs;
 - ``burst_15min``: 3..30 days of usual growth (and at least 60) delivered within 0..3 hours;

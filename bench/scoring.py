@@ -50,6 +50,7 @@ class Score:
     false_alarms: int
     organic_months: float
     notes: int  # info-level detections on organic accounts
+    by_family: dict[str, tuple[int, float]] = field(default_factory=dict)  # organic family: (alarms, months)
 
     @property
     def false_alarm_rate(self) -> float:
@@ -78,9 +79,13 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
                 fam.delays.append(delay)
                 fam.caught += delay <= event.window
     organic = [s for s in series if s.organic]
-    false_alarms = sum(_alarms(by_account.get(s.account, [])) for s in organic)
+    by_family: dict[str, tuple[int, float]] = {}
+    for s in organic:
+        alarms, months = by_family.get(s.family, (0, 0.0))
+        by_family[s.family] = (alarms + _alarms(by_account.get(s.account, [])), months + s.months)
+    false_alarms = sum(alarms for alarms, _ in by_family.values())
     notes = sum(1 for s in organic for f in by_account.get(s.account, []) if not f.alarm)
-    return Score(dict(families), false_alarms, sum(s.months for s in organic), notes)
+    return Score(dict(families), false_alarms, sum(s.months for s in organic), notes, by_family)
 
 
 def _alarms(flags: list[Flag]) -> int:

@@ -75,8 +75,8 @@ def shesd(times: np.ndarray, followers: np.ndarray) -> list[float]:
     t, x = rates(times, followers)
     step = float(np.median(np.diff(t))) if len(t) > 1 else DAY
     sub_daily = step < DAY / 2
-    period = int(round(DAY / step)) if sub_daily else 7
-    piece = int(round(14 * DAY / step)) if sub_daily else len(x)
+    period = round(DAY / step) if sub_daily else 7
+    piece = round(14 * DAY / step) if sub_daily else len(x)
     out: list[float] = []
     for start in range(0, len(x), piece):
         chunk = x[start : start + piece]
@@ -123,7 +123,8 @@ def _timed_shesd(item: dict) -> tuple[str, list[float], float]:  # type: ignore[
 
 
 def main(source: str, target: str, workers: int = 2) -> None:
-    series = json.load(open(source))
+    with open(source) as handle:
+        series = json.load(handle)
     result: dict[str, dict] = {"flags": {}, "seconds": {}}  # type: ignore[type-arg]
     # S-H-ESD is the slow one: its per-series cost is summed inside the workers, so it is CPU time.
     with multiprocessing.Pool(workers) as pool:
@@ -139,7 +140,8 @@ def main(source: str, target: str, workers: int = 2) -> None:
         result["flags"][name] = flags
     for name, seconds in result["seconds"].items():
         print(f"{name}: {seconds:.1f} s for {len(series)} series", file=sys.stderr, flush=True)
-    json.dump(result, open(target, "w"))
+    with open(target, "w") as handle:
+        json.dump(result, handle)
 
 
 if __name__ == "__main__":
