@@ -8,6 +8,7 @@ series, and measures speed. ``--quick`` runs a small version for a smoke test.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ from service.detection.engine import DetectionEngine
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "bench" / ".venv-adtk"
 PEERS = ROOT / "bench" / "baselines" / "peers.py"
+RESULTS = ROOT / "bench" / "results"  # git-ignored
 REAL = ROOT.parent / "shared" / "data" / "real"
 PEER_PACKAGES = ["numpy<2", "pandas==1.5.3", "scipy<1.12", "statsmodels<0.15", "matplotlib<3.9", "adtk"]
 
@@ -105,21 +107,23 @@ def _peers(series: list[Series]) -> tuple[dict[str, tuple[list[Flag], float]], s
         )
         if not installed:
             return {}, f"not run: could not install {' '.join(PEER_PACKAGES)} into {VENV}"
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "in.json", Path(folder) / "out.json"
-        source.write_text(
-            json.dumps(
-                [
-                    {"account": s.account, "times": s.times.tolist(), "followers": s.followers.tolist()}
-                    for s in series
-                ]
-            )
-        )
-        say("running S-H-ESD and ADTK in their own environment")
-        done = subprocess.run([str(python), str(PEERS), str(source), str(target)], check=False)
-        if done.returncode != 0:
-            return {}, f"not run: {PEERS.name} exited with {done.returncode}"
-        result = json.loads(target.read_text())
+    payload = json.dumps(
+        [{"account": s.account, "times": s.times.tolist(), "followers": s.followers.tolist()} for s in series]
+    )
+    # The peers' verdicts depend only on the series: a re-run on the same scenarios reuses them.
+    cached = RESULTS / f"peers-{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
+    if cached.exists():
+        say(f"reusing the peers' results for these scenarios from {cached.relative_to(ROOT)}")
+    else:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(folder) / "in.json"
+            source.write_text(payload)
+            say("running S-H-ESD and ADTK in their own environment")
+            done = subprocess.run([str(python), str(PEERS), str(source), str(cached)], check=False)
+            if done.returncode != 0:
+                return {}, f"not run: {PEERS.name} exited with {done.returncode}"
+    result = json.loads(cached.read_text())
     out = {
         name: (
             [Flag(account, "any", t) for account, times in per_account.items() for t in times],

@@ -1,7 +1,7 @@
 """A step of followers arriving within hours, told apart from an organic viral ramp.
 
 The excess is the gain above the account's usual rate (median of its last week of periods). A burst opens
-when more than 0.75 days of usual growth plus three of its daily standard deviations arrive in at most six
+when more than 0.75 days of usual growth plus 1.5 of its daily standard deviations arrive in at most six
 hours (sub-daily samples) or in one period (daily samples). Then its shape decides:
 
 - *bought step*: the excess stops within six hours of its start and growth falls straight back to usual.
@@ -98,7 +98,8 @@ class BurstDetector:
         self._ready = True
 
     def _threshold(self, step: int) -> float:
-        return max(0.75 * max(self._rate, 0.0) + 3 * self._sd, 10.0 * step, 30.0)
+        # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.
+        return max(0.75 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, 30.0)
 
     def _excess(self, since: tuple[float, int], now: tuple[float, int]) -> float:
         return (now[1] - since[1]) - self._rate * (now[0] - since[0]) / DAY
