@@ -135,14 +135,16 @@ def _targets(r: Report) -> list[str]:
 
 def _families(s: Score) -> list[str]:
     rows = [
-        "| family | events | target window | recall in window | median delay | p90 delay | caught ≤ 14 d |",
-        "|---|---|---|---|---|---|---|",
+        "| family | events | target window | recall in window | median delay | p90 delay | caught ≤ 14 d "
+        "| misses with samples missing in the window |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for family in _ordered(s):
         fam = s.families[family]
         rows.append(
             f"| {family} | {fam.events} | {_window(fam)} | {fam.recall:.3f} | {_delay(fam, 0.5)} | "
-            f"{_delay(fam, 0.9)} | {len(fam.delays) / fam.events:.3f} |"
+            f"{_delay(fam, 0.9)} | {len(fam.delays) / fam.events:.3f} | "
+            f"{fam.gapped_misses} of {fam.events - fam.caught} |"
         )
     return rows
 

@@ -35,6 +35,7 @@ class FamilyScore:
     caught: int = 0  # within the family's target window
     delays: list[float] = field(default_factory=list)  # seconds, for detections within the horizon
     target_days: float = 0.0
+    gapped_misses: int = 0  # misses whose window had samples missing: no method had the data in time
 
     @property
     def recall(self) -> float:
@@ -74,10 +75,11 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
                 and f.alarm
                 and 0 <= f.detected_at - event.onset <= HORIZON
             ]
+            delay = min(candidates, default=HORIZON + 1)
             if candidates:
-                delay = min(candidates)
                 fam.delays.append(delay)
-                fam.caught += delay <= event.window
+            fam.caught += delay <= event.window
+            fam.gapped_misses += delay > event.window and _gap_in_window(s, event.onset, event.window)
     organic = [s for s in series if s.organic]
     by_family: dict[str, tuple[int, float]] = {}
     for s in organic:
@@ -86,6 +88,15 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
     false_alarms = sum(alarms for alarms, _ in by_family.values())
     notes = sum(1 for s in organic for f in by_account.get(s.account, []) if not f.alarm)
     return Score(dict(families), false_alarms, sum(s.months for s in organic), notes, by_family)
+
+
+def _gap_in_window(s: Series, onset: float, window: float) -> bool:
+    times = s.times
+    spacing = float(np.median(np.diff(times)))
+    inside = times[(times >= onset - spacing) & (times <= onset + window)]
+    if len(inside) < 2:
+        return True
+    return bool(np.max(np.diff(inside)) > 1.5 * spacing)
 
 
 def _alarms(flags: list[Flag]) -> int:

@@ -1,7 +1,7 @@
 """A step of followers arriving within hours, told apart from an organic viral ramp.
 
 The excess is the gain above the account's usual rate (median of its last week of periods). A burst opens
-when more than 0.75 days of usual growth plus 1.5 of its daily standard deviations arrive in at most six
+when more than half a day of usual growth plus 1.5 of its daily standard deviations arrive in at most six
 hours (sub-daily samples) or in one period (daily samples). Then its shape decides:
 
 - *bought step*: the excess stops within six hours of its start and growth falls straight back to usual.
@@ -24,16 +24,18 @@ HOUR = 3_600.0
 WINDOW = 6 * HOUR  # a bought step is delivered within this
 SUBDAILY_GAP = 0.5 * DAY
 BASELINE_PERIODS = 7
-MIN_BASELINE_PERIODS = 3
+MIN_BASELINE_PERIODS = 7  # a week of history before the usual rate is trusted
+MIN_STEP = 50.0  # followers: below this a step is noise for small accounts (packages sell by the hundred)
 RISE_OVER = 0.1  # share of the peak hourly excess under which the rise counts as over
 STEP_RELAPSE = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
 
 
 class _Burst:
-    __slots__ = ("last_high", "peak_hourly", "reported", "start", "start_followers", "total")
+    __slots__ = ("last_high", "opened", "peak_hourly", "reported", "start", "start_followers", "total")
 
-    def __init__(self, start: float, start_followers: int, total: float) -> None:
+    def __init__(self, start: float, start_followers: int, total: float, opened: float = 0.0) -> None:
         self.start = start
+        self.opened = opened or start  # when the excess first crossed the threshold
         self.start_followers = start_followers
         self.total = total
         self.peak_hourly = 0.0
@@ -99,7 +101,7 @@ class BurstDetector:
 
     def _threshold(self, step: int) -> float:
         # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.
-        return max(0.75 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, 30.0)
+        return max(0.5 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, MIN_STEP)
 
     def _excess(self, since: tuple[float, int], now: tuple[float, int]) -> float:
         return (now[1] - since[1]) - self._rate * (now[0] - since[0]) / DAY
@@ -115,7 +117,8 @@ class BurstDetector:
         # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp.
         if self._excess_per_hour(now, 2 * HOUR) >= RISE_OVER * burst.peak_hourly:
             burst.last_high = now[0]
-            if not burst.reported and now[0] - burst.start > WINDOW:
+            # Timed from when the burst was noticed: the start estimate can sit hours early on a slow account.
+            if not burst.reported and now[0] - burst.opened > WINDOW:
                 burst.reported = True
                 return [self._viral(burst, point)]
             return []
@@ -137,7 +140,7 @@ class BurstDetector:
         # diurnal trough before it would otherwise pull the start hours back).
         pairs = zip(reversed(window), reversed(excesses), strict=True)
         start = next(then for then, excess in pairs if excess >= 0.75 * best)
-        self._burst = _Burst(start[0], start[1], best)
+        self._burst = _Burst(start[0], start[1], best, opened=now[0])
         self._burst.peak_hourly = self._excess_per_hour(now, HOUR)
         return []
 
@@ -162,7 +165,9 @@ class BurstDetector:
             if excess_rate < 0.9 * first_excess:
                 return [self._ended(self._viral(burst, point), period.end)]
             return []
-        if excess_rate * period.days >= self._threshold(period.step) and excess_rate >= 5 * self._sd:
+        # A whole period averages out the noise of hours: ask for at least a day of usual growth on top.
+        needed = max(self._threshold(period.step), max(self._rate, 0.0) + 3 * self._sd)
+        if excess_rate * period.days >= needed and excess_rate >= 5 * self._sd:
             self._daily_candidate = (period, excess_rate)
         return []
 
