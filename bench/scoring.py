@@ -36,10 +36,16 @@ class FamilyScore:
     delays: list[float] = field(default_factory=list)  # seconds, for detections within the horizon
     target_days: float = 0.0
     gapped_misses: int = 0  # misses whose window had samples missing: no method had the data in time
+    complete: int = 0  # events with every sample of their window present
+    complete_caught: int = 0
 
     @property
     def recall(self) -> float:
         return self.caught / self.events if self.events else float("nan")
+
+    @property
+    def complete_recall(self) -> float:
+        return self.complete_caught / self.complete if self.complete else float("nan")
 
     def delay_quantile(self, q: float) -> float:
         return float(np.quantile(self.delays, q)) / DAY if self.delays else float("nan")
@@ -79,7 +85,10 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
             if candidates:
                 fam.delays.append(delay)
             fam.caught += delay <= event.window
-            fam.gapped_misses += delay > event.window and _gap_in_window(s, event.onset, event.window)
+            gapped = _gap_in_window(s, event.onset, event.window)
+            fam.gapped_misses += delay > event.window and gapped
+            fam.complete += not gapped
+            fam.complete_caught += not gapped and delay <= event.window
     organic = [s for s in series if s.organic]
     by_family: dict[str, tuple[int, float]] = {}
     for s in organic:
@@ -91,12 +100,13 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
 
 
 def _gap_in_window(s: Series, onset: float, window: float) -> bool:
+    """True when the samples around the window have a hole: a missed daily sample, or hours of sub-daily ones."""
     times = s.times
     spacing = float(np.median(np.diff(times)))
-    inside = times[(times >= onset - spacing) & (times <= onset + window)]
-    if len(inside) < 2:
-        return True
-    return bool(np.max(np.diff(inside)) > 1.5 * spacing)
+    first = max(int(np.searchsorted(times, onset)) - 1, 0)
+    last = int(np.searchsorted(times, onset + window, side="right"))
+    holes = np.diff(times[first : last + 1])
+    return bool(len(holes) == 0 or holes.max() > max(1.5 * spacing, 2 * 3_600.0))
 
 
 def _alarms(flags: list[Flag]) -> int:
