@@ -100,7 +100,7 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
 
 
 def _gap_in_window(s: Series, onset: float, window: float) -> bool:
-    """True when the samples around the window have a hole: a missed daily sample, or hours of sub-daily ones."""
+    """True when the samples around the window have a hole: a missed daily sample, or hours of finer ones."""
     times = s.times
     spacing = float(np.median(np.diff(times)))
     first = max(int(np.searchsorted(times, onset)) - 1, 0)
