@@ -27,6 +27,15 @@ class _Platform:
     drops: dict[str, Detection] = field(default_factory=dict)  # recent own drop detections, per account
     event: Detection | None = None
     last_signal: float = 0.0
+    _active: tuple[float, int] = (-1e18, 0)  # (when counted, how many)
+
+    def active(self, now: float) -> int:
+        """Accounts seen in the last week; recounted at most hourly, as it moves slowly."""
+        counted_at, count = self._active
+        if now - counted_at >= 3_600.0:
+            count = sum(1 for t in self.seen.values() if t >= now - ACTIVE_WITHIN)
+            self._active = (now, count)
+        return count
 
 
 class PlatformWatch:
@@ -55,7 +64,7 @@ class PlatformWatch:
         state.last_signal = now
         for name in [a for a, s in state.signals.items() if s[1] < now - WINDOW]:
             del state.signals[name]
-        active = sum(1 for t in state.seen.values() if t >= now - ACTIVE_WITHIN)
+        active = state.active(now)
         if len(state.signals) < max(MIN_ACCOUNTS, MIN_SHARE * active):
             return []
         changes = [s[2] for s in state.signals.values()]

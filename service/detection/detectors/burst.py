@@ -22,6 +22,7 @@ from service.detection.stats import count, median, robust_scale, signed
 
 HOUR = 3_600.0
 WINDOW = 6 * HOUR  # a bought step is delivered within this
+KEPT = 2 * WINDOW  # raw samples kept: the window, and room to tell when the rise began
 SUBDAILY_GAP = 0.5 * DAY
 BASELINE_PERIODS = 7
 MIN_BASELINE_PERIODS = 7  # a week of history before the usual rate is trusted
@@ -79,16 +80,17 @@ class BurstDetector:
         return bound >= self._threshold(point.step)
 
     def _remember(self, point: Point) -> None:
-        item = (point.at, point.followers)
+        at, followers = point.at, point.followers
+        item = (at, followers)
         recent = self._recent
         recent.append(item)
-        while recent[0][0] < point.at - 2 * WINDOW:
+        while recent[0][0] < at - KEPT:
             recent.popleft()
         lows = self._lows
-        while lows and lows[-1][1] >= point.followers:
+        while lows and lows[-1][1] >= followers:
             lows.pop()
         lows.append(item)
-        while lows[0][0] < point.at - WINDOW:
+        while lows[0][0] < at - WINDOW:
             lows.popleft()
 
     def _update_baseline(self, history: PeriodHistory, period: Period) -> None:

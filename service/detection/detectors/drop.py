@@ -72,7 +72,7 @@ class DropDetector:
         self._losing_days = 0.0
         self._open = False
         self._reference: float | None = None
-        self._hourly: deque[tuple[float, int]] = deque(maxlen=80)  # sub-daily samples, one an hour
+        self._hourly: deque[tuple[float, int]] = deque(maxlen=80)  # the last 36 hours, one sample an hour
         self._last_at = 0.0
 
     def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
@@ -135,13 +135,17 @@ class DropDetector:
     def _sustained(self, point: Point) -> list[Finding]:
         hourly = self._hourly
         hourly.append((point.at, point.followers))
+        while len(hourly) > 2 and point.at - hourly[1][0] >= SUSTAINED:
+            hourly.popleft()  # keep just one point older than the window: it is the window's start
         reference = self._reference
-        if reference is None or point.at - hourly[0][0] < SUSTAINED:
+        start = hourly[0]
+        if reference is None or point.at - start[0] < SUSTAINED:
             return []
-        start = next(h for h in reversed(hourly) if point.at - h[0] >= SUSTAINED)
-        middle = next(h for h in reversed(hourly) if point.at - h[0] >= SUSTAINED / 2)
         loss = start[1] - point.followers
-        if middle[1] <= point.followers or start[1] <= middle[1] or loss < max(3 * point.step, 10):
+        if loss < max(3 * point.step, 10):
+            return []
+        middle = next(h for h in hourly if point.at - h[0] <= SUSTAINED / 2)
+        if middle[1] <= point.followers or start[1] <= middle[1]:
             return []
         days = (point.at - start[0]) / 86_400.0
         rate = -loss / days
