@@ -28,6 +28,7 @@ PURGE_SHARE = 0.005
 PLATFORM_SIGNAL_Z = 3.0
 PLATFORM_SIGNAL_SHARE = 0.001
 SUB_DAILY = 43_200.0
+FADED = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
 
 
 SUSTAINED = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
@@ -36,7 +37,7 @@ HOUR = 3_600.0
 
 
 class _Loss:
-    __slots__ = ("end", "followers_before", "followers_now", "reference", "rising", "start")
+    __slots__ = ("end", "followers_before", "followers_now", "reference", "rising", "start", "worst")
 
     def __init__(self, start: float, followers_before: int, reference: float) -> None:
         self.start = start
@@ -45,6 +46,7 @@ class _Loss:
         self.end = start
         self.reference = reference
         self.rising = 0
+        self.worst = 0.0  # the fastest loss per day seen in the run
 
     @property
     def loss(self) -> int:
@@ -160,7 +162,10 @@ class DropDetector:
         return [self._finding(self._run)]
 
     def _follow(self, run: _Loss, period: Period) -> list[Finding]:
-        if period.gain < 0:
+        run.worst = min(run.worst, period.rate)
+        # Still falling, and not just the slow drift that may follow a fall: an account that shrinks a
+        # little every day afterwards would otherwise keep one drop open forever.
+        if period.gain < 0 and period.rate < FADED * run.worst:
             run.reach(period.end, period.followers)
             run.rising = 0
             return [self._finding(run)]
