@@ -152,7 +152,9 @@ def _find_plateau(recent: list[Period]) -> _Plateau | None:
         if w.n in EXACT_WINDOWS and _exact(w, before):
             reference = _reference(before)
             return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, True, reference or 0.0)
-        if w.n in PLATEAU_WINDOWS and _flat_after_jump(w, recent[-w.n :], before):
+        # Fewer, longer periods (an outage) count once they cover as many days as the shortest window.
+        long_enough = w.n in PLATEAU_WINDOWS or (w.n >= 3 and w.days >= min(PLATEAU_WINDOWS))
+        if long_enough and _flat_after_jump(w, recent[-w.n :], before):
             return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, False, _reference(before) or 0.0)
     return None
 
@@ -177,7 +179,7 @@ def _exact(w: _Window, before: list[Period]) -> bool:
 
 def _flat_after_jump(w: _Window, window: list[Period], before: list[Period]) -> bool:
     # The allowed spread follows the days covered: a missed sample should not delay the verdict.
-    max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days)), MAX_WINDOW)]
+    max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), min(PLATEAU_WINDOWS)), MAX_WINDOW)]
     if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(before) < MIN_REFERENCE_PERIODS:
         return False
     reference = _reference(before)
