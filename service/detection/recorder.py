@@ -8,6 +8,7 @@ account, detector and kind, so replays and restarts update rows instead of addin
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine, select
@@ -21,6 +22,7 @@ from service.samples import Sample
 from service.store import models
 
 WARM_SAMPLES = 2_000  # per account: 40 days of 30-minute polls, enough for every detector's memory
+KEPT_EVENTS = 256
 
 
 class DetectionRecorder:
@@ -28,7 +30,8 @@ class DetectionRecorder:
         self.engine = engine
         self._database = database
         self._clock = clock
-        self._rows: dict[str, int] = {}  # detection key -> row id
+        self._rows: dict[str, int] = {}  # open detection key -> row id
+        self._ended_events: OrderedDict[str, int] = OrderedDict()  # recent ended platform events
         self._account_ids: dict[str, int | None] = {}
 
     async def on_samples(self, samples: Sequence[Sample]) -> None:
@@ -71,13 +74,20 @@ class DetectionRecorder:
         row.score = detection.score
         row.severity = str(detection.severity)
         row.summary = detection.summary
-        row.explained_by = self._rows.get(detection.explained_by) if detection.explained_by else None
+        row.explained_by = self._row_of(detection.explained_by)
         session.flush()
         self._rows[detection.key] = row.id
         if detection.ended_at is not None:
             self._rows.pop(detection.key, None)
             if detection.kind == PLATFORM_EVENT:  # ended events still explain the drops that follow
-                self._rows[detection.key] = row.id
+                self._ended_events[detection.key] = row.id
+                while len(self._ended_events) > KEPT_EVENTS:
+                    self._ended_events.popitem(last=False)
+
+    def _row_of(self, key: str | None) -> int | None:
+        if key is None:
+            return None
+        return self._rows.get(key) or self._ended_events.get(key)
 
     def _find(self, session: Session, detection: Detection) -> models.Detection | None:
         row_id = self._rows.get(detection.key)

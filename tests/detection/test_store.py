@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -164,4 +164,24 @@ def test_collector_is_not_on_the_global_registry() -> None:
     assert REGISTRY.get_sample_value("flockwatch_anomaly_score") is None
 
 
-_ = datetime, UTC
+def test_import_links_explained_drops_to_the_platform_event(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = []
+    for i in range(5):
+        daily = organic_gains(40, 80 + 20 * i, seed=20 + i)
+        daily[30] -= 1000 + 100 * i
+        for s in series(f"mastodon:user{i}@example.social", daily, first=20_000):
+            rows.append((s.observed_at.strftime("%Y-%m-%dT%H:%M:%SZ"), str(s.account), s.followers))
+    assert main(["import", str(write_csv(tmp_path / "purge.csv", rows)), "--db", database_url]) == 0
+
+    engine = open_engine(database_url)
+    with Session(engine) as session:
+        event = session.scalars(
+            select(models.Detection).where(models.Detection.kind == "platform_event")
+        ).one()
+        drops = session.scalars(select(models.Detection).where(models.Detection.kind == "drop")).all()
+    engine.dispose()
+    assert event.account == "mastodon:*" and event.account_id is None
+    assert len(drops) == 5 and {d.explained_by for d in drops} == {event.id}
+    assert all(d.severity == "info" and d.account_id is not None for d in drops)
