@@ -85,7 +85,9 @@ def write_report(r: Report) -> str:
         "## Side by side",
         "",
         f"Peers: {r.peer_note}. Recall within each family's target window; false alarms per organic "
-        "account-month; cost is CPU time per series.",
+        "account-month; cost is CPU time per series. Read recall together with false alarms: a method that "
+        "flags every few days on every account (the MAD band, PersistAD) catches nearly everything and "
+        "would bury a user in alarms; S-H-ESD misses exact drips because it stops when the MAD is 0.",
         "",
         *_side_by_side(r),
         "",

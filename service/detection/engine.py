@@ -34,12 +34,13 @@ class DetectionEngine:
     def __init__(self, detectors: Callable[[], list[Detector]] = all_detectors) -> None:
         self._make_detectors = detectors
         self._accounts: dict[AccountRef, _Account] = {}
+        self._by_identity: dict[int, _Account] = {}  # id(account.ref) -> account
         self._platforms = PlatformWatch()
 
     def observe(self, sample: Sample) -> list[Detection]:
-        account = self._accounts.get(sample.account)
-        if account is None:
-            account = self._add_account(sample.account)
+        account = self._by_identity.get(id(sample.account))
+        if account is None or account.ref is not sample.account:
+            account = self._account(sample.account)
         at = sample.observed_at.timestamp()
         last = account.history.last
         if last is not None and at <= last.at:
@@ -65,6 +66,14 @@ class DetectionEngine:
         if signal is not None:
             news += self._platforms.signal(platform, account.name, signal)
         return news
+
+    def _account(self, ref: AccountRef) -> _Account:
+        account = self._accounts.get(ref) or self._add_account(ref)
+        # Readers hand the same AccountRef object for every sample of an account: looking it up by
+        # identity skips hashing a dataclass on every sample. The ``is`` check above keeps it exact.
+        if account.ref is ref:
+            self._by_identity[id(ref)] = account
+        return account
 
     def _add_account(self, ref: AccountRef) -> _Account:
         detectors = self._make_detectors()
