@@ -170,7 +170,9 @@ def _side_by_side(r: Report) -> list[str]:
 def _speed(r: Report) -> list[str]:
     samples, seconds = r.backtest
     return [
-        f"- Engine alone (one process, samples already parsed): {r.samples:,} samples in "
+        "- Times are CPU seconds of one process: the machine is shared, and wall time would measure the "
+        "neighbours too.",
+        f"- Engine alone (samples already parsed): {r.samples:,} samples in "
         f"{r.engine_seconds:.1f} s = **{r.samples / r.engine_seconds:,.0f} samples/s**.",
         "- `flockwatch backtest` end to end (CSV parsing, sorting, replay, JSON output): "
         f"{samples:,} samples in {seconds:.1f} s = **{samples / seconds:,.0f} samples/s**.",
