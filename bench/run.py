@@ -135,7 +135,7 @@ def _peers(series: list[Series]) -> tuple[dict[str, tuple[list[Flag], float]], s
     return out, "run in bench/.venv-adtk (numpy < 2, pandas 1.5.3, statsmodels, adtk 0.6.2)"
 
 
-def _backtest_throughput(series: list[Series]) -> tuple[int, float]:
+def _backtest_throughput(series: list[Series]) -> tuple[int, float, float]:
     """End to end as ``flockwatch backtest`` runs: CSV parsing, sorting, replay and JSON output."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "history.csv"
@@ -156,8 +156,11 @@ def _backtest_throughput(series: list[Series]) -> tuple[int, float]:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.process_time()
+        read_samples(path)
+        reading = time.process_time() - started
     seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return sum(len(s.times) for s in series), seconds
+    return sum(len(s.times) for s in series), seconds, reading
 
 
 def _real_series() -> list[tuple[str, list[str]]]:
