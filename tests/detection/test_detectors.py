@@ -197,3 +197,22 @@ def test_mass_follow_is_churn() -> None:
 
     assert len(found) == 1 and "mass-follow" in found[0].summary
     assert found[0].detected_at == START + timedelta(days=25)
+
+
+@pytest.mark.parametrize(("first", "mean", "step"), [(10, 0.3, 1), (2_000_000_000, 250_000, 1_000_000)])
+def test_counts_from_ten_to_billions_raise_no_alarm(first: int, mean: float, step: int) -> None:
+    rng = random.Random(first)
+    gains = [
+        round(rng.lognormvariate(0, 0.5) * mean) if mean >= 1 else rng.choice([0, 0, 0, 1]) for _ in range(90)
+    ]
+    found = run(series("youtube:scale", gains, first=first, step=step))
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def test_a_drip_on_a_ten_follower_account_is_found() -> None:
+    found = of_kind(
+        run(series("x:tiny", [0, 1, 0, 0, 1, 0, 0, 0] * 3 + [40] * 8, first=10)), "regular_growth"
+    )
+
+    assert found and found[0].detected_at - (START + timedelta(days=24)) <= timedelta(days=5)
