@@ -88,16 +88,22 @@ class DropDetector:
             return []
         if self._open and self._run is not None:
             return self._follow(self._run, period)
+        if not self._update_reference(history, period):
+            return []
+        return self._on_period(period)
+
+    def _update_reference(self, history: PeriodHistory, period: Period) -> bool:
         if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
             rates = history.rates(SCALE_PERIODS)
             if len(rates) < MIN_REFERENCE_PERIODS:
-                return []
+                return False
             recent = rates[-REFERENCE_PERIODS:]
             self._reference = median(recent)
             self._scale = max(robust_scale(recent, self._reference, period.step), day_to_day_sd(rates))
-        reference = self._reference
-        if reference is None:
-            return []
+        return self._reference is not None
+
+    def _on_period(self, period: Period) -> list[Finding]:
+        reference = self._reference or 0.0
         z = (reference - period.rate) / self._scale
         self._note_platform_signal(period, z)
         self._cusum = max(0.0, self._cusum + (z - CUSUM_SLACK) * min(period.days, 3.0))
