@@ -76,6 +76,12 @@ def signed(value: float) -> str:
     return f"{round(value):+,}"
 
 
+def days(value: float) -> str:
+    """A span in whole days, as a sentence says it: 1 day, 9 days."""
+    n = round(value)
+    return "1 day" if n == 1 else f"{n} days"
+
+
 def count(value: float) -> str:
     return f"{round(value):,}"
 

@@ -15,6 +15,7 @@ from collections import deque
 
 from service.detection.base import DROP, Finding, Period, PeriodHistory, Point, Severity
 from service.detection.stats import count, day_to_day_sd, median, percent, robust_scale, signed
+from service.detection.stats import days as span
 
 REFERENCE_PERIODS = 7  # the recent rate: a fall is measured against the last week, bought or not
 SCALE_PERIODS = 14  # day-to-day noise is measured over two weeks, a level change in them does not count
@@ -194,7 +195,7 @@ class DropDetector:
         self.score = min(1.0, 0.5 + 0.05 * self._cusum + 5 * share)
         severity = Severity.CRITICAL if share >= 0.05 or days >= 10 else Severity.WARNING
         summary = (
-            f"lost {count(run.loss)} followers ({percent(share)}) over {days:.0f} days, "
+            f"lost {count(run.loss)} followers ({percent(share)}) over {span(days)}, "
             f"{signed(-run.loss / days)}/day, after gaining {signed(run.reference)}/day before"
         )
         return Finding(DROP, run.start, self.score, severity, summary)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from service.detection.base import REGULAR_GROWTH, Finding, Period, PeriodHistory, Point, Severity
 from service.detection.stats import chi2_lower_tail, count, median, signed
+from service.detection.stats import days as span
 
 # Lower-tail p-value under Poisson growth, per window tested. Tested every day on every account, so it must
 # be small: at 1e-3, four organic days within +-2 of each other turned up in the benchmark's organic set.
@@ -99,7 +100,7 @@ class RegularGrowthDetector:
         if plateau.exact:
             self.score = min(1.0, 0.8 + 0.02 * days)
             summary = (
-                f"gained {signed(plateau.mean)}/day for {days} days with sd {count(plateau.sd)} "
+                f"gained {signed(plateau.mean)}/day for {span(days)} with sd {count(plateau.sd)} "
                 f"(independent follows at that rate would vary by at least ±{count(math.sqrt(plateau.mean))}"
                 "/day, organic accounts by much more)"
             )
@@ -113,7 +114,7 @@ class RegularGrowthDetector:
             else f"up from {signed(plateau.reference)}/day before"
         )
         summary = (
-            f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {days} days, {jump} "
+            f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {span(days)}, {jump} "
             "(organic jumps that size peak and decay rather than hold this flat)"
         )
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
