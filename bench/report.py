@@ -41,6 +41,7 @@ class Report:
     engine_seconds: float
     backtest: tuple[int, float, float]  # samples, CPU seconds end to end, of which reading the CSV
     real: list[tuple[str, list[str]]]
+    organic_alarms: list[str]
     peer_note: str
     machine: str
     command: str
@@ -94,6 +95,12 @@ def write_report(r: Report) -> str:
         "## Speed",
         "",
         *_speed(r),
+        "",
+        "## flockwatch's false alarms",
+        "",
+        "Every warning or critical detection on an organic account, so they can be checked by hand:",
+        "",
+        *[f"- {line}" for line in r.organic_alarms],
         "",
         "## The real series",
         "",

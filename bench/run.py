@@ -28,6 +28,7 @@ from bench.engine_run import flags, run_engine
 from bench.report import Report, write_report
 from bench.scenarios import Series, Sizes, generate
 from bench.scoring import Flag, Score, score
+from service.detection.base import Detection
 from service.detection.csvinput import read_samples
 from service.detection.engine import DetectionEngine
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_seconds=engine_seconds,
         backtest=_backtest_throughput(series),
         real=_real_series(),
+        organic_alarms=_organic_alarms(series, detections),
         peer_note=peer_note,
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
@@ -161,6 +163,15 @@ def _backtest_throughput(series: list[Series]) -> tuple[int, float, float]:
         reading = time.process_time() - started
     seconds = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return sum(len(s.times) for s in series), seconds, reading
+
+
+def _organic_alarms(series: list[Series], detections: list[Detection]) -> list[str]:
+    organic = {s.account: s.family for s in series if s.organic}
+    return [
+        f"{organic[d.account]} `{d.account}`, {d.detected_at:%Y-%m-%d}: {d.kind} ({d.severity}): {d.summary}"
+        for d in sorted(detections, key=lambda d: d.detected_at)
+        if d.account in organic and d.severity != "info" and d.explained_by is None
+    ]
 
 
 def _real_series() -> list[tuple[str, list[str]]]:

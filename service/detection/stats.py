@@ -87,4 +87,7 @@ def count(value: float) -> str:
 
 
 def percent(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%" if abs(fraction) < 0.1 else f"{fraction * 100:.0f}%"
+    """Two significant figures where it matters: 0.04%, 1.3%, 12%."""
+    size = abs(fraction)
+    digits = 0 if size >= 0.1 else 1 if size >= 0.01 else 2 if size >= 0.001 else 3
+    return f"{fraction * 100:.{digits}f}%"
