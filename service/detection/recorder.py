@@ -43,11 +43,28 @@ class DetectionRecorder:
             await asyncio.to_thread(self.persist, found)
 
     async def warm_up(self, per_account: int = WARM_SAMPLES) -> int:
-        """Feed the engine each account's last stored samples, storing nothing; returns how many."""
+        """Feed the engine each account's last stored samples; returns how many.
+
+        Nothing new is stored, but rows left open by the previous run whose anomaly the replay saw end
+        are closed, so a restart does not leave stale active detections behind.
+        """
         samples = await asyncio.to_thread(load_recent_samples, self._database, per_account)
+        ended: dict[tuple[str, str, str], Detection] = {}
         for sample in samples:
-            self.engine.observe(sample)
+            for detection in self.engine.observe(sample):
+                if detection.ended_at is not None:
+                    ended[(detection.account, detection.detector, detection.kind)] = detection
+        still_open = {(d.account, d.detector, d.kind) for d in self.engine.active()}
+        await asyncio.to_thread(self._close_stale, {k: d for k, d in ended.items() if k not in still_open})
         return len(samples)
+
+    def _close_stale(self, ended: dict[tuple[str, str, str], Detection]) -> None:
+        with Session(self._database) as session, session.begin():
+            for row in session.scalars(select(models.Detection).where(models.Detection.ended_at.is_(None))):
+                detection = ended.get((row.account, row.detector, row.kind))
+                if detection is not None and detection.ended_at is not None:
+                    row.ended_at = detection.ended_at
+                    row.updated_at = self._clock.now()
 
     def persist(self, detections: Iterable[Detection]) -> None:
         # Platform events first: the account detections they explain point at their rows.

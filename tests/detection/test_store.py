@@ -185,3 +185,19 @@ def test_import_links_explained_drops_to_the_platform_event(
     assert event.account == "mastodon:*" and event.account_id is None
     assert len(drops) == 5 and {d.explained_by for d in drops} == {event.id}
     assert all(d.severity == "info" and d.account_id is not None for d in drops)
+
+
+async def test_warm_up_closes_rows_whose_anomaly_ended_while_away(database_url: str) -> None:
+    database = open_engine(database_url)
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10 + organic_gains(10, 20, seed=3))
+    first = DetectionRecorder(DetectionEngine(), database, ManualClock(START))
+    _store_samples(database, samples[:38])
+    await first.on_samples(samples[:38])
+    _store_samples(database, samples[38:])  # stored by a run that crashed before detecting anything
+
+    await DetectionRecorder(DetectionEngine(), database, ManualClock(START + timedelta(days=60))).warm_up()
+
+    with Session(database) as session:
+        row = session.scalars(select(models.Detection).where(models.Detection.kind == "regular_growth")).one()
+    assert row.ended_at == START + timedelta(days=40)
+    database.dispose()
