@@ -201,3 +201,13 @@ async def test_warm_up_closes_rows_whose_anomaly_ended_while_away(database_url: 
         row = session.scalars(select(models.Detection).where(models.Detection.kind == "regular_growth")).one()
     assert row.ended_at == START + timedelta(days=40)
     database.dispose()
+
+
+def test_database_url_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv("FLOCKWATCH_DATABASE__URL", url)
+
+    assert main(["import", str(write_csv(tmp_path / "h.csv", history_rows()))]) == 0
+    assert counts(url)[1] == 120
