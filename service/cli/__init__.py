@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from service import __version__
-from service.cli import admin, serve
+from service.cli import admin, detect, serve
 from service.cli.common import CommandError, fail
 
 # Exit codes: 0 done, 1 the work found a problem (e.g. an account that was not watched), 2 bad input or setup.
-COMMAND_MODULES: tuple[ModuleType, ...] = (serve, admin)
+COMMAND_MODULES: tuple[ModuleType, ...] = (serve, admin, detect)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,208 @@
+"""``backtest``, ``import`` and ``detections``: the detection engine from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.accounts import AccountError, AccountRef
+from service.clock import SystemClock
+from service.detection.base import Detection, iso
+from service.detection.csvinput import BadRow, ReadResult, read_samples
+from service.detection.engine import DetectionEngine
+from service.detection.importer import ensure_accounts, insert_samples
+from service.detection.recorder import DetectionRecorder, list_detections
+from service.detection.replay import replay
+from service.store.database import DatabaseError, open_engine, upgrade
+
+EXIT_BAD_INPUT = 2
+DEFAULT_DB = "sqlite:///flockwatch.db"
+DB_ENV = "FLOCKWATCH_DATABASE__URL"
+
+
+def register(subparsers: Any) -> None:
+    backtest = subparsers.add_parser(
+        "backtest",
+        help="replay a CSV history through the detectors, without a database",
+        description="Replay FILE.csv (timestamp,account,followers[,following][,posts]) in time order and "
+        "write one line per detection.",
+    )
+    backtest.add_argument("file", type=Path, metavar="FILE.csv")
+    backtest.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    backtest.add_argument("--skip-bad-rows", action="store_true", help="count malformed rows and go on")
+    backtest.set_defaults(handler=run_backtest)
+
+    importer = subparsers.add_parser(
+        "import",
+        help="load a CSV history into the database and run the detectors over it",
+    )
+    importer.add_argument("file", type=Path, metavar="FILE.csv")
+    importer.add_argument("--skip-bad-rows", action="store_true", help="count malformed rows and go on")
+    _add_db(importer)
+    importer.set_defaults(handler=run_import)
+
+    listing = subparsers.add_parser("detections", help="list stored detections")
+    listing.add_argument("account", nargs="?", metavar="ACCOUNT", help="platform:handle")
+    listing.add_argument("--active", action="store_true", help="only anomalies still going on")
+    listing.add_argument("--format", choices=("jsonl", "table"), default="table")
+    _add_db(listing)
+    listing.set_defaults(handler=run_detections)
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get(DB_ENV, DEFAULT_DB),
+        help=f"database URL (default: ${DB_ENV} or {DEFAULT_DB})",
+    )
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    loaded = _load(args.file, args.skip_bad_rows)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    samples = loaded.samples
+    accounts = len({s.account for s in samples})
+    _say(f"replaying {len(samples):,} samples of {accounts:,} accounts from {args.file}")
+    found = []
+    for detection in replay(samples, DetectionEngine(), progress=_progress("replayed")):
+        if args.format == "jsonl":
+            print(json.dumps(detection.public(), ensure_ascii=False), flush=False)
+        found.append(detection)
+    if args.format == "table":
+        write_table(found, sys.stdout)
+    _say(f"done: {len(found):,} detections ({_by_kind(found)})")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    loaded = _load(args.file, args.skip_bad_rows)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    clock = SystemClock()
+    database = None
+    try:
+        database = open_engine(args.db)
+        upgrade(database)
+        ids = ensure_accounts(database, {s.account for s in loaded.samples}, clock.now())
+        added = insert_samples(database, loaded.samples, ids, progress=_bar("importing"))
+        _say(f"stored {added:,} new samples ({len(loaded.samples) - added:,} were already there)")
+        recorder = DetectionRecorder(DetectionEngine(), database, clock)
+        found = list(replay(loaded.samples, recorder.engine, progress=_progress("analysed")))
+        recorder.persist(found)
+    except (DatabaseError, SQLAlchemyError) as exc:
+        _say(f"flockwatch import: {exc}")
+        return EXIT_BAD_INPUT
+    finally:
+        if database is not None:
+            database.dispose()
+    _say(f"done: {len(found):,} detections stored ({_by_kind(found)})")
+    return 0
+
+
+def run_detections(args: argparse.Namespace) -> int:
+    account = None
+    if args.account:
+        try:
+            account = str(AccountRef.parse(args.account))
+        except AccountError as exc:
+            _say(f"flockwatch detections: {exc}")
+            return EXIT_BAD_INPUT
+    database = None
+    try:
+        database = open_engine(args.db)
+        upgrade(database)
+        found = list_detections(database, account, args.active)
+    except (DatabaseError, SQLAlchemyError) as exc:
+        _say(f"flockwatch detections: {exc}")
+        return EXIT_BAD_INPUT
+    finally:
+        if database is not None:
+            database.dispose()
+    if args.format == "jsonl":
+        for detection in found:
+            print(json.dumps(detection.public(), ensure_ascii=False))
+    else:
+        write_table(found, sys.stdout)
+    return 0
+
+
+def _load(path: Path, skip_bad_rows: bool) -> ReadResult | None:
+    try:
+        loaded = read_samples(path, skip_bad_rows)
+    except BadRow as exc:
+        _say(f"flockwatch: {exc}")
+        return None
+    except OSError as exc:
+        _say(f"flockwatch: cannot read {path}: {exc.strerror or exc}")
+        return None
+    except UnicodeDecodeError:
+        _say(f"flockwatch: {path} is not UTF-8 text")
+        return None
+    if loaded.skipped:
+        _say(f"skipped {len(loaded.skipped):,} malformed rows; first: {loaded.skipped[0]}")
+    return loaded
+
+
+TABLE_COLUMNS = ("account", "kind", "severity", "started", "detected", "ended", "score", "summary")
+
+
+def write_table(detections: Sequence[Detection], out: TextIO) -> None:
+    rows = [
+        (
+            d.account,
+            d.kind,
+            str(d.severity),
+            _short(iso(d.started_at)),
+            _short(iso(d.detected_at)),
+            _short(iso(d.ended_at)) if d.ended_at else "ongoing",
+            f"{d.score:.2f}",
+            d.summary,
+        )
+        for d in detections
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(TABLE_COLUMNS[:-1])]
+    header = [c.upper().ljust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=False)]
+    out.write("  ".join(header) + "  SUMMARY\n")
+    for row in rows:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[-1] + "\n")
+    if not rows:
+        out.write("(no detections)\n")
+
+
+def _short(stamp: str) -> str:
+    return stamp[:16].replace("T", " ")
+
+
+def _by_kind(detections: Sequence[Detection]) -> str:
+    counts = Counter(d.kind for d in detections)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress(verb: str) -> Any:
+    def report(done: int, total: int) -> None:
+        _say(f"{verb} {done:,} of {total:,} samples")
+
+    return report
+
+
+def _bar(label: str) -> Any:
+    def report(done: int, total: int) -> None:
+        filled = 30 * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{label} [{'#' * filled}{' ' * (30 - filled)}] {done:,}/{total:,}{end}")
+        sys.stderr.flush()
+
+    return report

@@ -1,0 +1,209 @@
+"""A step of followers arriving within hours, told apart from an organic viral ramp.
+
+The excess is the gain above the account's usual rate (median of its last week of periods). A burst opens
+when more than half a day of usual growth plus 1.5 of its daily standard deviations arrive in at most six
+hours (sub-daily samples) or in one period (daily samples). Then its shape decides:
+
+- *bought step*: the excess stops within six hours of its start and growth falls straight back to usual.
+  Bought followers are delivered in a batch; nothing follows them.
+- *one-day step* (daily samples): the next period is back to within a quarter of the excess. A bought batch
+  looks like this, and so does a video that drew a crowd for one day; daily samples cannot tell them apart,
+  so it is reported as information.
+- *viral ramp*: the extra growth goes on after six hours, or decays over the next periods. Reported as
+  information only: attention brings followers for days, and an account that went viral is not accused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from service.detection.base import BURST, DAY, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.stats import count, median, robust_scale, signed
+
+HOUR = 3_600.0
+WINDOW = 6 * HOUR  # a bought step is delivered within this
+KEPT = 2 * WINDOW  # raw samples kept: the window, and room to tell when the rise began
+SUBDAILY_GAP = 0.5 * DAY
+BASELINE_PERIODS = 7
+MIN_BASELINE_PERIODS = 7  # a week of history before the usual rate is trusted
+MIN_STEP = 50.0  # followers: below this a step is noise for small accounts (packages sell by the hundred)
+RISE_OVER = 0.1  # share of the peak hourly excess under which the rise counts as over
+STEP_RELAPSE = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
+
+
+class _Burst:
+    __slots__ = ("last_high", "opened", "peak_hourly", "reported", "start", "start_followers", "total")
+
+    def __init__(self, start: float, start_followers: int, total: float, opened: float = 0.0) -> None:
+        self.start = start
+        self.opened = opened or start  # when the excess first crossed the threshold
+        self.start_followers = start_followers
+        self.total = total
+        self.peak_hourly = 0.0
+        self.last_high = start
+        self.reported = False
+
+
+class BurstDetector:
+    name = BURST
+    per_sample = True
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=800)
+        self._lows: deque[tuple[float, int]] = deque(maxlen=800)  # rising minima of the last WINDOW
+        self._rate = 0.0  # usual gain per day
+        self._sd = 0.0  # usual day-to-day standard deviation
+        self._ready = False
+        self._burst: _Burst | None = None
+        self._daily_candidate: tuple[Period, float] | None = None  # (period, excess per day)
+        self._after = 0.0  # a new burst must start after the last one ended
+
+    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+        previous = self._recent[-1] if self._recent else None
+        self._remember(point)
+        findings: list[Finding] = []
+        if self._ready and previous is not None:
+            if point.at - previous[0] >= SUBDAILY_GAP:
+                findings = self._daily(period) if period is not None else []
+            elif self._burst is not None or self._may_open(point):
+                findings = self._subdaily(point)
+        if period is not None:
+            self._update_baseline(history, period)
+        return findings
+
+    def _may_open(self, point: Point) -> bool:
+        """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
+        count (plus, for a shrinking account, the loss it was expected to make)."""
+        rate = self._rate
+        bound = point.followers - self._lows[0][1] + (-rate * WINDOW / DAY if rate < 0 else 0.0)
+        return bound >= self._threshold(point.step)
+
+    def _remember(self, point: Point) -> None:
+        at, followers = point.at, point.followers
+        item = (at, followers)
+        recent = self._recent
+        recent.append(item)
+        while recent[0][0] < at - KEPT:
+            recent.popleft()
+        lows = self._lows
+        while lows and lows[-1][1] >= followers:
+            lows.pop()
+        lows.append(item)
+        while lows[0][0] < at - WINDOW:
+            lows.popleft()
+
+    def _update_baseline(self, history: PeriodHistory, period: Period) -> None:
+        rates = [*history.rates(BASELINE_PERIODS - 1), period.rate]
+        if len(rates) < MIN_BASELINE_PERIODS:
+            return
+        self._rate = median(rates)
+        self._sd = robust_scale(rates, self._rate, period.step)
+        self._ready = True
+
+    def _threshold(self, step: int) -> float:
+        # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.
+        return max(0.5 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, MIN_STEP)
+
+    def _excess(self, since: tuple[float, int], now: tuple[float, int]) -> float:
+        return (now[1] - since[1]) - self._rate * (now[0] - since[0]) / DAY
+
+    # Sub-daily samples: watch the last six hours.
+    def _subdaily(self, point: Point) -> list[Finding]:
+        now = self._recent[-1]
+        burst = self._burst
+        if burst is None:
+            return self._open_subdaily(point, now)
+        burst.peak_hourly = max(burst.peak_hourly, self._excess_per_hour(now, HOUR))
+        burst.total = max(burst.total, self._excess((burst.start, burst.start_followers), now))
+        # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp.
+        if self._excess_per_hour(now, 2 * HOUR) >= RISE_OVER * burst.peak_hourly:
+            burst.last_high = now[0]
+            # Timed from when the burst was noticed: the start estimate can sit hours early on a slow account.
+            if not burst.reported and now[0] - burst.opened > WINDOW:
+                burst.reported = True
+                return [self._viral(burst, point)]
+            return []
+        self._burst = None
+        self._after = now[0]
+        self.score = 0.0
+        if burst.reported:
+            return [self._ended(self._viral(burst, point), now[0])]
+        return [self._ended(self._step(burst, point), burst.last_high)]
+
+    def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
+        threshold = self._threshold(point.step)
+        window = [then for then in self._recent if then[0] >= max(now[0] - WINDOW, self._after)]
+        excesses = [self._excess(then, now) for then in window]
+        best = max(excesses, default=0.0)
+        if best < threshold:
+            return []
+        # The rise began at the latest sample from which most of the excess has arrived (not all: a
+        # diurnal trough before it would otherwise pull the start hours back).
+        pairs = zip(reversed(window), reversed(excesses), strict=True)
+        start = next(then for then, excess in pairs if excess >= 0.75 * best)
+        self._burst = _Burst(start[0], start[1], best, opened=now[0])
+        self._burst.peak_hourly = self._excess_per_hour(now, HOUR)
+        return []
+
+    def _excess_per_hour(self, now: tuple[float, int], span: float) -> float:
+        """Excess per hour over the last ``span`` (or the shortest longer span the samples allow)."""
+        for then in reversed(self._recent):
+            if now[0] - then[0] >= span:
+                return self._excess(then, now) / ((now[0] - then[0]) / HOUR)
+        return 0.0
+
+    # Daily samples: one period raises the candidate, the next one tells its shape.
+    def _daily(self, period: Period) -> list[Finding]:
+        excess_rate = period.rate - self._rate
+        candidate = self._daily_candidate
+        point = Point(period.end, period.followers, period.following, period.step)
+        if candidate is not None:
+            self._daily_candidate = None
+            first, first_excess = candidate
+            burst = _Burst(first.start, first.followers - first.gain, first_excess * first.days)
+            if excess_rate <= STEP_RELAPSE * first_excess:
+                return [self._ended(self._one_day_step(burst), first.end)]
+            if excess_rate < 0.9 * first_excess:
+                return [self._ended(self._viral(burst, point), period.end)]
+            return []
+        # A whole period averages out the noise of hours: ask for at least a day of usual growth on top.
+        needed = max(self._threshold(period.step), max(self._rate, 0.0) + 3 * self._sd)
+        if excess_rate * period.days >= needed and excess_rate >= 5 * self._sd:
+            self._daily_candidate = (period, excess_rate)
+        return []
+
+    def _step(self, burst: _Burst, point: Point) -> Finding:
+        usual = max(self._rate, 1.0)
+        share = burst.total / max(burst.start_followers, 1)
+        self.score = min(1.0, 0.6 + 0.1 * (burst.total / self._threshold(point.step)))
+        severity = Severity.CRITICAL if burst.total >= 3 * usual and share >= 0.01 else Severity.WARNING
+        summary = (
+            f"bought step: {signed(burst.total)} followers above the usual {signed(self._rate)}/day arrived "
+            f"within hours ({burst.total / usual:.1f} days of usual growth) and growth went straight back "
+            "to usual"
+        )
+        return Finding(BURST, burst.start, self.score, severity, summary)
+
+    def _one_day_step(self, burst: _Burst) -> Finding:
+        self.score = 0.4
+        summary = (
+            f"one-day step: {signed(burst.total)} followers above the usual {signed(self._rate)}/day in one "
+            "period, then straight back to usual; a bought batch or a one-day crowd (samples more often than "
+            "daily would tell which)"
+        )
+        return Finding(BURST, burst.start, self.score, Severity.INFO, summary)
+
+    def _viral(self, burst: _Burst, point: Point) -> Finding:
+        self.score = 0.3
+        summary = (
+            f"viral ramp: {signed(burst.total)} followers above the usual {signed(self._rate)}/day since the "
+            "start, still arriving or decaying slowly as organic attention does "
+            f"(now {count(point.followers)})"
+        )
+        return Finding(BURST, burst.start, self.score, Severity.INFO, summary)
+
+    @staticmethod
+    def _ended(finding: Finding, at: float) -> Finding:
+        finding.ended_at = at
+        return finding

@@ -1,0 +1,85 @@
+"""Following-count manipulation: mass-follow spikes and follow/unfollow seesaws.
+
+Growth hackers follow many accounts to be followed back, then unfollow them. Both show in the following
+count, where the platform gives one. Daily-scale periods are read; a spike is a rise of at least 20% of the
+following count (and 50 accounts) in one period, a seesaw is three or more reversals of at least 5% within
+ten periods.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import pairwise
+
+from service.detection.base import CHURN, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.stats import count, signed
+
+SPIKE_SHARE = 0.2
+SPIKE_MIN = 50
+SWING_SHARE = 0.05
+SWING_MIN = 20
+SEESAW_PERIODS = 10
+SEESAW_REVERSALS = 3
+QUIET_PERIODS = 5
+
+
+class ChurnDetector:
+    name = CHURN
+    per_sample = False
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self._swings: deque[tuple[float, int]] = deque(maxlen=SEESAW_PERIODS)  # (start, signed swing)
+        self._open: Finding | None = None
+        self._quiet = 0
+
+    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+        if period is None or period.following_gain is None or period.following is None:
+            return []
+        change = period.following_gain
+        before = max(period.following - change, 1)
+        big_swing = abs(change) >= max(SWING_MIN, SWING_SHARE * before)
+        self._swings.append((period.start, change if big_swing else 0))
+        verdict = self._spike(period, before) or self._seesaw(before)
+        if verdict is None:
+            return self._quiet_period(period.end)
+        self._quiet = 0
+        if self._open is not None:
+            verdict.started_at = self._open.started_at
+        self._open = verdict
+        self.score = verdict.score
+        return [verdict]
+
+    def _spike(self, period: Period, before: int) -> Finding | None:
+        change = period.following_gain or 0
+        if change < max(SPIKE_MIN, SPIKE_SHARE * before):
+            return None
+        summary = (
+            f"following count jumped {signed(change)} ({change / before * 100:.0f}%) "
+            f"to {count(period.following or 0)} in {period.days:.1f} days: a mass-follow"
+        )
+        score = min(1.0, 0.5 + change / before)
+        return Finding(CHURN, period.start, score, Severity.WARNING, summary)
+
+    def _seesaw(self, before: int) -> Finding | None:
+        swings = [(start, s) for start, s in self._swings if s != 0]
+        reversals = sum(1 for (_, a), (_, b) in pairwise(swings) if (a > 0) != (b > 0))
+        if reversals < SEESAW_REVERSALS:
+            return None
+        largest = max(abs(s) for _, s in swings)
+        summary = (
+            f"following count went up and down {reversals} times in {len(self._swings)} periods, "
+            f"by up to {count(largest)} ({largest / before * 100:.0f}%): a follow/unfollow seesaw"
+        )
+        score = min(1.0, 0.4 + 0.1 * reversals)
+        return Finding(CHURN, swings[0][0], score, Severity.WARNING, summary)
+
+    def _quiet_period(self, at: float) -> list[Finding]:
+        self._quiet += 1
+        if self._open is None or self._quiet < QUIET_PERIODS:
+            return []
+        finding = self._open
+        finding.ended_at = at
+        self._open = None
+        self.score = 0.0
+        return [finding]

@@ -1,0 +1,201 @@
+"""Sustained loss: a one-sided CUSUM on the daily rate, standardised by the account's own recent growth.
+
+It opens on two losing periods in a row, each at least four robust standard deviations below the usual
+rate (and, for an account already shrinking, losing at least three times as fast), once the CUSUM passes its
+threshold (the daily fall after a bought phase), or at once on a single loss that is both extreme for the
+account and at least 0.5% of its followers (a purge). With sub-daily samples it need not wait for two
+day-long periods: a loss over the last 36 hours, in both halves, as unusual as those two periods together,
+is the same evidence. A loss that an organic decline explains does not count: the reference is the
+account's own recent rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from service.detection.base import DROP, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.stats import count, day_to_day_sd, median, percent, robust_scale, signed
+from service.detection.stats import days as span
+
+REFERENCE_PERIODS = 7  # the recent rate: a fall is measured against the last week, bought or not
+SCALE_PERIODS = 14  # day-to-day noise is measured over two weeks, a level change in them does not count
+MIN_REFERENCE_PERIODS = 4
+CUSUM_SLACK = 1.0  # standard deviations of drift tolerated per period
+CUSUM_THRESHOLD = 6.0
+UNUSUAL_Z = 4.0
+SHRINKING_FACTOR = 3.0  # an account already shrinking must lose this many times faster
+PURGE_Z = 6.0
+PURGE_SHARE = 0.005
+PLATFORM_SIGNAL_Z = 3.0
+PLATFORM_SIGNAL_SHARE = 0.001
+SUB_DAILY = 43_200.0
+FADED = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
+
+
+SUSTAINED = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
+SUSTAINED_Z = 5.0  # over 1.5 days, about the evidence of two periods at UNUSUAL_Z each
+HOUR = 3_600.0
+
+
+class _Loss:
+    __slots__ = ("end", "followers_before", "followers_now", "reference", "rising", "start", "worst")
+
+    def __init__(self, start: float, followers_before: int, reference: float) -> None:
+        self.start = start
+        self.followers_before = followers_before
+        self.followers_now = followers_before
+        self.end = start
+        self.reference = reference
+        self.rising = 0
+        self.worst = 0.0  # the fastest loss per day seen in the run
+
+    @property
+    def loss(self) -> int:
+        return self.followers_before - self.followers_now
+
+    @property
+    def days(self) -> float:
+        return max((self.end - self.start) / 86_400.0, 1.0)
+
+    def reach(self, at: float, followers: int) -> None:
+        self.end = at
+        self.followers_now = followers
+
+
+class DropDetector:
+    name = DROP
+    per_sample = True
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self.platform_signal: tuple[float, float, float] | None = None  # (start, end, relative change)
+        self._cusum = 0.0
+        self._scale = 1.0
+        self._run: _Loss | None = None  # losing periods since the CUSUM left zero
+        self._losing_days = 0.0
+        self._open = False
+        self._reference: float | None = None
+        self._hourly: deque[tuple[float, int]] = deque(maxlen=80)  # the last 36 hours, one sample an hour
+        self._last_at = 0.0
+
+    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+        self.platform_signal = None
+        sub_daily = point.at - self._last_at < SUB_DAILY
+        self._last_at = point.at
+        if period is None:
+            hourly = self._hourly
+            if sub_daily and not self._open and (not hourly or point.at - hourly[-1][0] >= HOUR):
+                return self._sustained(point)
+            return []
+        if self._open and self._run is not None:
+            return self._follow(self._run, period)
+        if not self._update_reference(history, period):
+            return []
+        return self._on_period(period)
+
+    def _update_reference(self, history: PeriodHistory, period: Period) -> bool:
+        if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
+            rates = history.rates(SCALE_PERIODS)
+            if len(rates) < MIN_REFERENCE_PERIODS:
+                return False
+            recent = rates[-REFERENCE_PERIODS:]
+            self._reference = median(recent)
+            self._scale = max(robust_scale(recent, self._reference, period.step), day_to_day_sd(rates))
+        return self._reference is not None
+
+    def _on_period(self, period: Period) -> list[Finding]:
+        reference = self._reference or 0.0
+        z = (reference - period.rate) / self._scale
+        self._note_platform_signal(period, z)
+        self._cusum = max(0.0, self._cusum + (z - CUSUM_SLACK) * min(period.days, 3.0))
+        if self._cusum == 0.0 or period.gain >= 0:  # a run is a streak of losses
+            self._run = None
+            self._losing_days = 0.0
+            return []
+        if self._run is None:
+            self._run = _Loss(period.start, period.followers - period.gain, reference)
+        self._run.reach(period.end, period.followers)
+        # Only losses well beyond the account's usual count toward confirmation: a declining account
+        # loses every day, and its noisier days are not a drop.
+        unusual = z >= UNUSUAL_Z and (reference >= 0 or period.rate < SHRINKING_FACTOR * reference)
+        # Counted in days: a missed sample makes one period of two days' loss, as good as two periods.
+        self._losing_days = self._losing_days + period.days if unusual else 0.0
+        if not unusual or not self._confirmed(self._run, period, z):
+            return []
+        self._open = True
+        return [self._finding(self._run)]
+
+    def _confirmed(self, run: _Loss, period: Period, z: float) -> bool:
+        if run.loss < max(3 * period.step, 10):
+            return False
+        if self._cusum >= CUSUM_THRESHOLD and self._losing_days >= 1.9:
+            return True
+        # One period is enough only for a loss far beyond a day's usual movement (further still for an
+        # account that is shrinking anyway).
+        usual_move = 2 * self._scale + (2 if run.reference >= 0 else 3) * abs(run.reference)
+        big = -period.gain >= max(PURGE_SHARE * run.followers_before, usual_move * period.days)
+        return z >= PURGE_Z and big
+
+    def _note_platform_signal(self, period: Period, z: float) -> None:
+        before = period.followers - period.gain
+        if z >= PLATFORM_SIGNAL_Z and before > 0 and -period.gain >= PLATFORM_SIGNAL_SHARE * before:
+            self.platform_signal = (period.start, period.end, period.gain / before)
+
+    def _sustained(self, point: Point) -> list[Finding]:
+        hourly = self._hourly
+        hourly.append((point.at, point.followers))
+        while len(hourly) > 2 and point.at - hourly[1][0] >= SUSTAINED:
+            hourly.popleft()  # keep just one point older than the window: it is the window's start
+        reference = self._reference
+        start = hourly[0]
+        if reference is None or point.at - start[0] < SUSTAINED:
+            return []
+        loss = start[1] - point.followers
+        if loss < max(3 * point.step, 10):
+            return []
+        middle = next(h for h in hourly if point.at - h[0] <= SUSTAINED / 2)
+        if middle[1] <= point.followers or start[1] <= middle[1]:
+            return []
+        days = (point.at - start[0]) / 86_400.0
+        rate = -loss / days
+        z = (reference - rate) / self._scale * days**0.5
+        if z < SUSTAINED_Z or (reference < 0 and rate > SHRINKING_FACTOR * reference):
+            return []
+        peak = max((h for h in hourly if h[0] >= start[0]), key=lambda h: (h[1], h[0]))
+        self._run = _Loss(peak[0], peak[1], reference)
+        self._run.reach(point.at, point.followers)
+        self._cusum = z
+        self._open = True
+        return [self._finding(self._run)]
+
+    def _follow(self, run: _Loss, period: Period) -> list[Finding]:
+        run.worst = min(run.worst, period.rate)
+        # Still falling, and not just the slow drift that may follow a fall: an account that shrinks a
+        # little every day afterwards would otherwise keep one drop open forever.
+        if period.gain < 0 and period.rate < FADED * run.worst:
+            run.reach(period.end, period.followers)
+            run.rising = 0
+            return [self._finding(run)]
+        run.rising += 1
+        if run.rising < 2:
+            return []
+        finding = self._finding(run)
+        finding.ended_at = run.end
+        self._open = False
+        self._run = None
+        self._cusum = 0.0
+        self._losing_days = 0.0
+        self._hourly.clear()
+        self.score = 0.0
+        return [finding]
+
+    def _finding(self, run: _Loss) -> Finding:
+        share = run.loss / max(run.followers_before, 1)
+        days = max(run.days, 1.0)
+        self.score = min(1.0, 0.5 + 0.05 * self._cusum + 5 * share)
+        severity = Severity.CRITICAL if share >= 0.05 or days >= 10 else Severity.WARNING
+        summary = (
+            f"lost {count(run.loss)} followers ({percent(share)}) over {span(days)}, "
+            f"{signed(-run.loss / days)}/day, after gaining {signed(run.reference)}/day before"
+        )
+        return Finding(DROP, run.start, self.score, severity, summary)

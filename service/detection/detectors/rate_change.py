@@ -1,0 +1,69 @@
+"""A change point in the growth rate that is large against the account's own history.
+
+The mean rate of the last five periods is compared with the median of the three weeks before; a change is
+reported when every one of those periods sits on the same side, beyond four of the account's own robust
+standard deviations and by at least half the old rate. Reported as information: a rate change alone is
+not an accusation, the other detectors say what kind of change it looks like.
+"""
+
+from __future__ import annotations
+
+from service.detection.base import RATE_CHANGE, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.stats import median, robust_scale, signed
+
+RECENT = 5
+REFERENCE = 21
+MIN_REFERENCE = 10
+MIN_Z = 4.0
+
+
+class RateChangeDetector:
+    name = RATE_CHANGE
+    per_sample = False
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self._open: Finding | None = None
+
+    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+        if period is None:
+            return []
+        periods = [*history.periods(RECENT + REFERENCE - 1), period]
+        if len(periods) < RECENT + MIN_REFERENCE:
+            return []
+        change = _change(periods[-RECENT:], [p.rate for p in periods[:-RECENT]], period.step)
+        if change is None:
+            return self._close(periods[-1].end)
+        recent_rate, reference, z = change
+        self.score = min(1.0, z / (4 * MIN_Z))
+        started = self._open.started_at if self._open else periods[-RECENT].start
+        direction = "rose" if recent_rate > reference else "fell"
+        summary = (
+            f"growth {direction} from {signed(reference)}/day to {signed(recent_rate)}/day over the last "
+            f"{RECENT} periods, {z:.0f} times the account's usual day-to-day variation"
+        )
+        self._open = Finding(RATE_CHANGE, started, self.score, Severity.INFO, summary)
+        return [self._open]
+
+    def _close(self, at: float) -> list[Finding]:
+        self.score = 0.0
+        if self._open is None:
+            return []
+        finding = self._open
+        finding.ended_at = at
+        self._open = None
+        return [finding]
+
+
+def _change(recent: list[Period], before: list[float], step: int) -> tuple[float, float, float] | None:
+    reference = median(before)
+    scale = robust_scale(before, reference, step)
+    rate = sum(p.gain for p in recent) / sum(p.days for p in recent)
+    z = abs(rate - reference) / scale
+    if z < MIN_Z or abs(rate - reference) < 0.5 * abs(reference):
+        return None
+    above = [p.rate > reference + 2 * scale for p in recent]
+    below = [p.rate < reference - 2 * scale for p in recent]
+    if not (all(above) or all(below)):
+        return None
+    return rate, reference, z

@@ -1,0 +1,143 @@
+"""The streaming engine: one sample in, the detections it opened, changed or ended out.
+
+Backtest, import and the daemon all run this. Per account it keeps the period history and one instance of
+every detector, all bounded; across accounts it keeps the platform watch. Samples of one account must come
+in time order; an older or duplicate sample of an account is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from service.accounts import AccountRef
+from service.detection.base import DROP, Detection, Detector, Finding, Point, to_datetime
+from service.detection.detectors import all_detectors
+from service.detection.detectors.drop import DropDetector
+from service.detection.history import AccountHistory
+from service.detection.platform import PlatformWatch, explanation
+from service.samples import Sample
+
+
+@dataclass
+class _Account:
+    ref: AccountRef
+    name: str  # platform:handle
+    detectors: list[Detector]
+    per_sample: list[Detector]  # the ones that read samples between period closes
+    drop: DropDetector | None  # the one whose losses feed the platform watch
+    history: AccountHistory = field(default_factory=AccountHistory)
+    open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
+
+
+class DetectionEngine:
+    def __init__(self, detectors: Callable[[], list[Detector]] = all_detectors) -> None:
+        self._make_detectors = detectors
+        self._accounts: dict[AccountRef, _Account] = {}
+        self._by_identity: dict[int, _Account] = {}  # id(account.ref) -> account
+        self._platforms = PlatformWatch()
+
+    def observe(self, sample: Sample) -> list[Detection]:
+        account = self._by_identity.get(id(sample.account))
+        if account is None or account.ref is not sample.account:
+            account = self._account(sample.account)
+        at = sample.observed_at.timestamp()
+        last = account.history.last
+        if last is not None and at <= last.at:
+            return []
+        point = Point(at, sample.followers, sample.following, sample.followers_step)
+        history = account.history
+        period = history.add(point)
+        changed: list[Detection] = []
+        # Most sub-daily samples close no period: only the detectors that read raw samples need them.
+        for detector in account.detectors if period is not None else account.per_sample:
+            findings = detector.observe(point, period, history)
+            if findings:
+                changed += [self._apply(account, detector.name, finding, at) for finding in findings]
+        if period is not None:
+            history.push(period)
+            changed += self._platform_news(account, at)
+        return _unique(changed) if len(changed) > 1 else changed
+
+    def _platform_news(self, account: _Account, at: float) -> list[Detection]:
+        platform = account.ref.platform
+        news = self._platforms.saw(platform, account.name, at)
+        signal = account.drop.platform_signal if account.drop is not None else None
+        if signal is not None:
+            news += self._platforms.signal(platform, account.name, signal)
+        return news
+
+    def _account(self, ref: AccountRef) -> _Account:
+        account = self._accounts.get(ref) or self._add_account(ref)
+        # Readers hand the same AccountRef object for every sample of an account: looking it up by
+        # identity skips hashing a dataclass on every sample. The ``is`` check above keeps it exact.
+        if account.ref is ref:
+            self._by_identity[id(ref)] = account
+        return account
+
+    def _add_account(self, ref: AccountRef) -> _Account:
+        detectors = self._make_detectors()
+        drop = next((d for d in detectors if isinstance(d, DropDetector)), None)
+        per_sample = [d for d in detectors if d.per_sample]
+        account = self._accounts[ref] = _Account(ref, str(ref), detectors, per_sample, drop)
+        return account
+
+    def flush(self) -> list[Detection]:
+        """The detections still open at the end of the input (they stay open)."""
+        return list(self.active())
+
+    def active(self) -> Iterator[Detection]:
+        for account in self._accounts.values():
+            yield from account.open.values()
+
+    def scores(self) -> Iterator[tuple[AccountRef, str, float]]:
+        """(account, detector, latest anomaly score) for every account and detector."""
+        for account in self._accounts.values():
+            for detector in account.detectors:
+                yield account.ref, detector.name, detector.score
+
+    def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
+        key = (detector, finding.kind)
+        detection = account.open.get(key)
+        now = to_datetime(at)
+        if detection is None:
+            name = account.name
+            detection = Detection(
+                account.ref.platform,
+                name,
+                finding.kind,
+                detector,
+                to_datetime(finding.started_at),
+                now,
+                None,
+                finding.score,
+                finding.severity,
+                finding.summary,
+                key=f"{name}|{detector}|{finding.kind}|{int(finding.started_at)}",
+            )
+            if finding.kind == DROP:
+                self._platforms.own_drop(detection)
+        elif detection.explained_by is None:
+            detection.severity = finding.severity
+            detection.summary = finding.summary
+        else:
+            detection.summary = finding.summary + explanation(account.ref.platform)
+        detection.score = finding.score
+        detection.started_at = to_datetime(finding.started_at)
+        detection.updated_at = now
+        if finding.ended_at is None:
+            account.open[key] = detection
+        else:
+            detection.ended_at = to_datetime(finding.ended_at)
+            account.open.pop(key, None)
+        return detection
+
+
+def _unique(detections: list[Detection]) -> list[Detection]:
+    seen: set[int] = set()
+    out = []
+    for detection in detections:
+        if id(detection) not in seen:
+            seen.add(id(detection))
+            out.append(detection)
+    return out

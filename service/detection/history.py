@@ -1,0 +1,47 @@
+"""Per-account rolling state shared by the detectors: the open day-scale period and the recent periods."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from service.detection.base import DAY, Period, Point, make_period
+
+HISTORY_PERIODS = 40  # enough for a 4-week reference plus a 10-day test window
+MIN_PERIOD_DAYS = 0.9  # a period closes once it spans this long; daily samples close one each
+
+
+class AccountHistory:
+    """Turns samples at any spacing into periods of about a day or more, keeping the last few dozen."""
+
+    __slots__ = ("_anchor", "_recent", "last")
+
+    def __init__(self) -> None:
+        self._recent: deque[Period] = deque(maxlen=HISTORY_PERIODS)
+        self._anchor: Point | None = None
+        self.last: Point | None = None
+
+    def add(self, point: Point) -> Period | None:
+        """Record a sample; return the period it closes, if any."""
+        self.last = point
+        anchor = self._anchor
+        if anchor is None:
+            self._anchor = point
+            return None
+        if point.at - anchor.at < MIN_PERIOD_DAYS * DAY:
+            return None
+        period = make_period(anchor, point)
+        self._anchor = point
+        return period
+
+    def push(self, period: Period) -> None:
+        self._recent.append(period)
+
+    def periods(self, last: int) -> list[Period]:
+        n = len(self._recent)
+        return [self._recent[i] for i in range(max(0, n - last), n)]
+
+    def rates(self, last: int) -> list[float]:
+        return [p.rate for p in self.periods(last)]
+
+    def __len__(self) -> int:
+        return len(self._recent)

@@ -1,0 +1,74 @@
+"""Prometheus view of the engine's current state, built at scrape time from memory (no database reads).
+
+Labels follow the daemon's ``flockwatch_followers{platform,account}``: ``account`` is the handle alone, and
+``*`` for a platform-wide event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from service.detection.base import Detection, Severity
+from service.detection.engine import DetectionEngine
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class DetectionCollector(Collector):
+    def __init__(self, engine: DetectionEngine, registry: CollectorRegistry | None = None) -> None:
+        self._engine = engine
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        scores = GaugeMetricFamily(
+            "flockwatch_anomaly_score",
+            "Latest anomaly score of each detector, 0 (normal) to 1",
+            labels=["platform", "account", "detector"],
+        )
+        for ref, detector, score in self._engine.scores():
+            scores.add_metric([ref.platform, ref.handle, detector], score)
+        active = _one_per_account_kind(self._engine.active())
+        info = GaugeMetricFamily(
+            "flockwatch_detection_info",
+            "An active detection, with its verdict in labels (always 1)",
+            labels=["platform", "account", "kind", "detector", "severity", "summary"],
+        )
+        started = GaugeMetricFamily(
+            "flockwatch_detection_started_timestamp_seconds",
+            "When the active anomaly began, as estimated",
+            labels=["platform", "account", "kind"],
+        )
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for d in active:
+            handle = _handle(d)
+            info.add_metric([d.platform, handle, d.kind, d.detector, str(d.severity), d.summary], 1.0)
+            started.add_metric([d.platform, handle, d.kind], d.started_at.timestamp())
+            counts[(d.platform, d.kind, str(d.severity))] += 1
+        totals = GaugeMetricFamily(
+            "flockwatch_detections_active",
+            "Active detections",
+            labels=["platform", "kind", "severity"],
+        )
+        for (platform, kind, severity), n in sorted(counts.items()):
+            totals.add_metric([platform, kind, severity], n)
+        yield from (scores, info, totals, started)
+
+
+def _one_per_account_kind(detections: Iterable[Detection]) -> list[Detection]:
+    """Bounded label sets: the most severe (then highest scoring) active detection per account and kind."""
+    best: dict[tuple[str, str], Detection] = {}
+    for d in detections:
+        key = (d.account, d.kind)
+        current = best.get(key)
+        if current is None or (_RANK[d.severity], d.score) > (_RANK[current.severity], current.score):
+            best[key] = d
+    return list(best.values())
+
+
+def _handle(detection: Detection) -> str:
+    return detection.account.partition(":")[2]

@@ -1,0 +1,218 @@
+"""Each detector on the behaviour it exists for, at daily and 15-minute spacing, and on what it ignores."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from service.detection.base import Severity
+from service.detection.csvinput import read_samples
+from service.detection.engine import DetectionEngine
+
+from .helpers import START, of_kind, organic_gains, run, series
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+QUARTER = timedelta(minutes=15)
+
+
+def spread_daily(daily: list[int], per_day: int = 96, seed: int = 3) -> list[int]:
+    """Daily gains delivered across the day in sub-daily steps, as a poller sees them."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    for total in daily:
+        cuts = sorted(rng.randint(0, total) for _ in range(per_day - 1)) if total > 0 else [0] * (per_day - 1)
+        bounds = [0, *cuts, max(total, 0)]
+        out += [b - a for a, b in pairwise(bounds)]
+        if total < 0:
+            out[-1] += total
+    return out
+
+
+@pytest.mark.parametrize("jitter", [0.1, 0.3])
+def test_jittered_drip_is_regular_growth_within_a_week(jitter: float) -> None:
+    rng = random.Random(4)
+    gains = organic_gains(30, 40) + [round(900 * rng.uniform(1 - jitter, 1 + jitter)) for _ in range(20)]
+    found = of_kind(run(series("x:jittered", gains)), "regular_growth")
+
+    assert found and found[0].detected_at - (START + timedelta(days=30)) <= timedelta(days=7)
+    assert found[0].severity in (Severity.WARNING, Severity.CRITICAL)
+
+
+def test_jittered_drip_delivered_hourly_on_15_minute_samples() -> None:
+    rng = random.Random(5)
+    daily = organic_gains(25, 40) + [round(900 * rng.uniform(0.7, 1.3)) for _ in range(14)]
+    samples = series("x:hourly_drip", spread_daily(daily), every=QUARTER)
+    found = of_kind(run(samples), "regular_growth")
+
+    assert found and found[0].detected_at - (START + timedelta(days=25)) <= timedelta(days=7)
+
+
+def test_organic_growth_and_a_viral_decay_are_not_regular_growth() -> None:
+    gains = organic_gains(60, 500, seed=7)
+    gains[30:37] = [
+        g + v for g, v in zip(gains[30:37], [9000, 6000, 4200, 3000, 2000, 1400, 900], strict=True)
+    ]
+
+    assert of_kind(run(series("x:organic", gains)), "regular_growth") == []
+
+
+def test_rounded_counts_do_not_look_regular() -> None:
+    # 1.23M shown to 3 significant figures: +10,000 a day most days is the rounding, not a drip.
+    gains = organic_gains(60, 10_000, cv=0.05, seed=8)
+    samples = series("youtube:rounded", gains, first=1_230_000, step=10_000)
+
+    assert of_kind(run(samples), "regular_growth") == []
+
+
+@pytest.mark.parametrize("name", ["youtube-tseries-daily.csv", "youtube-bibisbeautypalace-daily.csv"])
+def test_real_series_give_no_regular_growth(name: str) -> None:
+    samples = read_samples(REAL / name).samples
+
+    assert of_kind(run(samples), "regular_growth") == []
+
+
+def bursty(extra: list[int], at: int, days: int = 14) -> list[int]:
+    gains = spread_daily(organic_gains(days, 200, seed=9))
+    for i, value in enumerate(extra):
+        gains[at + i] += value
+    return gains
+
+
+def test_bought_step_on_15_minute_samples_is_a_warning_within_six_hours() -> None:
+    at = 10 * 96 + 40
+    samples = series("x:bought", bursty([1500, 1500], at), every=QUARTER)
+    found = [d for d in of_kind(run(samples), "burst") if d.severity is not Severity.INFO]
+
+    onset = START + at * QUARTER
+    assert len(found) == 1
+    assert timedelta(0) <= found[0].detected_at - onset <= timedelta(hours=6)
+    assert found[0].summary.startswith("bought step")
+
+
+def test_viral_ramp_is_information_not_an_alarm() -> None:
+    at = 10 * 96 + 40
+    ramp = [int(60 * min(1, i / 8) * 0.985**i) for i in range(96 * 3)]  # 2-hour ramp, ~17-hour decay
+    found = of_kind(run(series("x:viral", bursty(ramp, at, days=16), every=QUARTER)), "burst")
+
+    assert found and all(d.severity is Severity.INFO for d in found)
+    assert found[0].summary.startswith("viral ramp")
+
+
+def test_daily_step_is_reported_as_information() -> None:
+    gains = organic_gains(30, 200, seed=10)
+    gains[20] += 5000
+    found = of_kind(run(series("x:daily_step", gains)), "burst")
+
+    assert [d.severity for d in found] == [Severity.INFO]
+    assert "one-day step" in found[0].summary
+
+
+@pytest.mark.parametrize("every", [timedelta(days=1), QUARTER])
+def test_purge_is_a_drop(every: timedelta) -> None:
+    daily = organic_gains(40, 100, seed=11)
+    daily[30] -= 600  # 6% of 10,000 removed
+    gains = daily if every == timedelta(days=1) else spread_daily(daily)
+    found = of_kind(run(series("x:purged", gains, every=every)), "drop")
+
+    assert found and found[0].detected_at - (START + timedelta(days=30)) <= timedelta(days=2)
+    assert "lost" in found[0].summary
+
+
+def test_organic_decline_is_not_a_drop() -> None:
+    rng = random.Random(12)
+    gains = [-round(30 * rng.lognormvariate(0, 0.4)) for _ in range(90)]
+
+    assert of_kind(run(series("x:declining", gains)), "drop") == []
+
+
+def test_rate_change_is_reported_once_as_information() -> None:
+    gains = organic_gains(40, 100, seed=13) + organic_gains(30, 1500, seed=14)
+    found = of_kind(run(series("x:stepped_up", gains)), "rate_change")
+
+    assert len(found) == 1 and found[0].severity is Severity.INFO
+    assert found[0].detected_at - (START + timedelta(days=40)) <= timedelta(days=6)
+
+
+@pytest.mark.parametrize("every", [timedelta(days=1), QUARTER])
+def test_follow_unfollow_seesaw_is_churn(every: timedelta) -> None:
+    days = 40
+    per_day = 1 if every == timedelta(days=1) else 96
+    following_daily = [1000] * 20 + [1400, 1400, 1000, 1000, 1450, 1450, 1000, 1000, 1500, 1500] + [1000] * 10
+    following = [following_daily[min(i // per_day, days - 1)] for i in range(days * per_day + 1)]
+    gains = organic_gains(days, 50) if per_day == 1 else spread_daily(organic_gains(days, 50))
+    samples = series("x:seesaw", gains, every=every, following=following)
+    found = of_kind(run(samples), "churn")
+
+    assert len(found) == 1
+    assert "seesaw" in found[0].summary and found[0].detected_at - (START + timedelta(days=20)) <= timedelta(
+        days=7
+    )
+
+
+def test_no_churn_without_a_following_count() -> None:
+    assert of_kind(run(series("youtube:no_following", organic_gains(40, 50))), "churn") == []
+
+
+def test_platform_purge_is_one_event_and_explains_account_drops() -> None:
+    samples = []
+    for i in range(5):
+        daily = organic_gains(40, 80 + 20 * i, seed=20 + i)
+        daily[30] -= 1000 + 100 * i  # 5..7% of the followers, within the same day
+        samples += series(f"mastodon:user{i}@example.social", daily, first=20_000)
+    samples += series("mastodon:spared@example.social", organic_gains(40, 80, seed=30), first=20_000)
+    found = run(samples)
+
+    events = of_kind(found, "platform_event")
+    assert len(events) == 1 and events[0].account == "mastodon:*"
+    drops = of_kind(found, "drop")
+    assert len(drops) == 5
+    assert all(d.explained_by == events[0].key and d.severity is Severity.INFO for d in drops)
+
+
+def test_state_stays_bounded_however_long_the_history() -> None:
+    engine = DetectionEngine()
+    run(series("x:long", spread_daily(organic_gains(60, 300)), every=QUARTER), engine)
+    size_after_60_days = _state_size(engine)
+    engine = DetectionEngine()
+    run(series("x:long", spread_daily(organic_gains(240, 300)), every=QUARTER), engine)
+
+    assert _state_size(engine) <= size_after_60_days
+
+
+def _state_size(engine: DetectionEngine) -> int:
+    account = next(iter(engine._accounts.values()))
+    sizes = [len(account.history)]
+    for detector in account.detectors:
+        sizes += [len(v) for v in vars(detector).values() if hasattr(v, "__len__") and not isinstance(v, str)]
+    return sum(sizes)
+
+
+def test_mass_follow_is_churn() -> None:
+    following = [800] * 25 + [1600] * 16
+    found = of_kind(run(series("x:mass_follow", organic_gains(40, 50), following=following)), "churn")
+
+    assert len(found) == 1 and "mass-follow" in found[0].summary
+    assert found[0].detected_at == START + timedelta(days=25)
+
+
+@pytest.mark.parametrize(("first", "mean", "step"), [(10, 0.3, 1), (2_000_000_000, 250_000, 1_000_000)])
+def test_counts_from_ten_to_billions_raise_no_alarm(first: int, mean: float, step: int) -> None:
+    rng = random.Random(first)
+    gains = [
+        round(rng.lognormvariate(0, 0.5) * mean) if mean >= 1 else rng.choice([0, 0, 0, 1]) for _ in range(90)
+    ]
+    found = run(series("youtube:scale", gains, first=first, step=step))
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def test_a_drip_on_a_ten_follower_account_is_found() -> None:
+    found = of_kind(
+        run(series("x:tiny", [0, 1, 0, 0, 1, 0, 0, 0] * 3 + [40] * 8, first=10)), "regular_growth"
+    )
+
+    assert found and found[0].detected_at - (START + timedelta(days=24)) <= timedelta(days=5)

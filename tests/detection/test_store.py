@@ -1,0 +1,213 @@
+"""Import, the recorder and the detections listing, on SQLite and PostgreSQL; the Prometheus collector."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.cli import main
+from service.clock import ManualClock
+from service.detection.engine import DetectionEngine
+from service.detection.metrics import DetectionCollector
+from service.detection.recorder import DetectionRecorder
+from service.store import models
+from service.store.database import open_engine
+
+from .helpers import START, organic_gains, series
+from .test_backtest_cli import history_rows, write_csv
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    engine = open_engine(url)
+    with Session(engine) as session:
+        result = tuple(
+            session.scalar(select(func.count()).select_from(table)) or 0
+            for table in (models.Account, models.Sample, models.Detection)
+        )
+    engine.dispose()
+    return result  # type: ignore[return-value]
+
+
+def test_import_is_idempotent(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "h.csv", history_rows())
+
+    assert main(["import", str(path), "--db", database_url]) == 0
+    first = counts(database_url)
+    assert main(["import", str(path), "--db", database_url]) == 0
+
+    assert counts(database_url) == first
+    accounts, samples, detections = first
+    assert (accounts, samples) == (2, 120) and detections >= 1
+    err = capsys.readouterr().err
+    assert "stored 120 new samples" in err and "stored 0 new samples (120 were already there)" in err
+    assert "importing [" in err
+
+
+def test_detections_lists_what_import_found(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["import", str(write_csv(tmp_path / "h.csv", history_rows())), "--db", database_url])
+    capsys.readouterr()
+
+    assert main(["detections", "x:bought", "--db", database_url, "--format", "jsonl"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {d["account"] for d in listed} == {"x:bought"}
+    assert any(d["kind"] == "regular_growth" and d["ended_at"] for d in listed)
+
+    assert main(["detections", "--active", "--db", database_url]) == 0
+    assert "regular_growth" not in capsys.readouterr().out  # it ended
+
+
+def test_detections_rejects_a_bad_account(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["detections", "nowhere", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+
+
+async def test_recorder_keeps_one_row_per_ongoing_anomaly(database_url: str) -> None:
+    database = open_engine(database_url)
+    clock = ManualClock(START)
+    recorder = DetectionRecorder(DetectionEngine(), database, clock)
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10)
+
+    for sample in samples:  # one sample per batch, as the daemon delivers them
+        await recorder.on_samples([sample])
+
+    with Session(database) as session:
+        rows = session.scalars(
+            select(models.Detection).where(models.Detection.kind == "regular_growth")
+        ).all()
+    assert len(rows) == 1
+    assert rows[0].ended_at is None
+    assert "gained +768/day for 10 days" in rows[0].summary
+    database.dispose()
+
+
+async def test_recorder_warms_up_from_stored_samples_and_updates_the_open_row(database_url: str) -> None:
+    database = open_engine(database_url)
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 12)
+    first = DetectionRecorder(DetectionEngine(), database, ManualClock(START))
+    _store_samples(database, samples[:36])
+    await first.on_samples(samples[:36])
+
+    restarted = DetectionRecorder(DetectionEngine(), database, ManualClock(START + timedelta(days=40)))
+    warmed = await restarted.warm_up()
+    _store_samples(database, samples[36:])
+    await restarted.on_samples(samples[36:])
+
+    assert warmed == 36
+    with Session(database) as session:
+        rows = session.scalars(
+            select(models.Detection).where(models.Detection.kind == "regular_growth")
+        ).all()
+    assert len(rows) == 1 and rows[0].account_id is not None
+    assert "for 12 days" in rows[0].summary
+    database.dispose()
+
+
+def _store_samples(database, samples) -> None:  # type: ignore[no-untyped-def]
+    with Session(database) as session, session.begin():
+        account = session.scalar(select(models.Account).where(models.Account.handle == "dripping"))
+        if account is None:
+            account = models.Account(platform="x", handle="dripping", state="active", added_at=START)
+            session.add(account)
+            session.flush()
+        for s in samples:
+            session.add(
+                models.Sample(
+                    account_id=account.id,
+                    observed_at=s.observed_at,
+                    followers=s.followers,
+                    following=s.following,
+                    posts=s.posts,
+                    followers_step=s.followers_step,
+                )
+            )
+
+
+def test_collector_exports_scores_and_active_detections() -> None:
+    engine = DetectionEngine()
+    for sample in series("mastodon:Gargron@mastodon.social", organic_gains(30, 20) + [768] * 8):
+        engine.observe(sample)
+    registry = CollectorRegistry()
+    DetectionCollector(engine, registry)
+
+    labels = {"platform": "mastodon", "account": "Gargron@mastodon.social"}
+    assert (
+        registry.get_sample_value("flockwatch_anomaly_score", {**labels, "detector": "regular_growth"}) >= 0.8
+    )
+    assert registry.get_sample_value("flockwatch_anomaly_score", {**labels, "detector": "churn"}) == 0.0
+    assert (
+        registry.get_sample_value(
+            "flockwatch_detections_active",
+            {"platform": "mastodon", "kind": "regular_growth", "severity": "critical"},
+        )
+        == 1.0
+    )
+    started = registry.get_sample_value(
+        "flockwatch_detection_started_timestamp_seconds", {**labels, "kind": "regular_growth"}
+    )
+    assert started == (START + timedelta(days=30)).timestamp()
+    info = [s for m in registry.collect() for s in m.samples if s.name == "flockwatch_detection_info"]
+    assert [s.labels["kind"] for s in info].count("regular_growth") == 1
+    assert info[0].labels["summary"].startswith("gained +768/day")
+
+
+def test_collector_is_not_on_the_global_registry() -> None:
+    from prometheus_client import REGISTRY
+
+    DetectionCollector(DetectionEngine(), CollectorRegistry())
+    assert REGISTRY.get_sample_value("flockwatch_anomaly_score") is None
+
+
+def test_import_links_explained_drops_to_the_platform_event(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = []
+    for i in range(5):
+        daily = organic_gains(40, 80 + 20 * i, seed=20 + i)
+        daily[30] -= 1000 + 100 * i
+        for s in series(f"mastodon:user{i}@example.social", daily, first=20_000):
+            rows.append((s.observed_at.strftime("%Y-%m-%dT%H:%M:%SZ"), str(s.account), s.followers))
+    assert main(["import", str(write_csv(tmp_path / "purge.csv", rows)), "--db", database_url]) == 0
+
+    engine = open_engine(database_url)
+    with Session(engine) as session:
+        event = session.scalars(
+            select(models.Detection).where(models.Detection.kind == "platform_event")
+        ).one()
+        drops = session.scalars(select(models.Detection).where(models.Detection.kind == "drop")).all()
+    engine.dispose()
+    assert event.account == "mastodon:*" and event.account_id is None
+    assert len(drops) == 5 and {d.explained_by for d in drops} == {event.id}
+    assert all(d.severity == "info" and d.account_id is not None for d in drops)
+
+
+async def test_warm_up_closes_rows_whose_anomaly_ended_while_away(database_url: str) -> None:
+    database = open_engine(database_url)
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10 + organic_gains(10, 20, seed=3))
+    first = DetectionRecorder(DetectionEngine(), database, ManualClock(START))
+    _store_samples(database, samples[:38])
+    await first.on_samples(samples[:38])
+    _store_samples(database, samples[38:])  # stored by a run that crashed before detecting anything
+
+    await DetectionRecorder(DetectionEngine(), database, ManualClock(START + timedelta(days=60))).warm_up()
+
+    with Session(database) as session:
+        row = session.scalars(select(models.Detection).where(models.Detection.kind == "regular_growth")).one()
+    assert row.ended_at == START + timedelta(days=40)
+    database.dispose()
+
+
+def test_database_url_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv("FLOCKWATCH_DATABASE__URL", url)
+
+    assert main(["import", str(write_csv(tmp_path / "h.csv", history_rows()))]) == 0
+    assert counts(url)[1] == 120
