@@ -92,12 +92,29 @@ class PollConfig(Strict):
     _check = field_validator("interval", "timeout")(_positive)
 
 
+class RateLimitConfig(Strict):
+    """A platform's request budget, when it differs from the published default (e.g. a self-hosted instance)."""
+
+    requests: int
+    window: Duration
+
+    @field_validator("requests")
+    @classmethod
+    def _check_requests(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be above zero")
+        return value
+
+    _check = field_validator("window")(_positive)
+
+
 class PlatformConfig(Strict):
     """Settings every platform has. ``base_url`` lets a self-hosted or test server stand in."""
 
     base_url: str | None = None
     interval: Duration | None = None
     allow_hosts: tuple[str, ...] = ()
+    rate_limit: RateLimitConfig | None = None
 
     _check = field_validator("interval")(_positive)
 

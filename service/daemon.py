@@ -17,6 +17,9 @@ from service import __version__
 from service.board import Board
 from service.clock import Clock
 from service.config import Config, parse_listen
+from service.detection.engine import DetectionEngine
+from service.detection.metrics import DetectionCollector
+from service.detection.recorder import DetectionRecorder
 from service.exposition import AccountExposition
 from service.metrics import ServiceMetrics
 from service.poller import Poller, SampleListener
@@ -60,7 +63,10 @@ class Daemon:
         self.cycles = CyclePlanner(self.source_metrics)
         self.writer = SampleWriter(self.store, self.metrics)
         self._transport = transport
-        self._listeners = listeners
+        self.detection_engine = DetectionEngine()
+        DetectionCollector(self.detection_engine, registry)
+        self.recorder = DetectionRecorder(self.detection_engine, self.engine, clock)
+        self._listeners = [self.recorder, *listeners]
         self._sources: dict[str, Source] = {}
         self._pollers: dict[str, Poller] = {}
         self._watched: list[WatchedAccount] = []
@@ -81,6 +87,8 @@ class Daemon:
         await asyncio.to_thread(self._sync_config_watchlist)
         await self.refresh_watchlist()
         await asyncio.to_thread(self._warm_board)
+        warmed = await self.recorder.warm_up()
+        log.info("detection engine warmed up", extra={"samples": warmed})
         self.scheduler.start()
         self._writer_task = asyncio.create_task(self.writer.run())
         self._tasks = [self._writer_task, asyncio.create_task(self._refresh_loop())]

@@ -27,7 +27,12 @@ def demo_config(platform: SimulatedPlatform, db_url: str, listen: str, poll_ever
             "http": {"listen": listen},
             "poll": {"interval": poll_every, "jitter": poll_every / 4, "timeout": timedelta(seconds=5)},
             "platforms": {
-                "mastodon": {"base_url": platform.base_url, "allow_hosts": [f"127.0.0.1:{platform.port}"]}
+                "mastodon": {
+                    "base_url": platform.base_url,
+                    "allow_hosts": [f"127.0.0.1:{platform.port}"],
+                    # the simulated platform answers as fast as asked: no budget to spread polls over
+                    "rate_limit": {"requests": 1_000_000, "window": "1m"},
+                }
             },
             "watchlist": [str(AccountRef("mastodon", handle)) for handle in handles],
         }

@@ -155,6 +155,11 @@ class ServiceMetrics:
         self.database_up = Gauge(
             "flockwatch_database_up", "1 when the last database write succeeded.", registry=registry
         )
+        self.detection_lag = Gauge(
+            "flockwatch_detection_engine_lag_seconds",
+            "Seconds the detection engine took, after the latest poll's answer, to judge and record its samples.",
+            registry=registry,
+        )
         self.database_write_duration = Histogram(
             "flockwatch_database_write_duration_seconds",
             "Time one database write of buffered samples took.",

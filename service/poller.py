@@ -81,8 +81,14 @@ class Poller:
         for account, outcome in outcomes:
             self._show(account, outcome)
         new = [sample for _, sample in samples]
+        answered = time.perf_counter()
         for listener in self._listeners:
-            await listener.on_samples(new)
+            try:
+                await listener.on_samples(new)
+            except Exception:  # a listener's failure must not stop polling; its own state says what it lost
+                log.exception("sample listener failed", extra={"listener": type(listener).__name__})
+        if new and self._listeners:
+            self._metrics.detection_lag.set(time.perf_counter() - answered)
 
     def _show(self, account: WatchedAccount, outcome: _Outcome) -> None:
         if outcome.sample is not None:

@@ -122,7 +122,8 @@ def seesaw(base: int, amplitude: int, period_days: float, start_day: float) -> C
 
 
 def demo_scenarios(domain: str = "demo.example") -> list[Scenario]:
-    """The demo's accounts. Day 0 is when the demo starts; the interesting parts begin after two days."""
+    """The demo's accounts. Day 0 is when the demo starts. Drips begin on day 2 and a purge comes on day 4;
+    the burst (day 8) and the viral spike (day 9) come after the week of history the burst detector needs."""
 
     def s(user: str, description: str, start: int, gain: DailyGain, *extras: Extra, **kw: object) -> Scenario:
         return Scenario(f"{user}@{domain}", description, start, gain, extras, **kw)  # type: ignore[arg-type]
@@ -143,10 +144,10 @@ def demo_scenarios(domain: str = "demo.example") -> list[Scenario]:
         ),
         s(
             "burst",
-            "organic, then 5,000 bought followers within two hours on day 3",
+            "organic, then 5,000 bought followers within two hours on day 8",
             48_000,
             organic("burst", 120, 0.7),
-            step(3.2, 5_000, 2),
+            step(8.2, 5_000, 2),
         ),
         s(
             "purge",
@@ -157,10 +158,10 @@ def demo_scenarios(domain: str = "demo.example") -> list[Scenario]:
         ),
         s(
             "viral",
-            "organic and a viral spike with a slow decay (not bought)",
+            "organic and a viral spike on day 9 with a slow decay (not bought)",
             31_000,
             organic("viral", 60, 0.9),
-            viral(3.5, 12_000, 2.5),
+            viral(9.5, 12_000, 2.5),
         ),
         s("smallorganic", "a small organic account", 2_100, organic("small", 6, 1.0)),
         s("midorganic", "a mid-sized organic account", 85_000, organic("mid", 300, 0.7)),

@@ -103,7 +103,9 @@ class CyclePlanner:
             per_budget[(ref.platform, _budget_key(ref, config))].append(interval)
         factors: dict[str, float] = defaultdict(lambda: 1.0)
         for (platform, _), intervals in per_budget.items():
-            budget = budget_for(platform, has_credential=_has_token(config, platform))
+            budget = _configured_budget(config, platform) or budget_for(
+                platform, has_credential=_has_token(config, platform)
+            )
             groups = [(requests_per_cycle(platform, n), i) for i, n in _counts(intervals).items()]
             factors[platform] = max(factors[platform], stretch_factor(groups, budget))
         for platform in set(self._factors) | set(factors):
@@ -129,6 +131,11 @@ def _budget_key(ref: AccountRef, config: Config) -> str:
     if ref.platform == "mastodon" and not config.platforms.mastodon.base_url:
         return ref.handle.rpartition("@")[2].lower()
     return ""
+
+
+def _configured_budget(config: Config, platform: str) -> RateBudget | None:
+    limit = config.platforms.of(platform).rate_limit
+    return RateBudget(limit.requests, limit.window) if limit else None
 
 
 def _has_token(config: Config, platform: str) -> bool:

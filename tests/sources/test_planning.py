@@ -85,3 +85,14 @@ def test_default_budgets_cover_every_platform() -> None:
         == set(BATCH_SIZES)
         == {"x", "mastodon", "bluesky", "youtube", "twitch", "github"}
     )
+
+
+def test_a_configured_rate_limit_replaces_the_published_default() -> None:
+    watchlist = [f"mastodon:user{i}@one.example" for i in range(100)]
+    default = Config.model_validate({"watchlist": watchlist})
+    generous = Config.model_validate(
+        {"watchlist": watchlist, "platforms": {"mastodon": {"rate_limit": {"requests": 10_000, "window": "5m"}}}}
+    )
+    pairs = [(entry.account, timedelta(seconds=10)) for entry in default.watchlist]
+    assert CyclePlanner().plan(default, pairs)["mastodon"] > 1
+    assert CyclePlanner().plan(generous, pairs)["mastodon"] == 1
