@@ -8,6 +8,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from service.config import Config, ConfigError, load
 from service.store.database import DatabaseError, open_engine, upgrade
 from service.store.repository import Store
@@ -43,19 +46,43 @@ def describe_config_error(exc: ConfigError) -> str:
 
 
 @contextmanager
-def open_store(config: Config) -> Iterator[Store]:
-    """The configured database, migrated to the newest schema, closed afterwards."""
+def open_database(url: str) -> Iterator[Engine]:
+    """The database at ``url``, migrated to the newest schema, closed afterwards."""
     try:
-        engine = open_engine(config.database.url)
+        engine = open_engine(url)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None
     try:
         upgrade(engine)
-        yield Store(engine)
-    except DatabaseError as exc:
-        raise CommandError(str(exc)) from None
+        yield engine
+    except (DatabaseError, SQLAlchemyError) as exc:
+        raise CommandError(
+            str(exc) if isinstance(exc, DatabaseError) else f"database error: {_first_line(exc)}"
+        ) from None
     finally:
         engine.dispose()
+
+
+@contextmanager
+def open_store(config: Config) -> Iterator[Store]:
+    with open_database(config.database.url) as engine:
+        yield Store(engine)
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser)
+    parser.add_argument(
+        "--db", metavar="URL", help="database URL (default: the configuration's database.url)"
+    )
+
+
+def database_url(args: argparse.Namespace) -> str:
+    return str(args.db) if args.db else load_config(args).database.url
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fail(message: str) -> int:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from service.accounts import AccountError, AccountRef
+from service.cli.common import add_database_options, database_url, open_database
 from service.clock import SystemClock
 from service.detection.base import Detection, iso
 from service.detection.csvinput import BadRow, ReadResult, read_samples
@@ -21,11 +19,8 @@ from service.detection.engine import DetectionEngine
 from service.detection.importer import ensure_accounts, insert_samples
 from service.detection.recorder import DetectionRecorder, list_detections
 from service.detection.replay import replay
-from service.store.database import DatabaseError, open_engine, upgrade
 
 EXIT_BAD_INPUT = 2
-DEFAULT_DB = "sqlite:///flockwatch.db"
-DB_ENV = "FLOCKWATCH_DATABASE__URL"
 
 
 def register(subparsers: Any) -> None:
@@ -46,23 +41,15 @@ def register(subparsers: Any) -> None:
     )
     importer.add_argument("file", type=Path, metavar="FILE.csv")
     importer.add_argument("--skip-bad-rows", action="store_true", help="count malformed rows and go on")
-    _add_db(importer)
+    add_database_options(importer)
     importer.set_defaults(handler=run_import)
 
     listing = subparsers.add_parser("detections", help="list stored detections")
     listing.add_argument("account", nargs="?", metavar="ACCOUNT", help="platform:handle")
     listing.add_argument("--active", action="store_true", help="only anomalies still going on")
     listing.add_argument("--format", choices=("jsonl", "table"), default="table")
-    _add_db(listing)
+    add_database_options(listing)
     listing.set_defaults(handler=run_detections)
-
-
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        default=os.environ.get(DB_ENV, DEFAULT_DB),
-        help=f"database URL (default: ${DB_ENV} or {DEFAULT_DB})",
-    )
 
 
 def run_backtest(args: argparse.Namespace) -> int:
@@ -88,22 +75,13 @@ def run_import(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     clock = SystemClock()
-    database = None
-    try:
-        database = open_engine(args.db)
-        upgrade(database)
+    with open_database(database_url(args)) as database:
         ids = ensure_accounts(database, {s.account for s in loaded.samples}, clock.now())
         added = insert_samples(database, loaded.samples, ids, progress=_bar("importing"))
         _say(f"stored {added:,} new samples ({len(loaded.samples) - added:,} were already there)")
         recorder = DetectionRecorder(DetectionEngine(), database, clock)
         found = list(replay(loaded.samples, recorder.engine, progress=_progress("analysed")))
         recorder.persist(found)
-    except (DatabaseError, SQLAlchemyError) as exc:
-        _say(f"flockwatch import: {exc}")
-        return EXIT_BAD_INPUT
-    finally:
-        if database is not None:
-            database.dispose()
     _say(f"done: {len(found):,} detections stored ({_by_kind(found)})")
     return 0
 
@@ -116,17 +94,8 @@ def run_detections(args: argparse.Namespace) -> int:
         except AccountError as exc:
             _say(f"flockwatch detections: {exc}")
             return EXIT_BAD_INPUT
-    database = None
-    try:
-        database = open_engine(args.db)
-        upgrade(database)
+    with open_database(database_url(args)) as database:
         found = list_detections(database, account, args.active)
-    except (DatabaseError, SQLAlchemyError) as exc:
-        _say(f"flockwatch detections: {exc}")
-        return EXIT_BAD_INPUT
-    finally:
-        if database is not None:
-            database.dispose()
     if args.format == "jsonl":
         for detection in found:
             print(json.dumps(detection.public(), ensure_ascii=False))

@@ -91,7 +91,10 @@ def test_a_configured_rate_limit_replaces_the_published_default() -> None:
     watchlist = [f"mastodon:user{i}@one.example" for i in range(100)]
     default = Config.model_validate({"watchlist": watchlist})
     generous = Config.model_validate(
-        {"watchlist": watchlist, "platforms": {"mastodon": {"rate_limit": {"requests": 10_000, "window": "5m"}}}}
+        {
+            "watchlist": watchlist,
+            "platforms": {"mastodon": {"rate_limit": {"requests": 10_000, "window": "5m"}}},
+        }
     )
     pairs = [(entry.account, timedelta(seconds=10)) for entry in default.watchlist]
     assert CyclePlanner().plan(default, pairs)["mastodon"] > 1
