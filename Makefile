@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes)
 
-.PHONY: run test lint typecheck pytest install clean bench-metrics generate
+.PHONY: run test lint typecheck pytest install clean bench bench-quick bench-metrics generate
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "needs python3.11 on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -32,6 +32,12 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
 
 bench-metrics: $(STAMP)
 	$(BIN)/python bench/metrics_page.py
