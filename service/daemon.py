@@ -88,6 +88,7 @@ class Daemon:
         await self.refresh_watchlist()
         await asyncio.to_thread(self._warm_board)
         warmed = await self.recorder.warm_up()
+        self.detection_engine.keep_only({account.ref for account in self._watched})
         log.info("detection engine warmed up", extra={"samples": warmed})
         self.scheduler.start()
         self._writer_task = asyncio.create_task(self.writer.run())
@@ -128,7 +129,9 @@ class Daemon:
 
     async def refresh_watchlist(self) -> None:
         self._watched = await asyncio.to_thread(self.store.watched)
-        self.board.keep_only({account.ref for account in self._watched})
+        watched = {account.ref for account in self._watched}
+        self.board.keep_only(watched)
+        self.detection_engine.keep_only(watched)
         for account in self._watched:
             view = self.board.view(account.ref)
             view.state, view.last_error = account.state, account.last_error

@@ -7,7 +7,7 @@ in time order; an older or duplicate sample of an account is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 
 from service.accounts import AccountRef
@@ -81,6 +81,12 @@ class DetectionEngine:
         per_sample = [d for d in detectors if d.per_sample]
         account = self._accounts[ref] = _Account(ref, str(ref), detectors, per_sample, drop)
         return account
+
+    def keep_only(self, refs: Set[AccountRef]) -> None:
+        """Forget accounts no longer watched: their scores and active detections leave the metrics."""
+        for ref in [ref for ref in self._accounts if ref not in refs]:
+            account = self._accounts.pop(ref)
+            self._by_identity.pop(id(account.ref), None)
 
     def flush(self) -> list[Detection]:
         """The detections still open at the end of the input (they stay open)."""
