@@ -27,6 +27,10 @@ from service.detection.stats import days as span
 # be small: at 1e-3, four organic days within +-2 of each other turned up in the benchmark's organic set.
 EXACT_ALPHA = 1e-5
 SHORT_ALPHA = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right after a jump
+# Two equal periods right after a missed sample that hid the onset: the gap's own gain, split into the
+# earlier rate before the onset and whole days at the new rate, stands in for the third period that a
+# complete series would have shown by then (see _onset_in_gap).
+GAP_ONSET_ALPHA = 3e-2
 EXACT_WINDOWS = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample makes it span 3 days
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
@@ -175,7 +179,26 @@ def _exact(w: _Window, before: list[Period]) -> bool:
         if reference is None or not _jumped(w.mean, reference):
             return False
         alpha = SHORT_ALPHA[w.n]
+        if w.n == 2 and _onset_in_gap(before, w.mean):
+            alpha = GAP_ONSET_ALPHA
     return chi2_lower_tail(dispersion, w.n - 1) < alpha
+
+
+def _onset_in_gap(before: list[Period], mean: float) -> bool:
+    """True when the period before the window spans a missed sample and its gain is the account's earlier
+    rate up to an onset inside it plus whole days at ``mean`` after: the drip switched on in the gap."""
+    if not before or before[-1].days < 1.5:
+        return False
+    gap = before[-1]
+    reference = _reference(before[:-1])
+    if reference is None or not _jumped(mean, reference):
+        return False
+    inside = round((gap.gain - reference * gap.days) / (mean - reference))  # days of the new rate
+    if inside < 1 or inside >= gap.days:
+        return False
+    residual = gap.gain - reference * (gap.days - inside) - mean * inside
+    # Poisson noise of the new rate plus a loose allowance for the earlier rate's day-to-day swings.
+    return abs(residual) <= 3.0 * math.sqrt(mean * inside) + 0.5 * abs(reference) * (gap.days - inside)
 
 
 def _flat_after_jump(w: _Window, window: list[Period], before: list[Period]) -> bool:
