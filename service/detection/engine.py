@@ -38,15 +38,27 @@ class DetectionEngine:
         self._platforms = PlatformWatch()
 
     def observe(self, sample: Sample) -> list[Detection]:
-        account = self._by_identity.get(id(sample.account))
-        if account is None or account.ref is not sample.account:
-            account = self._account(sample.account)
-        at = sample.observed_at.timestamp()
-        last = account.history.last
+        return self.observe_values(
+            sample.account,
+            sample.observed_at.timestamp(),
+            sample.followers,
+            sample.following,
+            sample.followers_step,
+        )
+
+    def observe_values(
+        self, ref: AccountRef, at: float, followers: int, following: int | None = None, step: int = 1
+    ) -> list[Detection]:
+        """``observe`` for a sample given by its fields, ``at`` in epoch seconds: what replays of large
+        files call, without building a Sample per row."""
+        account = self._by_identity.get(id(ref))
+        if account is None or account.ref is not ref:
+            account = self._account(ref)
+        history = account.history
+        last = history.last
         if last is not None and at <= last.at:
             return []
-        point = Point(at, sample.followers, sample.following, sample.followers_step)
-        history = account.history
+        point = Point(at, followers, following, step)
         period = history.add(point)
         changed: list[Detection] = []
         # Most sub-daily samples close no period: only the detectors that read raw samples need them.
