@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 from service.detection.base import DAY, Period, Point, make_period
 
@@ -37,8 +38,9 @@ class AccountHistory:
         self._recent.append(period)
 
     def periods(self, last: int) -> list[Period]:
-        n = len(self._recent)
-        return [self._recent[i] for i in range(max(0, n - last), n)]
+        recent = self._recent
+        n = len(recent)
+        return list(recent) if last >= n else list(islice(recent, n - last, n))
 
     def rates(self, last: int) -> list[float]:
         return [p.rate for p in self.periods(last)]

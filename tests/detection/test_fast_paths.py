@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from service.detection.csvinput import BadRow, read_records, read_samples
+from service.detection.detectors.regular_growth import (
+    _SURELY_ABOVE,
+    EXACT_ALPHA,
+    EXACT_WINDOWS,
+    GAP_ONSET_ALPHA,
+    SHORT_ALPHA,
+)
 from service.detection.engine import DetectionEngine
 from service.detection.replay import replay, replay_records
+from service.detection.stats import chi2_lower_tail
 
 from .helpers import organic_gains, series
 
@@ -135,3 +143,10 @@ def test_replay_of_records_gives_the_same_detections_as_replay_of_samples(
     assert fast == slow
     if source == "interleaved":
         assert {d["kind"] for d in fast} >= {"regular_growth", "burst", "drop"}
+
+
+def test_the_chi_squared_shortcut_never_changes_a_verdict() -> None:
+    alphas = [EXACT_ALPHA, GAP_ONSET_ALPHA, *SHORT_ALPHA.values()]
+    assert set(_SURELY_ABOVE) == {n - 1 for n in EXACT_WINDOWS}
+    for dof, statistic in _SURELY_ABOVE.items():
+        assert chi2_lower_tail(statistic, dof) > max(alphas)
