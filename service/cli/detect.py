@@ -59,7 +59,10 @@ def run_backtest(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     records = loaded.records
-    gc.freeze()  # the rows live to the end: keep the cyclic collector from re-scanning them all the time
+    # The rows live to the end and the engine makes no reference cycles in its stride: keep the cyclic
+    # collector from re-scanning the rows, and let it run every 100,000 allocations instead of every 700.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     _say(f"replaying {len(records):,} samples of {loaded.accounts:,} accounts from {args.file}")
     found = []
     jsonl = args.format == "jsonl"
