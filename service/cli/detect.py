@@ -59,17 +59,22 @@ def run_backtest(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     records = loaded.records
-    # The rows live to the end and the engine makes no reference cycles in its stride: keep the cyclic
-    # collector from re-scanning the rows, and let it run every 100,000 allocations instead of every 700.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
     _say(f"replaying {len(records):,} samples of {loaded.accounts:,} accounts from {args.file}")
     found = []
     jsonl = args.format == "jsonl"
-    for detection in replay_records(records, DetectionEngine(), progress=_progress("replayed")):
-        if jsonl:
-            print(json.dumps(detection.public(), ensure_ascii=False), flush=False)
-        found.append(detection)
+    # The rows live to the end and the engine makes no reference cycles in its stride: keep the cyclic
+    # collector from re-scanning the rows, and let it run every 100,000 allocations instead of every 700.
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        for detection in replay_records(records, DetectionEngine(), progress=_progress("replayed")):
+            if jsonl:
+                print(json.dumps(detection.public(), ensure_ascii=False), flush=False)
+            found.append(detection)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
     if args.format == "table":
         write_table(found, sys.stdout)
     _say(f"done: {len(found):,} detections ({_by_kind(found)})")
