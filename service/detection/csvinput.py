@@ -100,6 +100,7 @@ def _read_records(path: Path, skip_bad_rows: bool) -> ReadRecords:
     parse = _RowParser(columns)
     ti, ai, fi = columns["timestamp"], columns["account"], columns["followers"]
     gi, pi = columns.get("following"), columns.get("posts")
+    plain = gi is None and pi is None  # timestamp, account and followers only: the common export
     width = parse.width
     accounts: dict[str, tuple[AccountRef, str]] = {}
     midnights: dict[str, float] = {}
@@ -118,28 +119,29 @@ def _read_records(path: Path, skip_bad_rows: bool) -> ReadRecords:
                 known = accounts.get(cells[ai])
                 when = cells[ti]
                 followers = cells[fi]
-                following = cells[gi] if gi is not None else ""
-                posts = cells[pi] if pi is not None else ""
-                at = _fast_time(when, midnights)
-                if (
-                    known is not None
-                    and at is not None
-                    and followers.isdigit()
-                    and followers.isascii()
-                    and (not following or (following.isdigit() and following.isascii()))
-                    and (not posts or (posts.isdigit() and posts.isascii()))
-                ):
-                    add(
-                        (
-                            at,
-                            known[1],
-                            number,
-                            known[0],
-                            int(followers),
-                            int(following) if following else None,
+                at = float(when) if when.isdigit() and when.isascii() and len(when) <= 11 else None
+                if at is None:
+                    at = _fast_time(when, midnights)
+                if known is not None and at is not None and followers.isdigit() and followers.isascii():
+                    if plain:
+                        add((at, known[1], number, known[0], int(followers), None))
+                        continue
+                    following = cells[gi] if gi is not None else ""
+                    posts = cells[pi] if pi is not None else ""
+                    if (not following or (following.isdigit() and following.isascii())) and (
+                        not posts or (posts.isdigit() and posts.isascii())
+                    ):
+                        add(
+                            (
+                                at,
+                                known[1],
+                                number,
+                                known[0],
+                                int(followers),
+                                int(following) if following else None,
+                            )
                         )
-                    )
-                    continue
+                        continue
             sample = parse(cells)
         except ValueError as exc:
             if not skip_bad_rows:
