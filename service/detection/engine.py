@@ -30,6 +30,9 @@ class _Account:
     open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
 
 
+_point = tuple.__new__  # Point(...) without the generated __new__: one less Python call per sample
+
+
 class DetectionEngine:
     def __init__(self, detectors: Callable[[], list[Detector]] = all_detectors) -> None:
         self._make_detectors = detectors
@@ -38,23 +41,44 @@ class DetectionEngine:
         self._platforms = PlatformWatch()
 
     def observe(self, sample: Sample) -> list[Detection]:
-        account = self._by_identity.get(id(sample.account))
-        if account is None or account.ref is not sample.account:
-            account = self._account(sample.account)
-        at = sample.observed_at.timestamp()
-        last = account.history.last
+        return self.observe_values(
+            sample.account,
+            sample.observed_at.timestamp(),
+            sample.followers,
+            sample.following,
+            sample.followers_step,
+        )
+
+    def observe_values(
+        self, ref: AccountRef, at: float, followers: int, following: int | None = None, step: int = 1
+    ) -> list[Detection]:
+        """``observe`` for a sample given by its fields, ``at`` in epoch seconds: what replays of large
+        files call, without building a Sample per row."""
+        account = self._by_identity.get(id(ref))
+        if account is None or account.ref is not ref:
+            account = self._account(ref)
+        history = account.history
+        last = history.last
         if last is not None and at <= last.at:
             return []
-        point = Point(at, sample.followers, sample.following, sample.followers_step)
-        history = account.history
+        point = _point(Point, (at, followers, following, step))
         period = history.add(point)
-        changed: list[Detection] = []
-        # Most sub-daily samples close no period: only the detectors that read raw samples need them.
-        for detector in account.detectors if period is not None else account.per_sample:
-            findings = detector.observe(point, period, history)
-            if findings:
-                changed += [self._apply(account, detector.name, finding, at) for finding in findings]
-        if period is not None:
+        changed: list[Detection] | None = None
+        if period is None:
+            # Most sub-daily samples close no period: only the detectors that read raw samples need them.
+            for detector in account.per_sample:
+                findings = detector.observe(point, None, history)
+                if findings:
+                    changed = changed or []
+                    changed += [self._apply(account, detector.name, finding, at) for finding in findings]
+            if changed is None:
+                return []
+        else:
+            changed = []
+            for detector in account.detectors:
+                findings = detector.observe(point, period, history)
+                if findings:
+                    changed += [self._apply(account, detector.name, finding, at) for finding in findings]
             history.push(period)
             changed += self._platform_news(account, at)
         return _unique(changed) if len(changed) > 1 else changed

@@ -47,3 +47,26 @@ def test_the_fall_is_flagged_within_two_samples() -> None:
     assert drops, "the daily fall after the bought phase must be reported"
     assert drops[0].detected_at - fall_onset <= timedelta(days=2)
     assert "after gaining +768/day before" in drops[0].summary
+
+
+def _drip_with_onset_sample_missing(daily: int, extra_in_gap: int = 0) -> list:  # type: ignore[type-arg]
+    rng = random.Random(9501)
+    before = [rng.choice([-3, -1, 0, 2, 4, 6, 9, 12]) for _ in range(30)]
+    before[-1] += extra_in_gap
+    samples = series("x:gap_at_onset", before + [daily] * 20, start=ONSET - timedelta(days=30), first=20_000)
+    return [s for s in samples if s.observed_at != ONSET]  # the sample that would show the onset
+
+
+def test_a_small_drip_whose_onset_sample_is_missing_is_flagged_within_three_days() -> None:
+    # Two equal days of +200 alone are not enough (p ~ 0.016 under Poisson growth); the missed sample's
+    # gain, exactly the quiet rate before plus one day at +200, is what a complete series would show.
+    found = of_kind(run(_drip_with_onset_sample_missing(200)), "regular_growth")
+
+    assert found and found[0].detected_at - ONSET <= timedelta(days=3)
+    assert found[0].severity is Severity.CRITICAL
+
+
+def test_a_gap_whose_gain_does_not_fit_the_new_rate_does_not_shorten_the_wait() -> None:
+    found = of_kind(run(_drip_with_onset_sample_missing(200, extra_in_gap=900)), "regular_growth")
+
+    assert found and found[0].detected_at - ONSET > timedelta(days=3)

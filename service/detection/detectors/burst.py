@@ -58,13 +58,30 @@ class BurstDetector:
         self._burst: _Burst | None = None
         self._daily_candidate: tuple[Period, float] | None = None  # (period, excess per day)
         self._after = 0.0  # a new burst must start after the last one ended
+        self._shrinking = 0.0
+        self._floor = MIN_STEP  # what _bounds gives before the first baseline
 
     def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
-        previous = self._recent[-1] if self._recent else None
-        self._remember(point)
+        # Called on every sample, so written for speed: the raw samples of the last KEPT seconds, and the
+        # rising minima of the last WINDOW (the lowest count the window has seen is lows[0]).
+        at, followers = point[0], point[1]
+        recent = self._recent
+        previous_at = recent[-1][0] if recent else None
+        item = (at, followers)
+        recent.append(item)
+        oldest = at - KEPT
+        while recent[0][0] < oldest:
+            recent.popleft()
+        lows = self._lows
+        while lows and lows[-1][1] >= followers:
+            lows.pop()
+        lows.append(item)
+        oldest = at - WINDOW
+        while lows[0][0] < oldest:
+            lows.popleft()
         findings: list[Finding] = []
-        if self._ready and previous is not None:
-            if point.at - previous[0] >= SUBDAILY_GAP:
+        if self._ready and previous_at is not None:
+            if at - previous_at >= SUBDAILY_GAP:
                 findings = self._daily(period) if period is not None else []
             elif self._burst is not None or self._may_open(point):
                 findings = self._subdaily(point)
@@ -75,23 +92,8 @@ class BurstDetector:
     def _may_open(self, point: Point) -> bool:
         """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
         count (plus, for a shrinking account, the loss it was expected to make)."""
-        rate = self._rate
-        bound = point.followers - self._lows[0][1] + (-rate * WINDOW / DAY if rate < 0 else 0.0)
-        return bound >= self._threshold(point.step)
-
-    def _remember(self, point: Point) -> None:
-        at, followers = point.at, point.followers
-        item = (at, followers)
-        recent = self._recent
-        recent.append(item)
-        while recent[0][0] < at - KEPT:
-            recent.popleft()
-        lows = self._lows
-        while lows and lows[-1][1] >= followers:
-            lows.pop()
-        lows.append(item)
-        while lows[0][0] < at - WINDOW:
-            lows.popleft()
+        bound = point[1] - self._lows[0][1] + self._shrinking
+        return bound >= self._floor and bound >= 10.0 * point[3]  # bound >= self._threshold(step)
 
     def _update_baseline(self, history: PeriodHistory, period: Period) -> None:
         rates = [*history.rates(BASELINE_PERIODS - 1), period.rate]
@@ -100,6 +102,12 @@ class BurstDetector:
         self._rate = median(rates)
         self._sd = robust_scale(rates, self._rate, period.step)
         self._ready = True
+        self._bounds()
+
+    def _bounds(self) -> None:
+        rate = self._rate
+        self._shrinking = -rate * WINDOW / DAY if rate < 0 else 0.0
+        self._floor = max(0.5 * max(rate, 0.0) + 1.5 * self._sd, MIN_STEP)  # _threshold without the step
 
     def _threshold(self, step: int) -> float:
         # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.

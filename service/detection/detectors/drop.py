@@ -80,11 +80,12 @@ class DropDetector:
 
     def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
         self.platform_signal = None
-        sub_daily = point.at - self._last_at < SUB_DAILY
-        self._last_at = point.at
+        at = point[0]
+        sub_daily = at - self._last_at < SUB_DAILY
+        self._last_at = at
         if period is None:
             hourly = self._hourly
-            if sub_daily and not self._open and (not hourly or point.at - hourly[-1][0] >= HOUR):
+            if sub_daily and not self._open and (not hourly or at - hourly[-1][0] >= HOUR):
                 return self._sustained(point)
             return []
         if self._open and self._run is not None:

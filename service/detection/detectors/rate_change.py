@@ -28,15 +28,16 @@ class RateChangeDetector:
     def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
         if period is None:
             return []
-        periods = [*history.periods(RECENT + REFERENCE - 1), period]
-        if len(periods) < RECENT + MIN_REFERENCE:
+        rates = history.rates(RECENT + REFERENCE - 1)  # every period before this one, as far back as read
+        if len(rates) + 1 < RECENT + MIN_REFERENCE:
             return []
-        change = _change(periods[-RECENT:], [p.rate for p in periods[:-RECENT]], period.step)
+        recent = [*history.periods(RECENT - 1), period]
+        change = _change(recent, rates[: len(rates) - (RECENT - 1)], period.step)
         if change is None:
-            return self._close(periods[-1].end)
+            return self._close(period.end)
         recent_rate, reference, z = change
         self.score = min(1.0, z / (4 * MIN_Z))
-        started = self._open.started_at if self._open else periods[-RECENT].start
+        started = self._open.started_at if self._open else recent[0].start
         direction = "rose" if recent_rate > reference else "fell"
         summary = (
             f"growth {direction} from {signed(reference)}/day to {signed(recent_rate)}/day over the last "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.detection.base import REGULAR_GROWTH, Finding, Period, PeriodHistory, Point, Severity
 from service.detection.stats import chi2_lower_tail, count, median, signed
@@ -27,6 +27,10 @@ from service.detection.stats import days as span
 # be small: at 1e-3, four organic days within +-2 of each other turned up in the benchmark's organic set.
 EXACT_ALPHA = 1e-5
 SHORT_ALPHA = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right after a jump
+# Two equal periods right after a missed sample that hid the onset: the gap's own gain, split into the
+# earlier rate before the onset and whole days at the new rate, stands in for the third period that a
+# complete series would have shown by then (see _onset_in_gap).
+GAP_ONSET_ALPHA = 3e-2
 EXACT_WINDOWS = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample makes it span 3 days
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
@@ -37,6 +41,9 @@ MAX_WINDOW = max(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP = 3.0
 REFERENCE_PERIODS = 14
 MIN_REFERENCE_PERIODS = 4
+# Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
+# P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
+_SURELY_ABOVE = {dof: dof / 3.0 for dof in range(1, max(EXACT_WINDOWS))}
 
 
 class _Plateau:
@@ -120,8 +127,7 @@ class RegularGrowthDetector:
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
 
 
-@dataclass(frozen=True, slots=True)
-class _Window:
+class _Window(NamedTuple):
     n: int
     mean: float  # daily rate
     sd: float  # of one day's gain
@@ -149,6 +155,8 @@ def _windows(recent: list[Period]) -> Iterator[_Window]:
 
 def _find_plateau(recent: list[Period]) -> _Plateau | None:
     for w in _windows(recent):
+        if w.mean < 20.0 and w.step >= 1:
+            continue  # a shortcut: the exact test needs a mean of 20, the plateau test a step under 5% of it
         before = recent[: -w.n]
         if w.n in EXACT_WINDOWS and _exact(w, before):
             reference = _reference(before)
@@ -175,7 +183,28 @@ def _exact(w: _Window, before: list[Period]) -> bool:
         if reference is None or not _jumped(w.mean, reference):
             return False
         alpha = SHORT_ALPHA[w.n]
+        if w.n == 2 and _onset_in_gap(before, w.mean):
+            alpha = GAP_ONSET_ALPHA
+    if dispersion >= _SURELY_ABOVE[w.n - 1]:
+        return False  # far above any tested critical value: skip the series expansion (same verdict)
     return chi2_lower_tail(dispersion, w.n - 1) < alpha
+
+
+def _onset_in_gap(before: list[Period], mean: float) -> bool:
+    """True when the period before the window spans a missed sample and its gain is the account's earlier
+    rate up to an onset inside it plus whole days at ``mean`` after: the drip switched on in the gap."""
+    if not before or before[-1].days < 1.5:
+        return False
+    gap = before[-1]
+    reference = _reference(before[:-1])
+    if reference is None or not _jumped(mean, reference):
+        return False
+    inside = round((gap.gain - reference * gap.days) / (mean - reference))  # days of the new rate
+    if inside < 1 or inside >= gap.days:
+        return False
+    residual = gap.gain - reference * (gap.days - inside) - mean * inside
+    # Poisson noise of the new rate plus a loose allowance for the earlier rate's day-to-day swings.
+    return abs(residual) <= 3.0 * math.sqrt(mean * inside) + 0.5 * abs(reference) * (gap.days - inside)
 
 
 def _flat_after_jump(w: _Window, window: list[Period], before: list[Period]) -> bool:
