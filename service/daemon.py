@@ -18,7 +18,7 @@ from service.board import Board
 from service.clock import Clock
 from service.config import Config, parse_listen
 from service.detection.engine import DetectionEngine
-from service.detection.metrics import DetectionCollector
+from service.detection.metrics import DetectionCollector, ScoreExposition
 from service.detection.recorder import DetectionRecorder
 from service.exposition import AccountExposition
 from service.metrics import ServiceMetrics
@@ -65,6 +65,7 @@ class Daemon:
         self._transport = transport
         self.detection_engine = DetectionEngine()
         DetectionCollector(self.detection_engine, registry)
+        self.scores = ScoreExposition(self.detection_engine)
         self.recorder = DetectionRecorder(self.detection_engine, self.engine, clock)
         self._listeners = [self.recorder, *listeners]
         self._sources: dict[str, Source] = {}
@@ -74,7 +75,9 @@ class Daemon:
         self._writer_task: asyncio.Task[None] | None = None
         self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of)
         host, port = parse_listen(config.http.listen)
-        self.http = HttpServer(build_app(registry, self._readiness, [self.exposition.render]), host, port)
+        self.http = HttpServer(
+            build_app(registry, self._readiness, [self.exposition.render, self.scores.render]), host, port
+        )
 
     @property
     def metrics_url(self) -> str:

@@ -75,10 +75,10 @@ class AccountExposition:
 
 
 def _render(view: AccountView) -> tuple[str, ...]:
-    labels = f'account="{_escape(view.ref.handle)}",platform="{_escape(view.ref.platform)}"'
+    labels = f'account="{escape_label(view.ref.handle)}",platform="{escape_label(view.ref.platform)}"'
     latest = view.latest
     counts = [
-        _line(name, labels, getattr(latest, field)) if latest else ""
+        sample_line(name, labels, getattr(latest, field)) if latest else ""
         for name, field in (
             ("flockwatch_followers", "followers"),
             ("flockwatch_following", "following"),
@@ -86,17 +86,19 @@ def _render(view: AccountView) -> tuple[str, ...]:
         )
     ]
     last_sample = (
-        _line("flockwatch_last_sample_timestamp_seconds", labels, latest.observed_at.timestamp())
+        sample_line("flockwatch_last_sample_timestamp_seconds", labels, latest.observed_at.timestamp())
         if latest
         else ""
     )
     polled = view.last_polled_at
-    last_poll = _line("flockwatch_last_poll_timestamp_seconds", labels, polled.timestamp()) if polled else ""
+    last_poll = (
+        sample_line("flockwatch_last_poll_timestamp_seconds", labels, polled.timestamp()) if polled else ""
+    )
     changes = "".join(
-        _line("flockwatch_followers_change", f'{labels},window="{window}"', change)
+        sample_line("flockwatch_followers_change", f'{labels},window="{window}"', change)
         for window, change in _changes(view).items()
     )
-    state = _line("flockwatch_account_state", f'{labels},state="{view.state.value}"', 1)
+    state = sample_line("flockwatch_account_state", f'{labels},state="{view.state.value}"', 1)
     return (*counts, last_sample, last_poll, changes, state)
 
 
@@ -113,7 +115,7 @@ def _changes(view: AccountView) -> dict[str, int | None]:
     return found
 
 
-def _line(name: str, labels: str, value: float | None) -> str:
+def sample_line(name: str, labels: str, value: float | None) -> str:
     """One sample line; labels in name order, as prometheus-client writes them."""
     if value is None:
         return ""
@@ -123,7 +125,7 @@ def _line(name: str, labels: str, value: float | None) -> str:
 def _per_state(views: list[AccountView]) -> str:
     counts = Counter((view.ref.platform, view.state) for view in views)
     return "".join(
-        _line(
+        sample_line(
             "flockwatch_accounts",
             f'platform="{platform}",state="{state.value}"',
             counts[(platform, state)],
@@ -133,7 +135,7 @@ def _per_state(views: list[AccountView]) -> str:
     )
 
 
-def _escape(value: str) -> str:
+def escape_label(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return value

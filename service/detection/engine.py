@@ -126,6 +126,15 @@ class DetectionEngine:
             for detector in account.detectors:
                 yield account.ref, detector.name, detector.score
 
+    def score_tokens(self) -> Iterator[tuple[AccountRef, object]]:
+        """Each account with a token that changes whenever its scores may have (its latest point)."""
+        for account in self._accounts.values():
+            yield account.ref, account.history.last
+
+    def scores_of(self, ref: AccountRef) -> tuple[tuple[str, float], ...]:
+        """(detector, latest score) of one account."""
+        return tuple((detector.name, detector.score) for detector in self._accounts[ref].detectors)
+
     def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
         key = (detector, finding.kind)
         detection = account.open.get(key)

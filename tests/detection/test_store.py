@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.cli import main
 from service.clock import ManualClock
 from service.detection.engine import DetectionEngine
-from service.detection.metrics import DetectionCollector
+from service.detection.metrics import DetectionCollector, ScoreExposition
 from service.detection.recorder import DetectionRecorder
 from service.store import models
 from service.store.database import open_engine
@@ -137,10 +138,13 @@ def test_collector_exports_scores_and_active_detections() -> None:
     DetectionCollector(engine, registry)
 
     labels = {"platform": "mastodon", "account": "Gargron@mastodon.social"}
-    assert (
-        registry.get_sample_value("flockwatch_anomaly_score", {**labels, "detector": "regular_growth"}) >= 0.8
-    )
-    assert registry.get_sample_value("flockwatch_anomaly_score", {**labels, "detector": "churn"}) == 0.0
+    scores = {
+        sample.labels["detector"]: sample.value
+        for family in text_string_to_metric_families(ScoreExposition(engine).render().decode())
+        for sample in family.samples
+        if sample.labels["account"] == labels["account"]
+    }
+    assert scores["regular_growth"] >= 0.8 and scores["churn"] == 0.0
     assert (
         registry.get_sample_value(
             "flockwatch_detections_active",
@@ -161,7 +165,7 @@ def test_collector_is_not_on_the_global_registry() -> None:
     from prometheus_client import REGISTRY
 
     DetectionCollector(DetectionEngine(), CollectorRegistry())
-    assert REGISTRY.get_sample_value("flockwatch_anomaly_score") is None
+    assert REGISTRY.get_sample_value("flockwatch_detections_active") is None
 
 
 def test_import_links_explained_drops_to_the_platform_event(

@@ -1,0 +1,82 @@
+"""Render time of ``flockwatch_anomaly_score`` for 10,000 accounts: the cached page against ``generate_latest``.
+
+Run: ``python -m bench.score_page``. Every account gets two days of hourly samples; between two renders a
+thirtieth of the accounts gets a new sample, as when 10,000 accounts are polled every 15 minutes and scraped
+every 30 seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from service.accounts import AccountRef
+from service.detection.engine import DetectionEngine
+from service.detection.metrics import SCORE_HELP, SCORE_NAME, ScoreExposition
+from service.samples import Sample
+
+PLATFORMS = ("x", "mastodon", "bluesky", "youtube", "twitch", "github")
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+class PlainScores(Collector):
+    def __init__(self, engine: DetectionEngine) -> None:
+        self._engine = engine
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
+        for ref, detector, score in self._engine.scores():
+            family.add_metric([ref.platform, ref.handle, detector], score)
+        yield family
+
+
+def fed_engine(accounts: int, rng: random.Random) -> tuple[DetectionEngine, dict[AccountRef, Sample]]:
+    engine, latest = DetectionEngine(), {}
+    for i in range(accounts):
+        ref = AccountRef(PLATFORMS[i % len(PLATFORMS)], f"account{i}")
+        followers = rng.randrange(100, 2_000_000)
+        for hour in range(48, -1, -1):
+            followers += rng.randrange(-20, 200)
+            latest[ref] = Sample(ref, NOW - timedelta(hours=hour), followers, rng.randrange(0, 5000))
+            engine.observe(latest[ref])
+    return engine, latest
+
+
+def timed(render: Callable[[], bytes]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    render()
+    return (time.perf_counter() - started) * 1000
+
+
+def main(accounts: int = 10_000, rounds: int = 15) -> None:
+    rng = random.Random(5)
+    engine, latest = fed_engine(accounts, rng)
+    cached = ScoreExposition(engine)
+    registry = CollectorRegistry()
+    registry.register(PlainScores(engine))
+    cold = timed(cached.render)
+    times: dict[str, list[float]] = {"cached page": [], "generate_latest": []}
+    refs = list(latest)
+    for round_number in range(rounds):
+        for ref in refs[round_number % 30 :: 30]:
+            before = latest[ref]
+            latest[ref] = Sample(ref, before.observed_at + timedelta(minutes=15), before.followers + 3)
+            engine.observe(latest[ref])
+        times["cached page"].append(timed(cached.render))
+        times["generate_latest"].append(timed(lambda: generate_latest(registry)))
+    print(f"{accounts:,} accounts, {accounts * 6:,} score series; cached page first render {cold:.0f} ms")
+    for name, values in times.items():
+        print(f"{name}: p50 {statistics.median(values):.1f} ms, max {max(values):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The anomaly-score page: the same text prometheus-client would write, re-formatted only where scores moved."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from service.accounts import AccountRef
+from service.detection.engine import DetectionEngine
+from service.detection.metrics import SCORE_HELP, SCORE_NAME, ScoreExposition
+from tests.detection.helpers import START, organic_gains, series
+
+
+class _Reference(Collector):
+    """The plain definition: one gauge family built from ``engine.scores()`` on every scrape."""
+
+    def __init__(self, engine: DetectionEngine) -> None:
+        self._engine = engine
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
+        for ref, detector, score in self._engine.scores():
+            family.add_metric([ref.platform, ref.handle, detector], score)
+        yield family
+
+
+def _reference_page(engine: DetectionEngine) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_Reference(engine))
+    return generate_latest(registry)
+
+
+def _engine_with(accounts: list[str], drip_for: str) -> DetectionEngine:
+    engine = DetectionEngine()
+    for name in accounts:
+        gains = organic_gains(30, 20) + ([768] * 8 if name == drip_for else organic_gains(8, 20))
+        for sample in series(name, gains):
+            engine.observe(sample)
+    return engine
+
+
+def test_the_page_is_what_prometheus_client_writes() -> None:
+    engine = _engine_with(["mastodon:someone@x.social", "x:plain", "github:drip"], drip_for="github:drip")
+    page = ScoreExposition(engine).render()
+    assert page == _reference_page(engine)
+    assert dict(engine.scores_of(AccountRef("github", "drip")))["regular_growth"] >= 0.8
+
+
+def test_it_follows_new_scores_and_forgotten_accounts() -> None:
+    engine = _engine_with(["x:one", "x:two"], drip_for="none")
+    exposition = ScoreExposition(engine)
+    first = exposition.render()
+    for sample in series("x:two", [768] * 10, start=START + timedelta(days=40), first=60_000):
+        engine.observe(sample)
+    engine.keep_only({AccountRef("x", "two")})
+    second = exposition.render()
+    assert second == _reference_page(engine)
+    assert second != first and b'account="one"' not in second
