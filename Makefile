@@ -41,6 +41,7 @@ bench-quick: $(STAMP)
 
 bench-metrics: $(STAMP)
 	$(BIN)/python bench/metrics_page.py
+	$(BIN)/python -m bench.score_page
 
 generate: $(STAMP)
 	$(BIN)/python grafana/generate.py

@@ -192,7 +192,8 @@ two rounds a thirtieth of the accounts gets a new sample (10,000 accounts polled
 
 The budget is a p50 under {budget:.0f} ms for 10,000 accounts: the fast renderer is **{verdict}** it at {ours:.1f} ms.
 Its first render after the daemon starts formats every account and took {results["flockwatch exposition"]["cold"]:.0f} ms.
-The per-account series of the detection engine (anomaly scores, detection info) are not in this measurement yet.
+The detection engine's anomaly scores are served from a cached page of their own, measured in
+[benchmarks-scores.md](benchmarks-scores.md); active detections are a few series and go through the registry.
 """
 
 

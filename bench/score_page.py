@@ -1,6 +1,6 @@
 """Render time of ``flockwatch_anomaly_score`` for 10,000 accounts: the cached page against ``generate_latest``.
 
-Run: ``python -m bench.score_page``. Every account gets two days of hourly samples; between two renders a
+Run: ``python -m bench.score_page`` (writes ``docs/benchmarks-scores.md``). Every account gets two days of hourly samples; between two renders a
 thirtieth of the accounts gets a new sample, as when 10,000 accounts are polled every 15 minutes and scraped
 every 30 seconds.
 """
@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -73,9 +74,24 @@ def main(accounts: int = 10_000, rounds: int = 15) -> None:
             engine.observe(latest[ref])
         times["cached page"].append(timed(cached.render))
         times["generate_latest"].append(timed(lambda: generate_latest(registry)))
-    print(f"{accounts:,} accounts, {accounts * 6:,} score series; cached page first render {cold:.0f} ms")
-    for name, values in times.items():
-        print(f"{name}: p50 {statistics.median(values):.1f} ms, max {max(values):.1f} ms")
+    rows = "\n".join(
+        f"| {name} | {statistics.median(values):.1f} | {max(values):.1f} |" for name, values in times.items()
+    )
+    report = f"""# /metrics render time: anomaly scores
+
+Measured by `python -m bench.score_page` on {datetime.now(UTC):%Y-%m-%d}: {accounts:,} accounts with two days of
+hourly samples through the detection engine, {accounts * 6:,} `flockwatch_anomaly_score` series; {rounds} renders, a
+thirtieth of the accounts getting a new sample before each. The daemon serves the cached page
+(`service.detection.metrics.ScoreExposition`), after the per-account page measured in
+[benchmarks-metrics.md](benchmarks-metrics.md); the whole `/metrics` page of 10,000 accounts costs about the
+sum of the two p50s. The cached page's first render took {cold:.0f} ms.
+
+| page | p50 (ms) | max (ms) |
+| --- | ---: | ---: |
+{rows}
+"""
+    Path("docs/benchmarks-scores.md").write_text(report, encoding="utf-8")
+    print(report)
 
 
 if __name__ == "__main__":
