@@ -16,27 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from service.accounts import AccountRef
 from service.detection.engine import DetectionEngine
-from service.detection.metrics import SCORE_HELP, SCORE_NAME, ScoreExposition
+from service.detection.metrics import ScoreCollector, ScoreExposition
 from service.samples import Sample
 
 PLATFORMS = ("x", "mastodon", "bluesky", "youtube", "twitch", "github")
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
-
-
-class PlainScores(Collector):
-    def __init__(self, engine: DetectionEngine) -> None:
-        self._engine = engine
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
-        for ref, detector, score in self._engine.scores():
-            family.add_metric([ref.platform, ref.handle, detector], score)
-        yield family
 
 
 def fed_engine(accounts: int, rng: random.Random) -> tuple[DetectionEngine, dict[AccountRef, Sample]]:
@@ -63,7 +50,7 @@ def main(accounts: int = 10_000, rounds: int = 15) -> None:
     engine, latest = fed_engine(accounts, rng)
     cached = ScoreExposition(engine)
     registry = CollectorRegistry()
-    registry.register(PlainScores(engine))
+    registry.register(ScoreCollector(engine))
     cold = timed(cached.render)
     times: dict[str, list[float]] = {"cached page": [], "generate_latest": []}
     refs = list(latest)

@@ -73,6 +73,22 @@ SCORE_NAME = "flockwatch_anomaly_score"
 SCORE_HELP = "Latest anomaly score of each detector, 0 (normal) to 1"
 
 
+class ScoreCollector(Collector):
+    """The readable definition of ``flockwatch_anomaly_score``: one family built from ``engine.scores()``.
+
+    The daemon serves the same page through ``ScoreExposition``; tests and the benchmark compare the two.
+    """
+
+    def __init__(self, engine: DetectionEngine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
+        for ref, detector, score in self._engine.scores():
+            family.add_metric([ref.platform, ref.handle, detector], score)
+        yield family
+
+
 class ScoreExposition:
     """``flockwatch_anomaly_score`` as exposition text, one series per account and detector.
 

@@ -5,31 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from service.accounts import AccountRef
 from service.detection.engine import DetectionEngine
-from service.detection.metrics import SCORE_HELP, SCORE_NAME, ScoreExposition
+from service.detection.metrics import ScoreCollector, ScoreExposition
 from tests.detection.helpers import START, organic_gains, series
-
-
-class _Reference(Collector):
-    """The plain definition: one gauge family built from ``engine.scores()`` on every scrape."""
-
-    def __init__(self, engine: DetectionEngine) -> None:
-        self._engine = engine
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
-        for ref, detector, score in self._engine.scores():
-            family.add_metric([ref.platform, ref.handle, detector], score)
-        yield family
 
 
 def _reference_page(engine: DetectionEngine) -> bytes:
     registry = CollectorRegistry()
-    registry.register(_Reference(engine))
+    registry.register(ScoreCollector(engine))
     return generate_latest(registry)
 
 
