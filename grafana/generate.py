@@ -610,6 +610,9 @@ def account() -> Json:
     )
 
 
+UP_DOWN: Json = {"mappings": [{"type": "value", "options": {"0": {"text": "down"}, "1": {"text": "up"}}}]}
+
+
 def service() -> Json:
     p = '{platform=~"$platform"}'
     rate = "[$__rate_interval]"
@@ -620,9 +623,7 @@ def service() -> Json:
             (0, 0, 4, 4),
             [target('up{job="flockwatch"}')],
             steps=((0, "red"), (1, "green")),
-            defaults={
-                "mappings": [{"type": "value", "options": {"0": {"text": "down"}, "1": {"text": "up"}}}]
-            },
+            defaults=UP_DOWN,
         ),
         stat(
             "Database",
@@ -630,9 +631,7 @@ def service() -> Json:
             (4, 0, 4, 4),
             [target("flockwatch_database_up")],
             steps=((0, "red"), (1, "green")),
-            defaults={
-                "mappings": [{"type": "value", "options": {"0": {"text": "down"}, "1": {"text": "up"}}}]
-            },
+            defaults=UP_DOWN,
         ),
         stat(
             "Samples waiting",

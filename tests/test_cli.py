@@ -136,3 +136,10 @@ def _wait_for_accounts(url: str, within: float) -> int:
             pass
         time.sleep(0.5)
     raise AssertionError(f"no 10 accounts on {url} within {within} s")
+
+
+def test_a_non_positive_interval_changes_nothing(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["watch", "add", "github:torvalds", "--interval", "0s"]) == 2
+    assert "--interval must be longer than zero" in capsys.readouterr().err
+    assert main(["watch", "list"]) == 0
+    assert "the watchlist is empty" in capsys.readouterr().out

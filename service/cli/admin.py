@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.accounts import AccountError, AccountRef
 from service.cli.common import CommandError, add_config_option, load_config, open_store, table
-from service.config import _duration
-from service.durations import format_duration
+from service.durations import format_duration, parse_duration
 from service.store.database import revision_of
 from service.store.repository import StatusRow
 
@@ -82,9 +81,11 @@ def cmd_watch_add(args: argparse.Namespace) -> int:
     interval = None
     if args.interval:
         try:
-            interval = _duration(args.interval)
+            interval = parse_duration(args.interval)
         except ValueError as exc:
             raise CommandError(f"--interval: {exc}") from None
+        if interval <= timedelta(0):
+            raise CommandError("--interval must be longer than zero")
     with open_store(load_config(args)) as store:
         for ref in refs:
             added = store.watch(ref, datetime.now(UTC), interval)
