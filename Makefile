@@ -3,7 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes)
+PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes) setup.py
+# setup.py compiles these with mypyc: the install is redone when one changes, so tests run what ships.
+COMPILED := $(wildcard service/detection/*.py service/detection/detectors/*.py)
 
 .PHONY: run test lint typecheck pytest install clean bench bench-quick bench-metrics generate
 
@@ -12,7 +14,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(COMPILED)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
@@ -48,4 +50,5 @@ generate: $(STAMP)
 	$(BIN)/python deploy/kubernetes/generate.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache flockwatch-demo.db*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build flockwatch-demo.db* flockwatch_native__mypyc*.so
+	find service -name '*.so' -delete

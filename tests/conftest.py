@@ -38,6 +38,22 @@ def _postgres_problem() -> str | None:
 _PG_PROBLEM: str | bool | None = False  # False: not checked yet
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled modules older than their sources: the tests would pass on old code."""
+    root = Path(__file__).resolve().parents[1] / "service"
+    stale = [
+        str(built.relative_to(root.parent))
+        for built in root.rglob("*.so")
+        if (source := built.with_name(built.name.split(".")[0] + ".py")).exists()
+        and source.stat().st_mtime > built.stat().st_mtime
+    ]
+    if stale:
+        raise pytest.UsageError(
+            f"compiled modules older than their sources: {', '.join(sorted(stale))}; "
+            "rebuild them with `make install` (setup.py compiles service/detection with mypyc)"
+        )
+
+
 def postgres_or_skip() -> None:
     global _PG_PROBLEM
     if _PG_PROBLEM is False:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.accounts import AccountError, AccountRef
 from service.cli.common import CommandError, add_config_option, load_config, open_store, table
 from service.durations import format_duration, parse_duration
-from service.store.database import revision_of
-from service.store.repository import StatusRow
+
+if TYPE_CHECKING:
+    from service.store.repository import StatusRow
 
 
 def register(subparsers: Any) -> None:
@@ -59,6 +60,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from service.store.database import revision_of
+
     with open_store(load_config(args)) as store:
         print(f"database is at the newest schema (revision {revision_of(store.engine)})")
     return 0

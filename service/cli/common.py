@@ -7,13 +7,16 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+# The configuration and database modules are imported by the functions that use them: ``flockwatch
+# backtest`` needs neither, and importing them (pydantic, SQLAlchemy) costs about a second.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.exc import SQLAlchemyError
 
-from service.config import Config, ConfigError, load
-from service.store.database import DatabaseError, open_engine, upgrade
-from service.store.repository import Store
+    from service.config import Config, ConfigError
+    from service.store.repository import Store
 
 EXIT_BAD_INPUT = 2
 
@@ -32,6 +35,8 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
+    from service.config import ConfigError, load
+
     try:
         return load(args.config)
     except ConfigError as exc:
@@ -48,6 +53,10 @@ def describe_config_error(exc: ConfigError) -> str:
 @contextmanager
 def open_database(url: str) -> Iterator[Engine]:
     """The database at ``url``, migrated to the newest schema, closed afterwards."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.store.database import DatabaseError, open_engine, upgrade
+
     try:
         engine = open_engine(url)
     except DatabaseError as exc:
@@ -65,6 +74,8 @@ def open_database(url: str) -> Iterator[Engine]:
 
 @contextmanager
 def open_store(config: Config) -> Iterator[Store]:
+    from service.store.repository import Store
+
     with open_database(config.database.url) as engine:
         yield Store(engine)
 

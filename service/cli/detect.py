@@ -1,4 +1,7 @@
-"""``backtest``, ``import`` and ``detections``: the detection engine from the command line."""
+"""``backtest``, ``import`` and ``detections``: the detection engine from the command line.
+
+``backtest`` runs without a database: the database modules are imported by the commands that use one.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,9 @@ from typing import Any, TextIO, TypeVar
 
 from service.accounts import AccountError, AccountRef
 from service.cli.common import add_database_options, database_url, open_database
-from service.clock import SystemClock
 from service.detection.base import Detection, iso
 from service.detection.csvinput import BadRow, ReadRecords, ReadResult, read_records, read_samples
 from service.detection.engine import DetectionEngine
-from service.detection.importer import ensure_accounts, insert_samples
-from service.detection.recorder import DetectionRecorder, list_detections
 from service.detection.replay import replay, replay_records
 
 EXIT_BAD_INPUT = 2
@@ -82,6 +82,10 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from service.clock import SystemClock
+    from service.detection.importer import ensure_accounts, insert_samples
+    from service.detection.recorder import DetectionRecorder
+
     loaded = _load(args.file, args.skip_bad_rows, read_samples)
     if loaded is None:
         return EXIT_BAD_INPUT
@@ -98,6 +102,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_detections(args: argparse.Namespace) -> int:
+    from service.detection.recorder import list_detections
+
     account = None
     if args.account:
         try:

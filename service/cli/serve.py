@@ -1,27 +1,14 @@
-"""``flockwatch run`` and ``flockwatch demo``: the daemon in the foreground until SIGINT or SIGTERM."""
+"""``run`` and ``demo``: the daemon, on the configured watchlist or on a simulated platform.
+
+The work lives in serving.py, imported only when one of these commands runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import sys
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
-from sqlalchemy.engine import make_url
-
-from service import logs
-from service.cli.common import CommandError, add_config_option, load_config
-from service.clock import Clock, SystemClock
-from service.config import Config, parse_listen
-from service.daemon import Daemon
-from service.demo import demo_config, demo_platform
-from service.durations import parse_duration
-from service.simulator.server import SimulatedPlatform
-from service.store.database import DatabaseError
+from service.cli.common import add_config_option
 
 DEMO_DB = "sqlite:///flockwatch-demo.db"
 
@@ -50,91 +37,12 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    if args.listen:
-        _check_listen(args.listen)
-        config = config.model_copy(update={"http": config.http.model_copy(update={"listen": args.listen})})
-    logs.configure(config.log.level, config.log.format)
-    return asyncio.run(_serve(config, SystemClock()))
+    from service.cli.serving import run
+
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _check_listen(args.listen)
-    if args.speed <= 0:
-        raise CommandError("--speed must be above zero")
-    db_url = args.db or _fresh_demo_database()
-    logs.configure("info")
-    return asyncio.run(_serve_demo(db_url, args.listen, args.speed, _poll_every(args.poll_every)))
+    from service.cli.serving import demo
 
-
-async def _serve_demo(db_url: str, listen: str, speed: float, poll_every: timedelta) -> int:
-    platform = demo_platform(speed)
-    await platform.start()
-    try:
-        config = demo_config(platform, db_url, listen, poll_every)
-        return await _serve(config, platform.clock, demo=platform, speed=speed)
-    finally:
-        await platform.stop()
-
-
-async def _serve(
-    config: Config, clock: Clock, demo: SimulatedPlatform | None = None, speed: float = 1.0
-) -> int:
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    daemon = Daemon(config, clock=clock, registry=CollectorRegistry())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await daemon.start()
-    except (DatabaseError, OSError) as exc:
-        await daemon.stop()
-        raise CommandError(str(exc)) from None
-    _announce(daemon, demo, speed)
-    await stop.wait()
-    print("stopping: finishing polls and writing samples...", file=sys.stderr, flush=True)
-    await daemon.stop()
-    return 0
-
-
-def _announce(daemon: Daemon, demo: SimulatedPlatform | None, speed: float) -> None:
-    db = daemon.config.database.url
-    lines = [f"metrics:   {daemon.metrics_url}", f"database:  {_describe_db(db)}"]
-    if demo is not None:
-        lines.insert(0, f"flockwatch demo: {len(demo.scenarios)} simulated accounts on {demo.base_url}")
-        lines.insert(1, f"time:      simulated time runs {speed:g}x faster than real time")
-        lines.append(f"status:    FLOCKWATCH_DATABASE__URL={db} flockwatch status")
-    lines.append("stop:      Ctrl-C")
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _describe_db(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        return f"{Path(parsed.database).resolve()} (SQLite)"
-    return parsed.render_as_string(hide_password=True)
-
-
-def _fresh_demo_database() -> str:
-    path = Path(make_url(DEMO_DB).database or "flockwatch-demo.db")
-    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-    return DEMO_DB
-
-
-def _check_listen(listen: str) -> None:
-    try:
-        parse_listen(listen)
-    except ValueError as exc:
-        raise CommandError(f"--listen: {exc}") from None
-
-
-def _poll_every(text: str) -> timedelta:
-    try:
-        every = parse_duration(text)
-    except ValueError as exc:
-        raise CommandError(f"--poll-every: {exc}") from None
-    if every <= timedelta(0):
-        raise CommandError("--poll-every must be longer than zero")
-    return every
+    return demo(args)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, final
 
-REGULAR_GROWTH = "regular_growth"
-BURST = "burst"
-DROP = "drop"
-RATE_CHANGE = "rate_change"
-CHURN = "churn"
-PLATFORM_EVENT = "platform_event"
-KINDS = (REGULAR_GROWTH, BURST, DROP, RATE_CHANGE, CHURN, PLATFORM_EVENT)
+if TYPE_CHECKING:
+    from service.detection.history import AccountHistory
 
-DAY = 86_400.0
+REGULAR_GROWTH: Final = "regular_growth"
+BURST: Final = "burst"
+DROP: Final = "drop"
+RATE_CHANGE: Final = "rate_change"
+CHURN: Final = "churn"
+PLATFORM_EVENT: Final = "platform_event"
+KINDS: Final = (REGULAR_GROWTH, BURST, DROP, RATE_CHANGE, CHURN, PLATFORM_EVENT)
+
+DAY: Final = 86_400.0
 
 
 class Severity(StrEnum):
@@ -24,49 +27,41 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
-class Point(NamedTuple):
-    """One sample, reduced to what detectors read; times are epoch seconds for speed."""
+@final
+class Point:
+    """One sample, reduced to what detectors read; times are epoch seconds for speed.
 
-    at: float
-    followers: int
-    following: int | None
-    step: int
+    A plain final class: compiled (setup.py), reading its fields is a memory load."""
 
+    __slots__ = ("at", "followers", "following", "step")
 
-class Period(NamedTuple):
-    """Growth over about a day or more, between two samples: the unit the daily-scale detectors read.
-
-    A named tuple rather than a frozen dataclass: one is made per account and day, and tuples are built
-    several times faster."""
-
-    start: float  # epoch seconds
-    end: float
-    gain: int
-    followers: int  # at the end
-    following_gain: int | None
-    following: int | None
-    step: int  # precision of the counts
-    days: float  # (end - start) in days, kept because every detector reads it
-    rate: float  # gain per day
+    def __init__(self, at: float, followers: int, following: int | None, step: int) -> None:
+        self.at = at
+        self.followers = followers
+        self.following = following
+        self.step = step  # precision of the count
 
 
-def make_period(start: Point, end: Point) -> Period:
-    following_gain = None
-    if end.following is not None and start.following is not None:
-        following_gain = end.following - start.following
-    days = (end.at - start.at) / DAY
-    gain = end.followers - start.followers
-    return Period(
-        start.at,
-        end.at,
-        gain,
-        end.followers,
-        following_gain,
-        end.following,
-        max(start.step, end.step),
-        days,
-        gain / days,
-    )
+@final
+class Period:
+    """Growth over about a day or more, between two samples: the unit the daily-scale detectors read."""
+
+    __slots__ = ("days", "end", "followers", "following", "following_gain", "gain", "rate", "start", "step")
+
+    def __init__(self, start: Point, end: Point) -> None:
+        self.start = start.at  # epoch seconds
+        self.end = end.at
+        self.gain = end.followers - start.followers
+        self.followers = end.followers  # at the end
+        self.following = end.following
+        self.following_gain = (
+            end.following - start.following
+            if end.following is not None and start.following is not None
+            else None
+        )
+        self.step = max(start.step, end.step)  # precision of the counts
+        self.days = (end.at - start.at) / DAY  # kept because every detector reads it
+        self.rate = self.gain / self.days  # gain per day
 
 
 @dataclass(slots=True)
@@ -81,25 +76,22 @@ class Finding:
     ended_at: float | None = None
 
 
-class Detector(Protocol):
+class Detector:
     """One detector for one account. Called once per sample, in time order; state must stay bounded.
 
     ``period`` is the daily-scale period this sample closed, or None; ``history`` holds the account's
     recent periods (oldest first), ``period`` excluded. Returns the findings this sample opened,
-    changed or ended.
+    changed or ended. A base class rather than a protocol: compiled, the engine's calls go straight to
+    the subclass's method.
     """
 
-    name: str
-    score: float  # latest anomaly score in [0, 1], 0 when nothing is going on
-    per_sample: bool  # False: called only for samples that close a period (period is never None)
+    def __init__(self, name: str, per_sample: bool) -> None:
+        self.name = name
+        self.per_sample = per_sample  # False: called only for samples that close a period
+        self.score = 0.0  # latest anomaly score in [0, 1], 0 when nothing is going on
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]: ...
-
-
-class PeriodHistory(Protocol):
-    def rates(self, last: int) -> list[float]: ...
-    def periods(self, last: int) -> list[Period]: ...
-    def __len__(self) -> int: ...
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
+        raise NotImplementedError
 
 
 @dataclass(slots=True)

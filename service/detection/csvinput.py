@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
+from typing import Final, TextIO
 
 from service.accounts import AccountError, AccountRef
 from service.samples import Sample
 
-REQUIRED = ("timestamp", "account", "followers")
-OPTIONAL = ("following", "posts")
+REQUIRED: Final = ("timestamp", "account", "followers")
+OPTIONAL: Final = ("following", "posts")
 
 
 class BadRow(ValueError):
@@ -40,13 +41,15 @@ def read_samples(path: Path, skip_bad_rows: bool = False) -> ReadResult:
     """All samples of the file, sorted by time (then account), so a replay sees them in order."""
     keyed: list[tuple[float, str, Sample]] = []
     skipped: list[BadRow] = []
-    for item in iter_rows(path):
-        if isinstance(item, BadRow):
-            if not skip_bad_rows:
-                raise item
-            skipped.append(item)
-        else:
-            keyed.append((item.observed_at.timestamp(), str(item.account), item))
+    # The caller's ``with`` closes the file even when a bad row stops the reading half-way.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for item in _rows(path, handle):
+            if isinstance(item, BadRow):
+                if not skip_bad_rows:
+                    raise item
+                skipped.append(item)
+            else:
+                keyed.append((item.observed_at.timestamp(), str(item.account), item))
     # Plain floats and strings sort far faster than datetimes and dataclasses.
     keyed.sort(key=lambda k: (k[0], k[1]))
     return ReadResult([k[2] for k in keyed], skipped)
@@ -188,20 +191,19 @@ def _records_of(result: ReadResult) -> ReadRecords:
     return ReadRecords(records, result.skipped)
 
 
-def iter_rows(path: Path) -> Iterator[Sample | BadRow]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise BadRow(path, 1, "the file is empty; expected a header timestamp,account,followers")
-        parse = _RowParser(_columns(path, [h.strip().lower() for h in header]))
-        for row in reader:
-            if not row or (not row[0].strip() and all(not cell.strip() for cell in row)):
-                continue
-            try:
-                yield parse(row)
-            except ValueError as exc:
-                yield BadRow(path, reader.line_num, str(exc))
+def _rows(path: Path, handle: TextIO) -> Iterator[Sample | BadRow]:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        raise BadRow(path, 1, "the file is empty; expected a header timestamp,account,followers")
+    parse = _RowParser(_columns(path, [h.strip().lower() for h in header]))
+    for row in reader:
+        if not row or (not row[0].strip() and all(not cell.strip() for cell in row)):
+            continue
+        try:
+            yield parse(row)
+        except ValueError as exc:
+            yield BadRow(path, reader.line_num, str(exc))
 
 
 def _columns(path: Path, header: list[str]) -> dict[str, int]:

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from collections import deque
-from itertools import islice
+from typing import Final, final
 
-from service.detection.base import DAY, Period, Point, make_period
+from service.detection.base import DAY, Period, Point
+from service.detection.stats import median, robust_scale
 
-HISTORY_PERIODS = 40  # enough for a 4-week reference plus a 10-day test window
-MIN_PERIOD_DAYS = 0.9  # a period closes once it spans this long; daily samples close one each
-MIN_PERIOD = MIN_PERIOD_DAYS * DAY
+HISTORY_PERIODS: Final = 40  # enough for a 4-week reference plus a 10-day test window
+MIN_PERIOD_DAYS: Final = 0.9  # a period closes once it spans this long; daily samples close one each
+MIN_PERIOD: Final = MIN_PERIOD_DAYS * DAY
+USUAL_PERIODS: Final = 7  # an account's usual rate is the median of its last week of periods
 
 
+@final
 class AccountHistory:
-    """Turns samples at any spacing into periods of about a day or more, keeping the last few dozen."""
+    """Turns samples at any spacing into periods of about a day or more, keeping the last few dozen.
 
-    __slots__ = ("_anchor", "_rates", "_recent", "last")
+    The recent periods and their rates sit in plain lists that are cut back to HISTORY_PERIODS once they
+    hold twice that: reading the last n is a list slice, and memory stays bounded.
+    """
+
+    __slots__ = ("_anchor", "_pushed", "_rates", "_recent", "_usual", "_usual_of", "_usual_step", "last")
 
     def __init__(self) -> None:
-        self._recent: deque[Period] = deque(maxlen=HISTORY_PERIODS)
-        self._rates: deque[float] = deque(maxlen=HISTORY_PERIODS)  # the periods' rates, read every day
+        self._recent: list[Period] = []
+        self._rates: list[float] = []  # the periods' rates, read every day
         self._anchor: Point | None = None
         self.last: Point | None = None
+        self._pushed = 0  # periods pushed since the start
+        self._usual = (0.0, 0.0)
+        self._usual_of = -1  # the value of _pushed (plus one with a current period) _usual was computed for
+        self._usual_step = 0
 
     def add(self, point: Point) -> Period | None:
         """Record a sample; return the period it closes, if any."""
@@ -30,25 +40,45 @@ class AccountHistory:
         if anchor is None:
             self._anchor = point
             return None
-        if point[0] - anchor[0] < MIN_PERIOD:
+        if point.at - anchor.at < MIN_PERIOD:
             return None
-        period = make_period(anchor, point)
         self._anchor = point
-        return period
+        return Period(anchor, point)
 
     def push(self, period: Period) -> None:
+        self._pushed += 1
         self._recent.append(period)
         self._rates.append(period.rate)
+        if len(self._recent) >= 2 * HISTORY_PERIODS:
+            del self._recent[:HISTORY_PERIODS]
+            del self._rates[:HISTORY_PERIODS]
 
     def periods(self, last: int) -> list[Period]:
-        recent = self._recent
-        n = len(recent)
-        return list(recent) if last >= n else list(islice(recent, n - last, n))
+        """The last ``last`` periods (at most HISTORY_PERIODS), oldest first."""
+        return self._recent[-min(last, HISTORY_PERIODS) :] if last > 0 else []
 
     def rates(self, last: int) -> list[float]:
-        rates = self._rates
-        n = len(rates)
-        return list(rates) if last >= n else list(islice(rates, n - last, n))
+        return self._rates[-min(last, HISTORY_PERIODS) :] if last > 0 else []
+
+    def usual(self, step: int, current: Period | None = None) -> tuple[float, float, int]:
+        """The usual rate (median of the last USUAL_PERIODS rates, ``current``'s last when given), its
+        robust scale, and how many rates it rests on.
+
+        Burst reads it as a period closes (with that period), drop as the next one closes (without it): the
+        same rates, so it is worked out once.
+        """
+        of = self._pushed + (0 if current is None else 1)
+        if of != self._usual_of or step != self._usual_step:
+            if current is None:
+                rates = self._rates[-USUAL_PERIODS:]
+            else:
+                rates = self._rates[-(USUAL_PERIODS - 1) :]
+                rates.append(current.rate)
+            centre = median(rates) if rates else 0.0
+            self._usual = (centre, robust_scale(rates, centre, step) if rates else 0.0)
+            self._usual_of = of
+            self._usual_step = step
+        return self._usual[0], self._usual[1], min(of, USUAL_PERIODS)
 
     def __len__(self) -> int:
-        return len(self._recent)
+        return min(len(self._recent), HISTORY_PERIODS)

@@ -9,15 +9,16 @@ detections in that window are marked as explained by it instead of alerting as t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from service.detection.base import DAY, DROP, PLATFORM_EVENT, Detection, Severity, to_datetime
 from service.detection.stats import median, percent
 
-WINDOW = 1.5 * DAY
-MIN_ACCOUNTS = 3
-MIN_SHARE = 0.3
-ACTIVE_WITHIN = 7 * DAY
-DETECTOR = "platform_event"
+WINDOW: Final = 1.5 * DAY
+MIN_ACCOUNTS: Final = 3
+MIN_SHARE: Final = 0.3
+ACTIVE_WITHIN: Final = 7 * DAY
+DETECTOR: Final = "platform_event"
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Final
 
-MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+MAD_TO_SD: Final = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
 def median(values: Sequence[float]) -> float:
@@ -42,11 +43,11 @@ def weighted_mean_sd(rates: Sequence[float], days: Sequence[float]) -> tuple[flo
 
     A period of L days averages L daily gains, so its rate has variance sd²/L; weighting by L undoes that.
     """
-    total = sum(days)
-    mean = sum(r * d for r, d in zip(rates, days, strict=True)) / total
+    total = sum(days, 0.0)
+    mean = sum((r * d for r, d in zip(rates, days, strict=True)), 0.0) / total
     if len(rates) < 2:
         return mean, 0.0
-    ss = sum(d * (r - mean) ** 2 for r, d in zip(rates, days, strict=True))
+    ss = sum((d * (r - mean) ** 2 for r, d in zip(rates, days, strict=True)), 0.0)
     return mean, math.sqrt(ss / (len(rates) - 1))
 
 

@@ -15,20 +15,24 @@ hours (sub-daily samples) or in one period (daily samples). Then its shape decid
 
 from __future__ import annotations
 
-from collections import deque
+from typing import Final, final
 
-from service.detection.base import BURST, DAY, Finding, Period, PeriodHistory, Point, Severity
-from service.detection.stats import count, median, robust_scale, signed
+from service.detection.base import BURST, DAY, Detector, Finding, Period, Point, Severity
+from service.detection.history import AccountHistory
+from service.detection.stats import count, signed
 
-HOUR = 3_600.0
-WINDOW = 6 * HOUR  # a bought step is delivered within this
-KEPT = 2 * WINDOW  # raw samples kept: the window, and room to tell when the rise began
-SUBDAILY_GAP = 0.5 * DAY
-BASELINE_PERIODS = 7
-MIN_BASELINE_PERIODS = 7  # a week of history before the usual rate is trusted
-MIN_STEP = 50.0  # followers: below this a step is noise for small accounts (packages sell by the hundred)
-RISE_OVER = 0.1  # share of the peak hourly excess under which the rise counts as over
-STEP_RELAPSE = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
+HOUR: Final = 3_600.0
+WINDOW: Final = 6 * HOUR  # a bought step is delivered within this
+KEPT: Final = 2 * WINDOW  # raw samples kept: the window, and room to tell when the rise began
+MAX_KEPT: Final = 800  # and at most this many
+TRIM_AT: Final = 256
+SUBDAILY_GAP: Final = 0.5 * DAY
+MIN_BASELINE_PERIODS: Final = 7  # a week of history before the usual rate is trusted
+MIN_STEP: Final = (
+    50.0  # followers: below this a step is noise for small accounts (packages sell by the hundred)
+)
+RISE_OVER: Final = 0.1  # share of the peak hourly excess under which the rise counts as over
+STEP_RELAPSE: Final = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
 
 
 class _Burst:
@@ -44,14 +48,74 @@ class _Burst:
         self.reported = False
 
 
-class BurstDetector:
-    name = BURST
-    per_sample = True
+@final
+class _Recent:
+    """The raw samples of the last KEPT seconds (at most MAX_KEPT), and the rising minima of the last WINDOW:
+    the lowest count the window has seen is ``low_counts[low_head]``.
+
+    Parallel lists with a moving head rather than deques of tuples: updated on every sample, so written
+    for speed; the dead front of each list is cut off once it is TRIM_AT long, so memory stays bounded.
+    """
+
+    __slots__ = ("counts", "head", "low_counts", "low_head", "low_times", "times")
 
     def __init__(self) -> None:
-        self.score = 0.0
-        self._recent: deque[tuple[float, int]] = deque(maxlen=800)
-        self._lows: deque[tuple[float, int]] = deque(maxlen=800)  # rising minima of the last WINDOW
+        self.times: list[float] = []
+        self.counts: list[int] = []
+        self.head = 0
+        self.low_times: list[float] = []
+        self.low_counts: list[int] = []
+        self.low_head = 0
+
+    def add(self, at: float, followers: int) -> None:
+        times, counts = self.times, self.counts
+        times.append(at)
+        counts.append(followers)
+        head = self.head
+        oldest = at - KEPT
+        while times[head] < oldest:  # stops at the new sample at the latest
+            head += 1
+        head = max(head, len(times) - MAX_KEPT)
+        if head >= TRIM_AT:
+            del times[:head]
+            del counts[:head]
+            head = 0
+        self.head = head
+        low_times, low_counts = self.low_times, self.low_counts
+        low_head = self.low_head
+        while len(low_counts) > low_head and low_counts[-1] >= followers:
+            low_counts.pop()
+            low_times.pop()
+        low_times.append(at)
+        low_counts.append(followers)
+        oldest = at - WINDOW
+        while low_times[low_head] < oldest:
+            low_head += 1
+        low_head = max(low_head, len(low_times) - MAX_KEPT)
+        if low_head >= TRIM_AT:
+            del low_times[:low_head]
+            del low_counts[:low_head]
+            low_head = 0
+        self.low_head = low_head
+
+    def since(self, at: float) -> list[tuple[float, int]]:
+        """The kept samples from ``at`` on, oldest first."""
+        times, counts = self.times, self.counts
+        return [(times[i], counts[i]) for i in range(self.head, len(times)) if times[i] >= at]
+
+    def span_back(self, now: float, span: float) -> tuple[float, int] | None:
+        """The latest kept sample at least ``span`` seconds before ``now``."""
+        times = self.times
+        for i in range(len(times) - 1, self.head - 1, -1):
+            if now - times[i] >= span:
+                return times[i], self.counts[i]
+        return None
+
+
+class BurstDetector(Detector):
+    def __init__(self) -> None:
+        super().__init__(BURST, per_sample=True)
+        self._recent = _Recent()
         self._rate = 0.0  # usual gain per day
         self._sd = 0.0  # usual day-to-day standard deviation
         self._ready = False
@@ -61,24 +125,11 @@ class BurstDetector:
         self._shrinking = 0.0
         self._floor = MIN_STEP  # what _bounds gives before the first baseline
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
-        # Called on every sample, so written for speed: the raw samples of the last KEPT seconds, and the
-        # rising minima of the last WINDOW (the lowest count the window has seen is lows[0]).
-        at, followers = point[0], point[1]
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
+        at = point.at
         recent = self._recent
-        previous_at = recent[-1][0] if recent else None
-        item = (at, followers)
-        recent.append(item)
-        oldest = at - KEPT
-        while recent[0][0] < oldest:
-            recent.popleft()
-        lows = self._lows
-        while lows and lows[-1][1] >= followers:
-            lows.pop()
-        lows.append(item)
-        oldest = at - WINDOW
-        while lows[0][0] < oldest:
-            lows.popleft()
+        previous_at = recent.times[-1] if recent.times else None
+        recent.add(at, point.followers)
         findings: list[Finding] = []
         if self._ready and previous_at is not None:
             if at - previous_at >= SUBDAILY_GAP:
@@ -92,15 +143,16 @@ class BurstDetector:
     def _may_open(self, point: Point) -> bool:
         """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
         count (plus, for a shrinking account, the loss it was expected to make)."""
-        bound = point[1] - self._lows[0][1] + self._shrinking
-        return bound >= self._floor and bound >= 10.0 * point[3]  # bound >= self._threshold(step)
+        recent = self._recent
+        bound = point.followers - recent.low_counts[recent.low_head] + self._shrinking
+        return bound >= self._floor and bound >= 10.0 * point.step  # bound >= self._threshold(step)
 
-    def _update_baseline(self, history: PeriodHistory, period: Period) -> None:
-        rates = [*history.rates(BASELINE_PERIODS - 1), period.rate]
-        if len(rates) < MIN_BASELINE_PERIODS:
+    def _update_baseline(self, history: AccountHistory, period: Period) -> None:
+        rate, sd, periods = history.usual(period.step, period)
+        if periods < MIN_BASELINE_PERIODS:
             return
-        self._rate = median(rates)
-        self._sd = robust_scale(rates, self._rate, period.step)
+        self._rate = rate
+        self._sd = sd
         self._ready = True
         self._bounds()
 
@@ -118,7 +170,7 @@ class BurstDetector:
 
     # Sub-daily samples: watch the last six hours.
     def _subdaily(self, point: Point) -> list[Finding]:
-        now = self._recent[-1]
+        now = (point.at, point.followers)
         burst = self._burst
         if burst is None:
             return self._open_subdaily(point, now)
@@ -141,7 +193,7 @@ class BurstDetector:
 
     def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
         threshold = self._threshold(point.step)
-        window = [then for then in self._recent if then[0] >= max(now[0] - WINDOW, self._after)]
+        window = self._recent.since(max(now[0] - WINDOW, self._after))
         excesses = [self._excess(then, now) for then in window]
         best = max(excesses, default=0.0)
         if best < threshold:
@@ -156,10 +208,10 @@ class BurstDetector:
 
     def _excess_per_hour(self, now: tuple[float, int], span: float) -> float:
         """Excess per hour over the last ``span`` (or the shortest longer span the samples allow)."""
-        for then in reversed(self._recent):
-            if now[0] - then[0] >= span:
-                return self._excess(then, now) / ((now[0] - then[0]) / HOUR)
-        return 0.0
+        then = self._recent.span_back(now[0], span)
+        if then is None:
+            return 0.0
+        return self._excess(then, now) / ((now[0] - then[0]) / HOUR)
 
     # Daily samples: one period raises the candidate, the next one tells its shape.
     def _daily(self, period: Period) -> list[Finding]:

@@ -10,30 +10,29 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import pairwise
+from typing import Final
 
-from service.detection.base import CHURN, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.base import CHURN, Detector, Finding, Period, Point, Severity
+from service.detection.history import AccountHistory
 from service.detection.stats import count, signed
 
-SPIKE_SHARE = 0.2
-SPIKE_MIN = 50
-SWING_SHARE = 0.05
-SWING_MIN = 20
-SEESAW_PERIODS = 10
-SEESAW_REVERSALS = 3
-QUIET_PERIODS = 5
+SPIKE_SHARE: Final = 0.2
+SPIKE_MIN: Final = 50
+SWING_SHARE: Final = 0.05
+SWING_MIN: Final = 20
+SEESAW_PERIODS: Final = 10
+SEESAW_REVERSALS: Final = 3
+QUIET_PERIODS: Final = 5
 
 
-class ChurnDetector:
-    name = CHURN
-    per_sample = False
-
+class ChurnDetector(Detector):
     def __init__(self) -> None:
-        self.score = 0.0
+        super().__init__(CHURN, per_sample=False)
         self._swings: deque[tuple[float, int]] = deque(maxlen=SEESAW_PERIODS)  # (start, signed swing)
         self._open: Finding | None = None
         self._quiet = 0
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None or period.following_gain is None or period.following is None:
             return []
         change = period.following_gain

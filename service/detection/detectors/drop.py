@@ -11,30 +11,35 @@ account's own recent rate.
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from typing import Final
 
-from service.detection.base import DROP, Finding, Period, PeriodHistory, Point, Severity
-from service.detection.stats import count, day_to_day_sd, median, percent, robust_scale, signed
+from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
+from service.detection.history import AccountHistory
+from service.detection.stats import count, day_to_day_sd, percent, signed
 from service.detection.stats import days as span
 
-REFERENCE_PERIODS = 7  # the recent rate: a fall is measured against the last week, bought or not
-SCALE_PERIODS = 14  # day-to-day noise is measured over two weeks, a level change in them does not count
-MIN_REFERENCE_PERIODS = 4
-CUSUM_SLACK = 1.0  # standard deviations of drift tolerated per period
-CUSUM_THRESHOLD = 6.0
-UNUSUAL_Z = 4.0
-SHRINKING_FACTOR = 3.0  # an account already shrinking must lose this many times faster
-PURGE_Z = 6.0
-PURGE_SHARE = 0.005
-PLATFORM_SIGNAL_Z = 3.0
-PLATFORM_SIGNAL_SHARE = 0.001
-SUB_DAILY = 43_200.0
-FADED = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
+# The reference is the account's usual rate (history.usual): a fall is measured against the last week.
+SCALE_PERIODS: Final = (
+    14  # day-to-day noise is measured over two weeks, a level change in them does not count
+)
+MIN_REFERENCE_PERIODS: Final = 4
+CUSUM_SLACK: Final = 1.0  # standard deviations of drift tolerated per period
+CUSUM_THRESHOLD: Final = 6.0
+UNUSUAL_Z: Final = 4.0
+SHRINKING_FACTOR: Final = 3.0  # an account already shrinking must lose this many times faster
+PURGE_Z: Final = 6.0
+PURGE_SHARE: Final = 0.005
+PLATFORM_SIGNAL_Z: Final = 3.0
+PLATFORM_SIGNAL_SHARE: Final = 0.001
+SUB_DAILY: Final = 43_200.0
+FADED: Final = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
 
 
-SUSTAINED = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
-SUSTAINED_Z = 5.0  # over 1.5 days, about the evidence of two periods at UNUSUAL_Z each
-HOUR = 3_600.0
+SUSTAINED: Final = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
+SUSTAINED_Z: Final = 5.0  # over 1.5 days, about the evidence of two periods at UNUSUAL_Z each
+HOUR: Final = 3_600.0
 
 
 class _Loss:
@@ -62,12 +67,9 @@ class _Loss:
         self.followers_now = followers
 
 
-class DropDetector:
-    name = DROP
-    per_sample = True
-
+class DropDetector(Detector):
     def __init__(self) -> None:
-        self.score = 0.0
+        super().__init__(DROP, per_sample=True)
         self.platform_signal: tuple[float, float, float] | None = None  # (start, end, relative change)
         self._cusum = 0.0
         self._scale = 1.0
@@ -76,16 +78,16 @@ class DropDetector:
         self._open = False
         self._reference: float | None = None
         self._hourly: deque[tuple[float, int]] = deque(maxlen=80)  # the last 36 hours, one sample an hour
+        self._hourly_at = -math.inf  # time of the newest sample in _hourly
         self._last_at = 0.0
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         self.platform_signal = None
-        at = point[0]
+        at = point.at
         sub_daily = at - self._last_at < SUB_DAILY
         self._last_at = at
         if period is None:
-            hourly = self._hourly
-            if sub_daily and not self._open and (not hourly or at - hourly[-1][0] >= HOUR):
+            if sub_daily and not self._open and at - self._hourly_at >= HOUR:
                 return self._sustained(point)
             return []
         if self._open and self._run is not None:
@@ -94,14 +96,13 @@ class DropDetector:
             return []
         return self._on_period(period)
 
-    def _update_reference(self, history: PeriodHistory, period: Period) -> bool:
+    def _update_reference(self, history: AccountHistory, period: Period) -> bool:
         if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
-            rates = history.rates(SCALE_PERIODS)
-            if len(rates) < MIN_REFERENCE_PERIODS:
+            reference, scale, periods = history.usual(period.step)
+            if periods < MIN_REFERENCE_PERIODS:
                 return False
-            recent = rates[-REFERENCE_PERIODS:]
-            self._reference = median(recent)
-            self._scale = max(robust_scale(recent, self._reference, period.step), day_to_day_sd(rates))
+            self._reference = reference
+            self._scale = max(scale, day_to_day_sd(history.rates(SCALE_PERIODS)))
         return self._reference is not None
 
     def _on_period(self, period: Period) -> list[Finding]:
@@ -145,6 +146,7 @@ class DropDetector:
     def _sustained(self, point: Point) -> list[Finding]:
         hourly = self._hourly
         hourly.append((point.at, point.followers))
+        self._hourly_at = point.at
         while len(hourly) > 2 and point.at - hourly[1][0] >= SUSTAINED:
             hourly.popleft()  # keep just one point older than the window: it is the window's start
         reference = self._reference
@@ -187,6 +189,7 @@ class DropDetector:
         self._cusum = 0.0
         self._losing_days = 0.0
         self._hourly.clear()
+        self._hourly_at = -math.inf
         self.score = 0.0
         return [finding]
 

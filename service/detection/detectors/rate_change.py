@@ -8,24 +8,24 @@ not an accusation, the other detectors say what kind of change it looks like.
 
 from __future__ import annotations
 
-from service.detection.base import RATE_CHANGE, Finding, Period, PeriodHistory, Point, Severity
+from typing import Final
+
+from service.detection.base import RATE_CHANGE, Detector, Finding, Period, Point, Severity
+from service.detection.history import AccountHistory
 from service.detection.stats import median, robust_scale, signed
 
-RECENT = 5
-REFERENCE = 21
-MIN_REFERENCE = 10
-MIN_Z = 4.0
+RECENT: Final = 5
+REFERENCE: Final = 21
+MIN_REFERENCE: Final = 10
+MIN_Z: Final = 4.0
 
 
-class RateChangeDetector:
-    name = RATE_CHANGE
-    per_sample = False
-
+class RateChangeDetector(Detector):
     def __init__(self) -> None:
-        self.score = 0.0
+        super().__init__(RATE_CHANGE, per_sample=False)
         self._open: Finding | None = None
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None:
             return []
         rates = history.rates(RECENT + REFERENCE - 1)  # every period before this one, as far back as read
@@ -58,8 +58,14 @@ class RateChangeDetector:
 
 def _change(recent: list[Period], before: list[float], step: int) -> tuple[float, float, float] | None:
     reference = median(before)
+    # Every recent period must sit beyond the reference on one side: when they straddle it, the robust
+    # scale (a second sort) is not needed to say no.
+    highest = max(p.rate for p in recent)
+    lowest = min(p.rate for p in recent)
+    if lowest <= reference <= highest:
+        return None
     scale = robust_scale(before, reference, step)
-    rate = sum(p.gain for p in recent) / sum(p.days for p in recent)
+    rate = sum(p.gain for p in recent) / sum((p.days for p in recent), 0.0)
     z = abs(rate - reference) / scale
     if z < MIN_Z or abs(rate - reference) < 0.5 * abs(reference):
         return None

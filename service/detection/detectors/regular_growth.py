@@ -16,34 +16,34 @@ Once open, the detection follows the plateau and ends when the rate leaves its b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Final, final
 
-from service.detection.base import REGULAR_GROWTH, Finding, Period, PeriodHistory, Point, Severity
+from service.detection.base import REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
+from service.detection.history import AccountHistory
 from service.detection.stats import chi2_lower_tail, count, median, signed
 from service.detection.stats import days as span
 
 # Lower-tail p-value under Poisson growth, per window tested. Tested every day on every account, so it must
 # be small: at 1e-3, four organic days within +-2 of each other turned up in the benchmark's organic set.
-EXACT_ALPHA = 1e-5
-SHORT_ALPHA = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right after a jump
+EXACT_ALPHA: Final = 1e-5
+SHORT_ALPHA: Final = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right after a jump
 # Two equal periods right after a missed sample that hid the onset: the gap's own gain, split into the
 # earlier rate before the onset and whole days at the new rate, stands in for the third period that a
 # complete series would have shown by then (see _onset_in_gap).
-GAP_ONSET_ALPHA = 3e-2
-EXACT_WINDOWS = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample makes it span 3 days
+GAP_ONSET_ALPHA: Final = 3e-2
+EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample makes it span 3 days
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
 # 95% of 7-day samples of a +-30% jitter have CV < 0.23.
-PLATEAU_MAX_CV = {5: 0.12, 6: 0.16, 7: 0.25, 8: 0.25}
-PLATEAU_WINDOWS = tuple(PLATEAU_MAX_CV)
-MAX_WINDOW = max(PLATEAU_WINDOWS)
-PLATEAU_MIN_JUMP = 3.0
-REFERENCE_PERIODS = 14
-MIN_REFERENCE_PERIODS = 4
+PLATEAU_MAX_CV: Final = {5: 0.12, 6: 0.16, 7: 0.25, 8: 0.25}
+PLATEAU_WINDOWS: Final = tuple(PLATEAU_MAX_CV)
+MAX_WINDOW: Final = max(PLATEAU_WINDOWS)
+PLATEAU_MIN_JUMP: Final = 3.0
+REFERENCE_PERIODS: Final = 14
+MIN_REFERENCE_PERIODS: Final = 4
 # Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
 # P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
-_SURELY_ABOVE = {dof: dof / 3.0 for dof in range(1, max(EXACT_WINDOWS))}
+_SURELY_ABOVE: Final = {dof: dof / 3.0 for dof in range(1, max(EXACT_WINDOWS))}
 
 
 class _Plateau:
@@ -61,15 +61,12 @@ class _Plateau:
         self.misses = 0
 
 
-class RegularGrowthDetector:
-    name = REGULAR_GROWTH
-    per_sample = False
-
+class RegularGrowthDetector(Detector):
     def __init__(self) -> None:
-        self.score = 0.0
+        super().__init__(REGULAR_GROWTH, per_sample=False)
         self._plateau: _Plateau | None = None
 
-    def observe(self, point: Point, period: Period | None, history: PeriodHistory) -> list[Finding]:
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None:
             return []
         if self._plateau is not None:
@@ -127,48 +124,54 @@ class RegularGrowthDetector:
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
 
 
-class _Window(NamedTuple):
-    n: int
-    mean: float  # daily rate
-    sd: float  # of one day's gain
-    days: float
-    step: int
+@final
+class _Window:
+    __slots__ = ("days", "mean", "n", "sd", "step")
+
+    def __init__(self, n: int, mean: float, sd: float, days: float, step: int) -> None:
+        self.n = n
+        self.mean = mean  # daily rate
+        self.sd = sd  # of one day's gain
+        self.days = days
+        self.step = step
 
 
-def _windows(recent: list[Period]) -> Iterator[_Window]:
-    """Windows of the last 2..MAX_WINDOW periods with only gains, their statistics built up incrementally."""
+def _find_plateau(recent: list[Period]) -> _Plateau | None:
+    """Tests the windows of the last 2..MAX_WINDOW periods with only gains, their statistics built up
+    incrementally, shortest first."""
     days = gains = weighted_squares = 0.0
     step = 1
     for n in range(1, min(MAX_WINDOW, len(recent)) + 1):
         p = recent[-n]
         if p.gain <= 0:
-            return
+            return None
         days += p.days
         gains += p.gain
         weighted_squares += p.gain * p.rate
         step = max(step, p.step)
-        if n >= 2:
-            mean = gains / days
-            variance = max(weighted_squares - mean * mean * days, 0.0) / (n - 1)
-            yield _Window(n, mean, math.sqrt(variance), days, step)
-
-
-def _find_plateau(recent: list[Period]) -> _Plateau | None:
-    for w in _windows(recent):
-        if w.mean < 20.0 and w.step >= 1:
-            continue  # a shortcut: the exact test needs a mean of 20, the plateau test a step under 5% of it
-        before = recent[: -w.n]
-        if w.n in EXACT_WINDOWS and _exact(w, before):
-            reference = _reference(before)
-            return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, True, reference or 0.0)
-        # Fewer, longer periods (an outage) count once they cover as many days as the shortest window.
-        long_enough = w.n in PLATEAU_WINDOWS or (w.n >= 3 and w.days >= min(PLATEAU_WINDOWS))
-        if long_enough and _flat_after_jump(w, recent[-w.n :], before):
-            return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, False, _reference(before) or 0.0)
+        mean = gains / days
+        # A shortcut: the exact test needs a mean of 20, the plateau test a step under 5% of it.
+        if n < 2 or mean < 20.0:
+            continue
+        variance = max(weighted_squares - mean * mean * days, 0.0) / (n - 1)
+        plateau = _test_window(_Window(n, mean, math.sqrt(variance), days, step), recent)
+        if plateau is not None:
+            return plateau
     return None
 
 
-def _exact(w: _Window, before: list[Period]) -> bool:
+def _test_window(w: _Window, recent: list[Period]) -> _Plateau | None:
+    # The periods before the window are sliced off only when a test gets as far as reading them.
+    if w.n in EXACT_WINDOWS and _exact(w, recent):
+        return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, True, _reference(recent[: -w.n]) or 0.0)
+    # Fewer, longer periods (an outage) count once they cover as many days as the shortest window.
+    long_enough = w.n in PLATEAU_WINDOWS or (w.n >= 3 and w.days >= min(PLATEAU_WINDOWS))
+    if long_enough and _flat_after_jump(w, recent):
+        return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, False, _reference(recent[: -w.n]) or 0.0)
+    return None
+
+
+def _exact(w: _Window, recent: list[Period]) -> bool:
     # Rounding to ``step`` can make noisy growth look constant; the test needs noise well above a step.
     if w.mean < max(20.0, (2.0 * w.step) ** 2):
         return False
@@ -179,6 +182,7 @@ def _exact(w: _Window, before: list[Period]) -> bool:
         if dispersion > 0.05:  # nowhere near: skip the reference
             return False
         # Two or three equal gains happen by chance now and then; right after a jump they do not.
+        before = recent[: -w.n]
         reference = _reference(before)
         if reference is None or not _jumped(w.mean, reference):
             return False
@@ -207,15 +211,16 @@ def _onset_in_gap(before: list[Period], mean: float) -> bool:
     return abs(residual) <= 3.0 * math.sqrt(mean * inside) + 0.5 * abs(reference) * (gap.days - inside)
 
 
-def _flat_after_jump(w: _Window, window: list[Period], before: list[Period]) -> bool:
+def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     # The allowed spread follows the days covered: a missed sample should not delay the verdict.
     max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), min(PLATEAU_WINDOWS)), MAX_WINDOW)]
-    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(before) < MIN_REFERENCE_PERIODS:
+    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < MIN_REFERENCE_PERIODS:
         return False
+    before = recent[: -w.n]
     reference = _reference(before)
     if reference is None or w.mean - reference < max(20.0, 5.0 * w.step) or not _jumped(w.mean, reference):
         return False
-    return not (_decays(window) or _after_spike(before, w.mean))
+    return not (_decays(recent[-w.n :]) or _after_spike(before, w.mean))
 
 
 def _jumped(mean: float, reference: float) -> bool:
@@ -237,6 +242,6 @@ def _after_spike(before: list[Period], mean: float) -> bool:
 def _decays(window: list[Period]) -> bool:
     """True when the second half runs clearly below the first: the shape of a viral spike, not a drip."""
     half = len(window) // 2
-    first = sum(p.gain for p in window[:half]) / sum(p.days for p in window[:half])
-    second = sum(p.gain for p in window[half:]) / sum(p.days for p in window[half:])
+    first = sum(p.gain for p in window[:half]) / sum((p.days for p in window[:half]), 0.0)
+    second = sum(p.gain for p in window[half:]) / sum((p.days for p in window[half:]), 0.0)
     return second < 0.65 * first
