@@ -109,8 +109,11 @@ def _read_records(path: Path, skip_bad_rows: bool) -> ReadRecords:
     midnights: dict[str, float] = {}
     records: list[Record] = []
     skipped: list[BadRow] = []
-    add = records.append
-    for number, line in enumerate(lines[1:], 2):
+    # One check for the whole file: then a cell that isdigit() is plain ASCII digits, as int() reads them.
+    ascii_only = text.isascii()
+    for index in range(1, len(lines)):  # an index loop: compiled, enumerate() is a generic iterator
+        number = index + 1
+        line = lines[index]
         if line.endswith("\r"):
             line = line[:-1]
         first = line[:1]
@@ -122,19 +125,24 @@ def _read_records(path: Path, skip_bad_rows: bool) -> ReadRecords:
                 known = accounts.get(cells[ai])
                 when = cells[ti]
                 followers = cells[fi]
-                at = float(when) if when.isdigit() and when.isascii() and len(when) <= 11 else None
-                if at is None:
-                    at = _fast_time(when, midnights)
-                if known is not None and at is not None and followers.isdigit() and followers.isascii():
+                # Unix seconds of up to 11 digits are exact as a float; int() then float() is float().
+                plain_seconds = len(when) <= 11 and when.isdigit() and (ascii_only or when.isascii())
+                at = float(int(when)) if plain_seconds else _fast_time(when, midnights)
+                if (
+                    known is not None
+                    and at is not None
+                    and followers.isdigit()
+                    and (ascii_only or followers.isascii())
+                ):
                     if plain:
-                        add((at, known[1], number, known[0], int(followers), None))
+                        records.append((at, known[1], number, known[0], int(followers), None))
                         continue
                     following = cells[gi] if gi is not None else ""
                     posts = cells[pi] if pi is not None else ""
-                    if (not following or (following.isdigit() and following.isascii())) and (
-                        not posts or (posts.isdigit() and posts.isascii())
+                    if (not following or (following.isdigit() and (ascii_only or following.isascii()))) and (
+                        not posts or (posts.isdigit() and (ascii_only or posts.isascii()))
                     ):
-                        add(
+                        records.append(
                             (
                                 at,
                                 known[1],
@@ -153,7 +161,9 @@ def _read_records(path: Path, skip_bad_rows: bool) -> ReadRecords:
             continue
         ref = sample.account
         accounts.setdefault(cells[ai], (ref, str(ref)))
-        add((sample.observed_at.timestamp(), str(ref), number, ref, sample.followers, sample.following))
+        records.append(
+            (sample.observed_at.timestamp(), str(ref), number, ref, sample.followers, sample.following)
+        )
     # By (time, account, line), as two stable sorts on one plain key each: rows are already in line
     # order, and sorting floats or strings alone is several times faster than comparing tuples.
     records.sort(key=itemgetter(1))

@@ -57,6 +57,12 @@ class AccountHistory:
         """The last ``last`` periods (at most HISTORY_PERIODS), oldest first."""
         return self._recent[-min(last, HISTORY_PERIODS) :] if last > 0 else []
 
+    def periods_then(self, last: int, current: Period) -> list[Period]:
+        """The last ``last`` periods, then ``current``: what a detector reads when a period closes."""
+        periods = self.periods(last)
+        periods.append(current)
+        return periods
+
     def rates(self, last: int) -> list[float]:
         return self._rates[-min(last, HISTORY_PERIODS) :] if last > 0 else []
 

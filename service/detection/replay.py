@@ -47,7 +47,9 @@ def replay_records(
     engine = engine or DetectionEngine()
     ended: dict[int, Detection] = {}
     total = len(records)
-    for done, (at, _, _, ref, followers, following) in enumerate(records, 1):
+    for index in range(total):  # an index loop: compiled, enumerate() would be a generic iterator
+        at, _, _, ref, followers, following = records[index]
+        done = index + 1
         changed = engine.observe_values(ref, at, followers, following, 1)  # a direct call when compiled
         if changed:
             for detection in changed:

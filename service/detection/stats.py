@@ -4,37 +4,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Final
 
 MAD_TO_SD: Final = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
-def median(values: Sequence[float]) -> float:
+def median(values: list[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     mid = n // 2
     return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
-def mad_sd(values: Sequence[float], centre: float) -> float:
+def mad_sd(values: list[float], centre: float) -> float:
     """Robust standard deviation: scaled median absolute deviation."""
     return MAD_TO_SD * median([abs(v - centre) for v in values])
 
 
-def robust_scale(values: Sequence[float], centre: float, step: int) -> float:
+def robust_scale(values: list[float], centre: float, step: int) -> float:
     """A spread that is never zero: MAD, floored by Poisson noise, 10% of the level and the count's precision.
 
     The floors keep a perfectly regular history (MAD = 0) from turning every later wobble into an outlier.
     """
-    return max(mad_sd(values, centre), math.sqrt(abs(centre) + 1.0), 0.1 * abs(centre), float(step))
+    # Comparisons written out rather than max() of four: this runs for every account every day.
+    scale = mad_sd(values, centre)
+    level = abs(centre)
+    poisson = math.sqrt(level + 1.0)
+    if poisson > scale:
+        scale = poisson
+    if 0.1 * level > scale:
+        scale = 0.1 * level
+    return float(step) if step > scale else scale
 
 
-def day_to_day_sd(rates: Sequence[float]) -> float:
+def day_to_day_sd(rates: list[float]) -> float:
     """Noise from successive differences: a level shift inside the window moves one difference, not all."""
     if len(rates) < 3:
         return 0.0
-    steps = [abs(b - a) for a, b in pairwise(rates)]
+    steps = [abs(rates[i] - rates[i - 1]) for i in range(1, len(rates))]
     return MAD_TO_SD * median(steps) / math.sqrt(2.0)
 
 

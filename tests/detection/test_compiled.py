@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import service.detection.detectors.burst
 import service.detection.engine
 import service.detection.history
+from bench.scenarios import Sizes, generate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(
@@ -17,3 +24,36 @@ import service.detection.history
 def test_the_engine_runs_compiled() -> None:
     modules = (service.detection.engine, service.detection.history, service.detection.detectors.burst)
     assert all(str(module.__file__).endswith(".so") for module in modules)
+
+
+def test_the_interpreted_engine_finds_exactly_what_the_compiled_one_finds(tmp_path: Path) -> None:
+    # FLOCKWATCH_PURE_PYTHON=1 installs the same modules uncompiled: same detections, byte for byte.
+    history = tmp_path / "history.csv"
+    with history.open("w") as out:
+        out.write("timestamp,account,followers\n")
+        for s in generate(7, Sizes(20, 6, 2, 8, 4, 8, 6, 6)):
+            out.writelines(f"{int(t)},{s.account},{f}\n" for t, f in zip(s.times, s.followers, strict=True))
+    interpreted = tmp_path / "interpreted"
+    shutil.copytree(ROOT / "service", interpreted / "service", ignore=shutil.ignore_patterns("*.so"))
+
+    def backtest(python_path: Path) -> str:
+        command = [sys.executable, "-m", "service", "backtest", str(history)]
+        environment = {**os.environ, "PYTHONPATH": str(python_path)}
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=True, env=environment, cwd=tmp_path
+        )
+        return done.stdout
+
+    probe = "import service.detection.engine as e; print(e.__file__)"
+    where = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(interpreted)},
+        cwd=tmp_path,
+    )
+    assert where.stdout.strip().endswith(".py")  # the copy runs interpreted
+    found = backtest(ROOT)
+    assert found.count("\n") > 50 and '"regular_growth"' in found and '"burst"' in found
+    assert backtest(interpreted) == found

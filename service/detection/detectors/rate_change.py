@@ -31,7 +31,7 @@ class RateChangeDetector(Detector):
         rates = history.rates(RECENT + REFERENCE - 1)  # every period before this one, as far back as read
         if len(rates) + 1 < RECENT + MIN_REFERENCE:
             return []
-        recent = [*history.periods(RECENT - 1), period]
+        recent = history.periods_then(RECENT - 1, period)
         change = _change(recent, rates[: len(rates) - (RECENT - 1)], period.step)
         if change is None:
             return self._close(period.end)
@@ -59,18 +59,23 @@ class RateChangeDetector(Detector):
 def _change(recent: list[Period], before: list[float], step: int) -> tuple[float, float, float] | None:
     reference = median(before)
     # Every recent period must sit beyond the reference on one side: when they straddle it, the robust
-    # scale (a second sort) is not needed to say no.
-    highest = max(p.rate for p in recent)
-    lowest = min(p.rate for p in recent)
+    # scale (a second sort) is not needed to say no. Loops rather than min()/max() of generators: this
+    # runs for every account every day.
+    gain = 0
+    days = 0.0
+    lowest = highest = recent[0].rate
+    for p in recent:
+        gain += p.gain
+        days += p.days
+        lowest = p.rate if p.rate < lowest else lowest
+        highest = p.rate if p.rate > highest else highest
     if lowest <= reference <= highest:
         return None
     scale = robust_scale(before, reference, step)
-    rate = sum(p.gain for p in recent) / sum((p.days for p in recent), 0.0)
+    rate = gain / days
     z = abs(rate - reference) / scale
     if z < MIN_Z or abs(rate - reference) < 0.5 * abs(reference):
         return None
-    above = [p.rate > reference + 2 * scale for p in recent]
-    below = [p.rate < reference - 2 * scale for p in recent]
-    if not (all(above) or all(below)):
+    if not (lowest > reference + 2 * scale or highest < reference - 2 * scale):
         return None
     return rate, reference, z

@@ -38,6 +38,7 @@ EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample make
 PLATEAU_MAX_CV: Final = {5: 0.12, 6: 0.16, 7: 0.25, 8: 0.25}
 PLATEAU_WINDOWS: Final = tuple(PLATEAU_MAX_CV)
 MAX_WINDOW: Final = max(PLATEAU_WINDOWS)
+SHORTEST_PLATEAU: Final = min(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP: Final = 3.0
 REFERENCE_PERIODS: Final = 14
 MIN_REFERENCE_PERIODS: Final = 4
@@ -74,7 +75,7 @@ class RegularGrowthDetector(Detector):
         if period.gain <= 0:  # every window ends with this period
             self.score = 0.0
             return []
-        recent = [*history.periods(REFERENCE_PERIODS + MAX_WINDOW - 1), period]
+        recent = history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period)
         plateau = _find_plateau(recent)
         if plateau is None:
             self.score = 0.0
@@ -165,7 +166,7 @@ def _test_window(w: _Window, recent: list[Period]) -> _Plateau | None:
     if w.n in EXACT_WINDOWS and _exact(w, recent):
         return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, True, _reference(recent[: -w.n]) or 0.0)
     # Fewer, longer periods (an outage) count once they cover as many days as the shortest window.
-    long_enough = w.n in PLATEAU_WINDOWS or (w.n >= 3 and w.days >= min(PLATEAU_WINDOWS))
+    long_enough = w.n in PLATEAU_WINDOWS or (w.n >= 3 and w.days >= SHORTEST_PLATEAU)
     if long_enough and _flat_after_jump(w, recent):
         return _Plateau(recent[-w.n].start, w.mean, w.sd, w.days, False, _reference(recent[: -w.n]) or 0.0)
     return None
@@ -213,7 +214,7 @@ def _onset_in_gap(before: list[Period], mean: float) -> bool:
 
 def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     # The allowed spread follows the days covered: a missed sample should not delay the verdict.
-    max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), min(PLATEAU_WINDOWS)), MAX_WINDOW)]
+    max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), SHORTEST_PLATEAU), MAX_WINDOW)]
     if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < MIN_REFERENCE_PERIODS:
         return False
     before = recent[: -w.n]
