@@ -7,7 +7,7 @@ PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes) 
 # setup.py compiles these with mypyc: the install is redone when one changes, so tests run what ships.
 COMPILED := $(wildcard service/detection/*.py service/detection/detectors/*.py)
 
-.PHONY: run test lint typecheck pytest install clean bench bench-quick bench-metrics generate
+.PHONY: run test lint typecheck pytest install clean bench bench-seeds bench-quick bench-metrics generate
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "needs python3.11 on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -37,6 +37,9 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-seeds: $(STAMP)
+	$(BIN)/python -m bench.seeds
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick

@@ -104,6 +104,19 @@ def test_viral_ramp_is_information_not_an_alarm() -> None:
     assert found[0].summary.startswith("viral ramp")
 
 
+def test_bought_step_inside_a_viral_ramp_is_reported_as_well_as_the_ramp() -> None:
+    at = 10 * 96 + 40
+    ramp = [int(60 * min(1, i / 8) * 0.985**i) for i in range(96 * 3)]
+    ramp[40] += 750  # ten hours into the ramp, 1,500 bought followers arrive within half an hour
+    ramp[41] += 750
+    found = of_kind(run(series("x:viral_and_bought", bursty(ramp, at, days=16), every=QUARTER)), "burst")
+
+    steps = [d for d in found if d.severity is not Severity.INFO]
+    assert len(steps) == 1 and steps[0].summary.startswith("bought step")
+    assert timedelta(0) <= steps[0].detected_at - (START + (at + 40) * QUARTER) <= timedelta(hours=6)
+    assert any(d.severity is Severity.INFO and d.summary.startswith("viral ramp") for d in found)
+
+
 def test_daily_step_is_reported_as_information() -> None:
     gains = organic_gains(30, 200, seed=10)
     gains[20] += 5000
@@ -122,6 +135,17 @@ def test_purge_is_a_drop(every: timedelta) -> None:
 
     assert found and found[0].detected_at - (START + timedelta(days=30)) <= timedelta(days=2)
     assert "lost" in found[0].summary
+
+
+def test_the_fall_after_a_noisy_bought_phase_is_a_drop_within_two_days() -> None:
+    # This +-30% drip hides a fall of -150/day from the 4-sd rule; the turn from clear growth to losing does not.
+    rng = random.Random(28)
+    drip = [round(1300 * rng.uniform(0.7, 1.3)) for _ in range(20)]
+    gains = organic_gains(30, 30, seed=13) + drip + [-150, -170, -160, -140, -150]
+    found = of_kind(run(series("x:noisy_drip_fall", gains)), "drop")
+
+    assert found and found[0].detected_at - (START + timedelta(days=50)) <= timedelta(days=2)
+    assert "after gaining" in found[0].summary
 
 
 def test_organic_decline_is_not_a_drop() -> None:

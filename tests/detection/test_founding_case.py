@@ -70,3 +70,15 @@ def test_a_gap_whose_gain_does_not_fit_the_new_rate_does_not_shorten_the_wait() 
     found = of_kind(run(_drip_with_onset_sample_missing(200, extra_in_gap=900)), "regular_growth")
 
     assert found and found[0].detected_at - ONSET > timedelta(days=3)
+
+
+def test_a_small_drip_with_a_sample_missing_inside_its_first_days_is_flagged_within_three_days() -> None:
+    # +200/day: two equal one-day periods are not enough (p ~ 0.016); a complete series has a third by
+    # day 3. With day 2's sample missing, the two periods by day 3 span three days: the same verdict.
+    rng = random.Random(9502)
+    before = [rng.choice([-3, -1, 0, 2, 4, 6, 9, 12]) for _ in range(30)]
+    samples = series("x:gap_after_onset", before + [200] * 20, start=ONSET - timedelta(days=30), first=20_000)
+    found = of_kind(run([s for s in samples if s.observed_at != ONSET + timedelta(days=2)]), "regular_growth")
+
+    assert found and found[0].detected_at - ONSET <= timedelta(days=3)
+    assert found[0].severity is Severity.CRITICAL

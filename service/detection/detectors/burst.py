@@ -33,13 +33,28 @@ MIN_STEP: Final = (
 )
 RISE_OVER: Final = 0.1  # share of the peak hourly excess under which the rise counts as over
 STEP_RELAPSE: Final = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
+FRESH_SHARPNESS: Final = (
+    3.0  # a step inside an open burst: its hourly excess, in multiples of the pace before
+)
 
 
 class _Burst:
-    __slots__ = ("last_high", "opened", "peak_hourly", "reported", "start", "start_followers", "total")
+    __slots__ = (
+        "last_high",
+        "opened",
+        "peak_hourly",
+        "rate",
+        "reported",
+        "start",
+        "start_followers",
+        "total",
+    )
 
-    def __init__(self, start: float, start_followers: int, total: float, opened: float = 0.0) -> None:
+    def __init__(
+        self, start: float, start_followers: int, total: float, rate: float, opened: float = 0.0
+    ) -> None:
         self.start = start
+        self.rate = rate  # the daily rate its excess is measured against
         self.opened = opened or start  # when the excess first crossed the threshold
         self.start_followers = start_followers
         self.total = total
@@ -165,8 +180,9 @@ class BurstDetector(Detector):
         # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.
         return max(0.5 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, MIN_STEP)
 
-    def _excess(self, since: tuple[float, int], now: tuple[float, int]) -> float:
-        return (now[1] - since[1]) - self._rate * (now[0] - since[0]) / DAY
+    @staticmethod
+    def _excess(since: tuple[float, int], now: tuple[float, int], rate: float) -> float:
+        return (now[1] - since[1]) - rate * (now[0] - since[0]) / DAY
 
     # Sub-daily samples: watch the last six hours.
     def _subdaily(self, point: Point) -> list[Finding]:
@@ -174,10 +190,17 @@ class BurstDetector(Detector):
         burst = self._burst
         if burst is None:
             return self._open_subdaily(point, now)
-        burst.peak_hourly = max(burst.peak_hourly, self._excess_per_hour(now, HOUR))
-        burst.total = max(burst.total, self._excess((burst.start, burst.start_followers), now))
+        fresh = self._fresh_step(burst, point, now)
+        if fresh is not None:
+            # A sharp step on top of a slower excess already being followed (an organic surge, a viral
+            # tail): follow the step from here, measured against the pace before it.
+            self._burst = fresh
+            return [self._ended(self._viral(burst, point), burst.last_high)] if burst.reported else []
+        rate = burst.rate
+        burst.peak_hourly = max(burst.peak_hourly, self._excess_per_hour(now, HOUR, rate))
+        burst.total = max(burst.total, self._excess((burst.start, burst.start_followers), now, rate))
         # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp.
-        if self._excess_per_hour(now, 2 * HOUR) >= RISE_OVER * burst.peak_hourly:
+        if self._excess_per_hour(now, 2 * HOUR, rate) >= RISE_OVER * burst.peak_hourly:
             burst.last_high = now[0]
             # Timed from when the burst was noticed: the start estimate can sit hours early on a slow account.
             if not burst.reported and now[0] - burst.opened > WINDOW:
@@ -192,26 +215,42 @@ class BurstDetector(Detector):
         return [self._ended(self._step(burst, point), burst.last_high)]
 
     def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
-        threshold = self._threshold(point.step)
-        window = self._recent.since(max(now[0] - WINDOW, self._after))
-        excesses = [self._excess(then, now) for then in window]
+        self._burst = self._rise(point, now, max(now[0] - WINDOW, self._after), self._rate)
+        return []
+
+    def _rise(self, point: Point, now: tuple[float, int], since: float, rate: float) -> _Burst | None:
+        """The burst the samples from ``since`` on show above ``rate``, if their excess is over threshold."""
+        window = self._recent.since(since)
+        excesses = [self._excess(then, now, rate) for then in window]
         best = max(excesses, default=0.0)
-        if best < threshold:
-            return []
+        if best < self._threshold(point.step):
+            return None
         # The rise began at the latest sample from which most of the excess has arrived (not all: a
         # diurnal trough before it would otherwise pull the start hours back).
         pairs = zip(reversed(window), reversed(excesses), strict=True)
         start = next(then for then, excess in pairs if excess >= 0.75 * best)
-        self._burst = _Burst(start[0], start[1], best, opened=now[0])
-        self._burst.peak_hourly = self._excess_per_hour(now, HOUR)
-        return []
+        burst = _Burst(start[0], start[1], best, rate, opened=now[0])
+        burst.peak_hourly = self._excess_per_hour(now, HOUR, rate)
+        return burst
 
-    def _excess_per_hour(self, now: tuple[float, int], span: float) -> float:
+    def _fresh_step(self, burst: _Burst, point: Point, now: tuple[float, int]) -> _Burst | None:
+        """A new rise within the last WINDOW, over threshold against the pace the open burst kept before it,
+        with its last hour FRESH_SHARPNESS times steeper than that pace."""
+        anchor = self._recent.span_back(now[0], WINDOW)
+        if anchor is None or anchor[0] - burst.start < 2 * HOUR:
+            return None  # the open burst is too young to have a pace of its own
+        pace = max((anchor[1] - burst.start_followers) / (anchor[0] - burst.start) * DAY, self._rate)
+        fresh = self._rise(point, now, anchor[0], pace)
+        if fresh is None or fresh.peak_hourly < FRESH_SHARPNESS * pace / 24.0:
+            return None
+        return fresh
+
+    def _excess_per_hour(self, now: tuple[float, int], span: float, rate: float) -> float:
         """Excess per hour over the last ``span`` (or the shortest longer span the samples allow)."""
         then = self._recent.span_back(now[0], span)
         if then is None:
             return 0.0
-        return self._excess(then, now) / ((now[0] - then[0]) / HOUR)
+        return self._excess(then, now, rate) / ((now[0] - then[0]) / HOUR)
 
     # Daily samples: one period raises the candidate, the next one tells its shape.
     def _daily(self, period: Period) -> list[Finding]:
@@ -221,7 +260,7 @@ class BurstDetector(Detector):
         if candidate is not None:
             self._daily_candidate = None
             first, first_excess = candidate
-            burst = _Burst(first.start, first.followers - first.gain, first_excess * first.days)
+            burst = _Burst(first.start, first.followers - first.gain, first_excess * first.days, self._rate)
             if excess_rate <= STEP_RELAPSE * first_excess:
                 return [self._ended(self._one_day_step(burst), first.end)]
             if excess_rate < 0.9 * first_excess:
@@ -238,10 +277,16 @@ class BurstDetector(Detector):
         share = burst.total / max(burst.start_followers, 1)
         self.score = min(1.0, 0.6 + 0.1 * (burst.total / self._threshold(point.step)))
         severity = Severity.CRITICAL if burst.total >= 3 * usual and share >= 0.01 else Severity.WARNING
+        surge = burst.rate != self._rate  # a step on top of a faster pace already under way
+        before = (
+            f"the {signed(burst.rate)}/day it was gaining just before (usually {signed(self._rate)}/day)"
+            if surge
+            else f"the usual {signed(self._rate)}/day"
+        )
         summary = (
-            f"bought step: {signed(burst.total)} followers above the usual {signed(self._rate)}/day arrived "
-            f"within hours ({burst.total / usual:.1f} days of usual growth) and growth went straight back "
-            "to usual"
+            f"bought step: {signed(burst.total)} followers above {before} arrived within hours "
+            f"({burst.total / usual:.1f} days of usual growth) and growth went straight back to "
+            + ("that pace" if surge else "usual")
         )
         return Finding(BURST, burst.start, self.score, severity, summary)
 

@@ -1,12 +1,13 @@
 """Sustained loss: a one-sided CUSUM on the daily rate, standardised by the account's own recent growth.
 
 It opens on two losing periods in a row, each at least four robust standard deviations below the usual
-rate (and, for an account already shrinking, losing at least three times as fast), once the CUSUM passes its
-threshold (the daily fall after a bought phase), or at once on a single loss that is both extreme for the
-account and at least 0.5% of its followers (a purge). With sub-daily samples it need not wait for two
-day-long periods: a loss over the last 36 hours, in both halves, as unusual as those two periods together,
-is the same evidence. A loss that an organic decline explains does not count: the reference is the
-account's own recent rate.
+rate (and, for an account already shrinking, losing at least three times as fast), once the CUSUM passes
+its threshold (the daily fall after a bought phase); for an account that was clearly growing, once it has
+turned to losing for two periods (the fall after a noisy bought phase); or at once on a single loss that
+is both extreme for the account and at least 0.5% of its followers (a purge). With sub-daily samples it
+need not wait for two day-long periods: a loss over the last 36 hours, in both halves, as unusual as
+those two periods together, is the same evidence. A loss that an organic decline explains does not
+count: the reference is the account's own recent rate.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ MIN_REFERENCE_PERIODS: Final = 4
 CUSUM_SLACK: Final = 1.0  # standard deviations of drift tolerated per period
 CUSUM_THRESHOLD: Final = 6.0
 UNUSUAL_Z: Final = 4.0
+GROWING_SCALES: Final = 3.0  # clearly growing: the usual rate at least this many robust sd above zero
+TURNED_SHARE: Final = 2e-4  # and a turn to losing must lose this share of followers to count alone
 SHRINKING_FACTOR: Final = 3.0  # an account already shrinking must lose this many times faster
 PURGE_Z: Final = 6.0
 PURGE_SHARE: Final = 0.005
@@ -119,7 +122,12 @@ class DropDetector(Detector):
         self._run.reach(period.end, period.followers)
         # Only losses well beyond the account's usual count toward confirmation: a declining account
         # loses every day, and its noisier days are not a drop.
-        unusual = z >= UNUSUAL_Z and (reference >= 0 or period.rate < SHRINKING_FACTOR * reference)
+        # An account that was clearly growing and now loses has turned: that alone is unusual (z is then
+        # at least GROWING_SCALES), where a declining account's loss must be extreme to count.
+        turned = reference >= GROWING_SCALES * self._scale
+        unusual = z >= (GROWING_SCALES if turned else UNUSUAL_Z) and (
+            reference >= 0 or period.rate < SHRINKING_FACTOR * reference
+        )
         # Counted in days: a missed sample makes one period of two days' loss, as good as two periods.
         self._losing_days = self._losing_days + period.days if unusual else 0.0
         if not unusual or not self._confirmed(self._run, period, z):
@@ -130,7 +138,12 @@ class DropDetector(Detector):
     def _confirmed(self, run: _Loss, period: Period, z: float) -> bool:
         if run.loss < max(3 * period.step, 10):
             return False
-        if self._cusum >= CUSUM_THRESHOLD and self._losing_days >= 1.9:
+        # Two days of unusual loss, confirmed by the CUSUM, or by the account having turned from clear
+        # growth to losing (the fall after a bought phase, when the drip was noisy enough to hide it).
+        turned = (
+            run.reference >= GROWING_SCALES * self._scale and run.loss >= TURNED_SHARE * run.followers_before
+        )
+        if self._losing_days >= 1.9 and (self._cusum >= CUSUM_THRESHOLD or turned):
             return True
         # One period is enough only for a loss far beyond a day's usual movement (further still for an
         # account that is shrinking anyway).

@@ -27,11 +27,13 @@ from service.detection.stats import days as span
 # be small: at 1e-3, four organic days within +-2 of each other turned up in the benchmark's organic set.
 EXACT_ALPHA: Final = 1e-5
 SHORT_ALPHA: Final = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right after a jump
-# Two equal periods right after a missed sample that hid the onset: the gap's own gain, split into the
-# earlier rate before the onset and whole days at the new rate, stands in for the third period that a
-# complete series would have shown by then (see _onset_in_gap).
+# Two equal periods where a missed sample cost the third period a complete series would have shown by
+# then: either the window itself spans GAP_WINDOW_DAYS or more (a sample inside it is missing), or the
+# missed sample hid the onset and the gap's own gain, split into the earlier rate before the onset and
+# whole days at the new rate, fits (see _onset_in_gap). A missed sample should not delay the verdict.
 GAP_ONSET_ALPHA: Final = 3e-2
-EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)  # 2 only when a missed sample makes it span 3 days
+GAP_WINDOW_DAYS: Final = 2.5
+EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
 # 95% of 7-day samples of a +-30% jitter have CV < 0.23.
@@ -188,7 +190,7 @@ def _exact(w: _Window, recent: list[Period]) -> bool:
         if reference is None or not _jumped(w.mean, reference):
             return False
         alpha = SHORT_ALPHA[w.n]
-        if w.n == 2 and _onset_in_gap(before, w.mean):
+        if w.n == 2 and (w.days >= GAP_WINDOW_DAYS or _onset_in_gap(before, w.mean)):
             alpha = GAP_ONSET_ALPHA
     if dispersion >= _SURELY_ABOVE[w.n - 1]:
         return False  # far above any tested critical value: skip the series expansion (same verdict)
