@@ -83,35 +83,16 @@ class _Recent:
         self.low_head = 0
 
     def add(self, at: float, followers: int) -> None:
-        times, counts = self.times, self.counts
-        times.append(at)
-        counts.append(followers)
-        head = self.head
-        oldest = at - KEPT
-        while times[head] < oldest:  # stops at the new sample at the latest
-            head += 1
-        head = max(head, len(times) - MAX_KEPT)
-        if head >= TRIM_AT:
-            del times[:head]
-            del counts[:head]
-            head = 0
-        self.head = head
+        self.times.append(at)
+        self.counts.append(followers)
+        self.head = _advance(self.times, self.counts, self.head, at - KEPT)
         low_times, low_counts = self.low_times, self.low_counts
-        low_head = self.low_head
-        while len(low_counts) > low_head and low_counts[-1] >= followers:
+        while len(low_counts) > self.low_head and low_counts[-1] >= followers:
             low_counts.pop()
             low_times.pop()
         low_times.append(at)
         low_counts.append(followers)
-        oldest = at - WINDOW
-        while low_times[low_head] < oldest:
-            low_head += 1
-        low_head = max(low_head, len(low_times) - MAX_KEPT)
-        if low_head >= TRIM_AT:
-            del low_times[:low_head]
-            del low_counts[:low_head]
-            low_head = 0
-        self.low_head = low_head
+        self.low_head = _advance(low_times, low_counts, self.low_head, at - WINDOW)
 
     def since(self, at: float) -> list[tuple[float, int]]:
         """The kept samples from ``at`` on, oldest first."""
@@ -125,6 +106,19 @@ class _Recent:
             if now - times[i] >= span:
                 return times[i], self.counts[i]
         return None
+
+
+def _advance(times: list[float], counts: list[int], head: int, oldest: float) -> int:
+    """The new head of a pair of lists: past the samples older than ``oldest`` (never past the newest) and
+    all but the last MAX_KEPT. Once the dead front is TRIM_AT long it is cut off and the head is 0."""
+    while times[head] < oldest:
+        head += 1
+    head = max(head, len(times) - MAX_KEPT)
+    if head >= TRIM_AT:
+        del times[:head]
+        del counts[:head]
+        head = 0
+    return head
 
 
 class BurstDetector(Detector):
