@@ -1,8 +1,9 @@
 """One poll of a group of accounts on one platform: source → samples and states → writer, board, listeners.
 
 A failure is contained to the accounts it concerns: a problem with one account changes its state; a failed
-request changes the state of the accounts in that batch; other batches and platforms go on. No sample is
-ever made up: only an ``Observation`` becomes a sample.
+request changes the state of the accounts in that batch; other batches and platforms go on. A batch the
+rate gate holds back (a spent budget, a Retry-After, a backoff) is not sent and changes no state. No
+sample is ever made up: only an ``Observation`` becomes a sample.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class SampleListener(Protocol):
 @dataclass(frozen=True)
 class _Outcome:
     sample: Sample | None
-    update: AccountUpdate
+    update: AccountUpdate | None  # None: nothing was asked (the rate gate held the request back)
     error_kind: str | None
 
 
@@ -68,7 +69,8 @@ class Poller:
             results: Mapping[Target, FetchResult] = await self.source.fetch(list(targets.values()))
         except SourceError as exc:
             results = {target: _problem_for_all(exc) for target in targets.values()}
-        finally:
+        if not all(isinstance(r, AccountProblem) and r.deferred for r in results.values()):
+            # Counted when a request went out; a batch the rate gate held back entirely was not sent.
             self._metrics.polls.labels(platform).inc()
             self._metrics.poll_duration.labels(platform).observe(time.perf_counter() - started)
         now = self._clock.now()
@@ -77,7 +79,7 @@ class Poller:
 
     async def _deliver(self, outcomes: Sequence[tuple[WatchedAccount, _Outcome]]) -> None:
         samples = [(account.id, o.sample) for account, o in outcomes if o.sample is not None]
-        self._writer.submit(samples, [o.update for _, o in outcomes])
+        self._writer.submit(samples, [o.update for _, o in outcomes if o.update is not None])
         for account, outcome in outcomes:
             self._show(account, outcome)
         new = [sample for _, sample in samples]
@@ -96,6 +98,8 @@ class Poller:
         if outcome.error_kind is not None:
             self._metrics.poll_errors.labels(account.ref.platform, outcome.error_kind).inc()
         update = outcome.update
+        if update is None:  # held back by the rate gate: the account's state has nothing new to say
+            return
         before = self._board.record_state(account.ref, update.state, update.error, update.polled_at)
         if before not in (None, update.state) and not (
             before is AccountState.PENDING and update.state is AccountState.ACTIVE
@@ -104,7 +108,9 @@ class Poller:
 
 
 def _problem_for_all(exc: SourceError) -> AccountProblem:
-    return AccountProblem(AccountState.ERRORING, exc.message, permanent=exc.permanent, kind=exc.kind)
+    return AccountProblem(
+        AccountState.ERRORING, exc.message, permanent=exc.permanent, kind=exc.kind, deferred=exc.deferred
+    )
 
 
 def _outcome(account: WatchedAccount, result: FetchResult | None, polled_at: datetime) -> _Outcome:
@@ -120,6 +126,8 @@ def _outcome(account: WatchedAccount, result: FetchResult | None, polled_at: dat
             account.id, polled_at, AccountState.ACTIVE, None, result.platform_id, result.handle
         )
         return _Outcome(sample, update, None)
+    if result.deferred:
+        return _Outcome(None, None, result.kind)
     update = AccountUpdate(account.id, polled_at, result.state, result.message, result.platform_id)
     return _Outcome(None, update, result.kind)
 

@@ -41,26 +41,36 @@ class AccountProblem:
     permanent: bool = False  # True: retrying soon will not help (unknown account, suspended)
     platform_id: str | None = None
     kind: str = "account"  # a short word for the failure counter, as in SourceError.kind
+    deferred: bool = False  # the rate gate held the request back: nothing new is known of the account
 
 
 FetchResult = Observation | AccountProblem
 
 
 class SourceError(Exception):
-    """The whole request failed; every account in it is left as it was.
+    """The whole request failed: no account in it gets a sample, each gets the error as its state.
 
-    ``kind`` is a short word for metrics: timeout, connection, http_5xx, rate_limited, auth, invalid_response.
-    ``retry_at``, when given, is the earliest time the platform allows another request.
+    ``kind`` is a short word for metrics: timeout, connection, http_5xx, rate_limited, backoff, auth,
+    invalid_response. ``retry_at``, when given, is the earliest time the platform allows another request.
+    ``deferred`` means no request was sent at all: the rate gate held it back until ``retry_at`` (a spent
+    budget, a Retry-After, a backoff after another batch failed), so the accounts' states stay as they were.
     """
 
     def __init__(
-        self, message: str, *, kind: str, permanent: bool = False, retry_at: datetime | None = None
+        self,
+        message: str,
+        *,
+        kind: str,
+        permanent: bool = False,
+        retry_at: datetime | None = None,
+        deferred: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
         self.permanent = permanent
         self.retry_at = retry_at
+        self.deferred = deferred
 
 
 class Source(Protocol):

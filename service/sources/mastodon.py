@@ -79,7 +79,8 @@ class MastodonSource:
             try:
                 response, body = await api.get(path, params, batch=batch)
             except SourceError as exc:
-                return AccountProblem(AccountState.ERRORING, f"{host}: {exc.message}", kind=exc.kind)
+                message = f"{host}: {exc.message}"
+                return AccountProblem(AccountState.ERRORING, message, kind=exc.kind, deferred=exc.deferred)
         return _checked(_result(api, response, body, batch), target, host)
 
     def _api_for(self, host: str) -> Api:

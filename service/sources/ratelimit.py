@@ -151,6 +151,7 @@ class RateGate:
                 f"{self.platform}: waiting until {self.blocked_until:%H:%M:%S} UTC before the next request",
                 kind="rate_limited",
                 retry_at=self.blocked_until,
+                deferred=True,
             )
         reset_at = self.budget.reset_at
         if self.budget.remaining == 0 and reset_at is not None and now < reset_at:
@@ -158,6 +159,7 @@ class RateGate:
                 f"{self.platform}: the rate limit is spent until {reset_at:%H:%M:%S} UTC",
                 kind="rate_limited",
                 retry_at=reset_at,
+                deferred=True,
             )
         backoff = self.backoff_until
         if backoff is not None and now < backoff and (batch is None or batch != self._backoff_batch):
@@ -165,6 +167,7 @@ class RateGate:
                 f"{self.platform}: backing off after failures until {backoff:%H:%M:%S} UTC",
                 kind="backoff",
                 retry_at=backoff,
+                deferred=True,
             )
 
     def observe(self, response: httpx.Response) -> None:

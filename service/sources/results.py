@@ -36,7 +36,13 @@ async def fetch_each(
 
 def failed(error: SourceError) -> AccountProblem:
     """A failed request for one account, as that account's problem."""
-    return AccountProblem(AccountState.ERRORING, error.message, permanent=error.permanent, kind=error.kind)
+    return AccountProblem(
+        AccountState.ERRORING,
+        error.message,
+        permanent=error.permanent,
+        kind=error.kind,
+        deferred=error.deferred,
+    )
 
 
 def malformed(reason: str, platform_id: str | None = None) -> AccountProblem:

@@ -6,6 +6,7 @@ happened) and the poller able to go on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,32 @@ async def test_an_impossible_count_is_never_stored(platform: str, followers: obj
         assert d.samples(ref) == []
         assert d.state(ref) is AccountState.ERRORING
         assert "malformed" in (d.account(ref).last_error or "")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(platform: str, tmp_path: Path) -> None:
+    async with deployed(platform, tmp_path) as d:
+        fake = d.world.fake
+        if not fake.budget_headers(0, d.world.clock.now()):
+            pytest.skip(f"{platform} tells no request budget in its headers (a daily quota)")
+        ref = d.watch(fake.add("alice", 1000))
+        await d.poll()
+        before = len(fake.requests)
+        await d.poll()
+        # The next poll's last answer says the budget is spent until the window resets.
+        fake.remaining = len(fake.requests) - before
+        await d.poll(after=timedelta(seconds=1))
+        answered = len(fake.requests)
+        sent = d.world.registry.get_sample_value("flockwatch_polls_total", {"platform": platform})
+
+        await d.poll(after=timedelta(seconds=1))
+
+        assert len(fake.requests) == answered, "a request went out with the budget spent"
+        assert d.state(ref) is AccountState.ACTIVE and d.account(ref).last_error is None
+        assert len(d.samples(ref)) == 3
+        labels = {"platform": platform, "kind": "rate_limited"}
+        assert d.world.registry.get_sample_value("flockwatch_poll_errors_total", labels) == 1
+        assert d.world.registry.get_sample_value("flockwatch_polls_total", {"platform": platform}) == sent
+
+        await d.poll()  # the window has reset
+        assert len(d.samples(ref)) == 4 and d.state(ref) is AccountState.ACTIVE
