@@ -11,6 +11,8 @@ class SourceMetrics:
     """Requests, failures by kind, the rate-limit budget, health, and whether the poll cycle was stretched."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # The request limit per window each platform's headers last reported (for the cycle planner).
+        self.reported_limits: dict[str, int] = {}
         self._requests = Counter(
             "flockwatch_source_requests", "HTTP requests sent to a platform", ["platform"], registry=registry
         )
@@ -55,7 +57,11 @@ class SourceMetrics:
     def success(self, platform: str) -> None:
         self._up.labels(platform).set(1)
 
-    def budget(self, platform: str, remaining: int | None, reset_at: datetime | None) -> None:
+    def budget(
+        self, platform: str, remaining: int | None, reset_at: datetime | None, limit: int | None = None
+    ) -> None:
+        if limit is not None and limit > 0:
+            self.reported_limits[platform] = limit
         if remaining is not None:
             self._remaining.labels(platform).set(remaining)
         if reset_at is not None:

@@ -1,9 +1,11 @@
 """How long one pass over a platform's watchlist must take to stay inside the platform's rate limit.
 
-The daemon asks whenever the watchlist is (re)loaded. When the wanted intervals would spend more than the
-budget, every interval on that platform is stretched by the same factor, so polls stay evenly spread
-instead of running the budget dry at the start of each window and failing for the rest of it. Saying so
-happens once, when a platform starts (or stops) being stretched: a log line and a gauge.
+The daemon asks whenever the watchlist is (re)loaded (every 30 s). The budget is the configured one, else
+the request limit the platform's headers last reported over the published window, else the published
+default. When the wanted intervals would spend more than the budget, every interval on that platform is
+stretched by the same factor, so polls stay evenly spread instead of running the budget dry at the start
+of each window and failing for the rest of it. Saying so happens once, when a platform starts (or stops)
+being stretched: a log line and a gauge.
 """
 
 from __future__ import annotations
@@ -103,15 +105,27 @@ class CyclePlanner:
             per_budget[(ref.platform, _budget_key(ref, config))].append(interval)
         factors: dict[str, float] = defaultdict(lambda: 1.0)
         for (platform, _), intervals in per_budget.items():
-            budget = _configured_budget(config, platform) or budget_for(
-                platform, has_credential=_has_token(config, platform)
-            )
+            budget = self._budget(config, platform)
             groups = [(requests_per_cycle(platform, n), i) for i, n in _counts(intervals).items()]
             factors[platform] = max(factors[platform], stretch_factor(groups, budget))
         for platform in set(self._factors) | set(factors):
             self._report(platform, factors.get(platform, 1.0))
         self._factors = dict(factors)
         return self._factors
+
+    def _budget(self, config: Config, platform: str) -> RateBudget:
+        """The configured budget; else the published window with the request limit the platform's headers
+        reported (a different plan, an instance's own limit); else the published default."""
+        configured = _configured_budget(config, platform)
+        if configured is not None:
+            return configured
+        published = budget_for(platform, has_credential=_has_token(config, platform))
+        reported = self._metrics.reported_limits.get(platform) if self._metrics is not None else None
+        # Mastodon's limits are per instance and all report under one name: only one base_url is one instance.
+        one_budget = platform != "mastodon" or bool(config.platforms.mastodon.base_url)
+        if reported is not None and one_budget:
+            return RateBudget(reported, published.window)
+        return published
 
     def _report(self, platform: str, factor: float) -> None:
         was = self._factors.get(platform, 1.0) > 1

@@ -37,7 +37,9 @@ def next_batch() -> int:
 
 
 class BudgetListener(Protocol):
-    def budget(self, platform: str, remaining: int | None, reset_at: datetime | None) -> None: ...
+    def budget(
+        self, platform: str, remaining: int | None, reset_at: datetime | None, limit: int | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class RateGate:
         if budget.remaining is not None:
             self.budget = budget
             if self._listener is not None:
-                self._listener.budget(self.platform, budget.remaining, budget.reset_at)
+                self._listener.budget(self.platform, budget.remaining, budget.reset_at, budget.limit)
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if response.status_code == 429 or (retry_after is not None and response.status_code >= 400):
             self.block(retry_after or _spent_until(response.headers, now) or now + DEFAULT_WAIT)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
 from service.accounts import AccountRef
+from service.clock import ManualClock
 from service.config import Config
 from service.sources.metrics import SourceMetrics
 from service.sources.planning import (
@@ -19,6 +21,7 @@ from service.sources.planning import (
     plan_cycle,
     requests_per_cycle,
 )
+from service.sources.ratelimit import RateGate
 from service.sources.registry import BUILDERS
 
 MINUTE = timedelta(minutes=1)
@@ -99,3 +102,27 @@ def test_a_configured_rate_limit_replaces_the_published_default() -> None:
     pairs = [(entry.account, timedelta(seconds=10)) for entry in default.watchlist]
     assert CyclePlanner().plan(default, pairs)["mastodon"] > 1
     assert CyclePlanner().plan(generous, pairs)["mastodon"] == 1
+
+
+def _reporting(limit: int) -> SourceMetrics:
+    """Source metrics after X answered with its rate-limit headers (through the real gate)."""
+    metrics = SourceMetrics(CollectorRegistry())
+    now = datetime(2026, 5, 31, tzinfo=UTC)
+    gate = RateGate("x", ManualClock(now), listener=metrics)
+    reset = str(int((now + 15 * MINUTE).timestamp()))
+    headers = {"x-rate-limit-limit": str(limit), "x-rate-limit-remaining": "70", "x-rate-limit-reset": reset}
+    gate.observe(httpx.Response(200, headers=headers))
+    return metrics
+
+
+def test_the_limit_the_headers_report_replaces_the_published_request_count() -> None:
+    accounts = [(AccountRef("x", f"user{i}"), 15 * MINUTE) for i in range(9000)]  # 90 requests a cycle
+    assert CyclePlanner().plan(Config(), accounts)["x"] == 1.0  # 300 per 15 min published: it fits
+    reported = CyclePlanner(_reporting(75)).plan(Config(), accounts)["x"]
+    assert reported == pytest.approx(90 / (75 * 0.9))  # the account's own 75 per 15 min does not
+
+
+def test_a_configured_rate_limit_wins_over_the_reported_one() -> None:
+    accounts = [(AccountRef("x", f"user{i}"), 15 * MINUTE) for i in range(9000)]
+    config = Config.model_validate({"platforms": {"x": {"rate_limit": {"requests": 1000, "window": "15m"}}}})
+    assert CyclePlanner(_reporting(75)).plan(config, accounts)["x"] == 1.0
