@@ -26,6 +26,7 @@ from service.poller import Poller, SampleListener
 from service.samples import AccountState
 from service.scheduler import PollScheduler
 from service.sources.base import Source
+from service.sources.hosts import guarded_transport
 from service.sources.metrics import SourceMetrics
 from service.sources.planning import CyclePlanner
 from service.sources.registry import UnsupportedPlatform, build_source
@@ -181,15 +182,18 @@ class Daemon:
         return self._pollers[platform]
 
     def _build_source(self, platform: str) -> Source:
+        settings = self.config.platforms.of(platform)
+        transport = self._transport
+        if transport is None and platform == "mastodon" and not settings.base_url:
+            # Hosts come from handles: connect only to the address the SSRF check approved.
+            transport = guarded_transport(settings.allow_hosts)
         client = httpx.AsyncClient(
             timeout=self.config.poll.timeout.total_seconds(),
-            transport=self._transport,
+            transport=transport,
             headers={"User-Agent": f"flockwatch/{__version__}"},
             follow_redirects=False,
         )
-        return build_source(
-            platform, self.config.platforms.of(platform), client, self.clock, metrics=self.source_metrics
-        )
+        return build_source(platform, settings, client, self.clock, metrics=self.source_metrics)
 
     def _mark_unpollable(self, platform: str, accounts: Sequence[WatchedAccount]) -> None:
         now = self.clock.now()

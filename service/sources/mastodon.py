@@ -78,6 +78,8 @@ class MastodonSource:
         async with self._limit:
             try:
                 response, body = await api.get(path, params, batch=batch)
+            except HostRefused as exc:  # the connection's own check (GuardedBackend): DNS changed its answer
+                return AccountProblem(AccountState.ERRORING, str(exc), permanent=True, kind="refused_host")
             except SourceError as exc:
                 message = f"{host}: {exc.message}"
                 return AccountProblem(AccountState.ERRORING, message, kind=exc.kind, deferred=exc.deferred)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
+import httpcore
 import httpx
 import pytest
 
 from service.clock import ManualClock
 from service.samples import AccountState
 from service.sources.base import AccountProblem, Target
-from service.sources.hosts import HostRefused, check_host, is_public
+from service.sources.hosts import (
+    GuardedBackend,
+    HostRefused,
+    Resolver,
+    check_host,
+    guarded_transport,
+    is_public,
+)
 from service.sources.mastodon import MastodonSource
 from tests.sources.world import START
 
@@ -114,3 +123,60 @@ async def test_redirects_to_other_hosts_are_not_followed() -> None:
 
     assert isinstance(result, AccountProblem) and result.state is AccountState.ERRORING
     await source.aclose()
+
+
+# The connection's own check: DNS answers once, for the check and the connection together -------------------
+
+
+class _Recording(httpcore.AsyncNetworkBackend):
+    """An inner backend that records where it was asked to connect, and connects nowhere."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    async def connect_tcp(
+        self, host: str, port: int, *args: object, **kwargs: object
+    ) -> httpcore.AsyncNetworkStream:
+        self.asked.append((host, port))
+        raise httpcore.ConnectError("recorded, not connected")
+
+
+def _answers(*addresses: str) -> Resolver:
+    async def lookup(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return lookup
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked() -> None:
+    inner = _Recording()
+    backend = GuardedBackend((), _answers("93.184.216.34"), inner)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("social.example", 443)
+    assert inner.asked == [("93.184.216.34", 443)]  # not the name, which DNS could answer differently
+
+
+async def test_a_host_that_now_resolves_inside_is_refused_at_connection_time() -> None:
+    # DNS rebinding: whatever an earlier check saw, the connection's own answer is private, so no request.
+    seen: list[str] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append((await reader.readline()).decode())
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    listening = await asyncio.start_server(server, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(transport=guarded_transport((), _answers("127.0.0.1"))) as client:
+            with pytest.raises(HostRefused, match=r"non-public address 127\.0\.0\.1"):
+                await client.get(f"http://social.example:{port}/api/v1/accounts/lookup")
+        assert seen == []
+        allowed = guarded_transport((f"localhost:{port}",), _answers("127.0.0.1"))
+        async with httpx.AsyncClient(transport=allowed) as client:
+            response = await client.get(f"http://localhost:{port}/api/v1/accounts/lookup")
+        assert response.status_code == 200 and seen and seen[0].startswith("GET /api/v1/accounts/lookup")
+    finally:
+        listening.close()
+        await listening.wait_closed()
