@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -76,7 +77,7 @@ class Finding:
     ended_at: float | None = None
 
 
-class Detector:
+class Detector(ABC):
     """One detector for one account. Called once per sample, in time order; state must stay bounded.
 
     ``period`` is the daily-scale period this sample closed, or None; ``history`` holds the account's
@@ -90,8 +91,8 @@ class Detector:
         self.per_sample = per_sample  # False: called only for samples that close a period
         self.score = 0.0  # latest anomaly score in [0, 1], 0 when nothing is going on
 
-    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
-        raise NotImplementedError
+    @abstractmethod
+    def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]: ...
 
 
 @dataclass(slots=True)

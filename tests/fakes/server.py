@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -62,7 +63,7 @@ class Seen:
     headers: dict[str, str] = field(repr=False)
 
 
-class FakePlatform:
+class FakePlatform(ABC):
     """Subclasses answer ``/...`` requests in their platform's format (``answer``) and name its headers."""
 
     platform: ClassVar[str]
@@ -146,14 +147,14 @@ class FakePlatform:
         return self.requests[index:]
 
     # --- what subclasses provide ------------------------------------------------------------------------
-    def settings(self) -> PlatformConfig:
-        raise NotImplementedError
+    @abstractmethod
+    def settings(self) -> PlatformConfig: ...
 
-    async def answer(self, request: web.Request, extra: bool) -> web.Response:
-        raise NotImplementedError
+    @abstractmethod
+    async def answer(self, request: web.Request, extra: bool) -> web.Response: ...
 
-    def budget_headers(self, remaining: int, reset_at: datetime) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def budget_headers(self, remaining: int, reset_at: datetime) -> dict[str, str]: ...
 
     def rate_limited(self) -> web.Response:
         reset_at = self.clock.now() + self.rate_limit_wait

@@ -111,6 +111,17 @@ def prometheus_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
     return queries
 
 
+def sql_panel_queries() -> list[Any]:
+    """Every PostgreSQL panel query of every dashboard, as pytest parameters named after the panel."""
+    return [
+        pytest.param(target["rawSql"], id=f"{board['uid']}: {panel['title']}")
+        for board in dashboards().values()
+        for panel in board["panels"]
+        for target in panel["targets"]
+        if "rawSql" in target
+    ]
+
+
 def substitute(expr: str, values: dict[str, str], rate_interval: str = "1m") -> str:
     """Replace Grafana's variables the way Grafana would before sending ``expr`` to Prometheus."""
     expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", rate_interval)

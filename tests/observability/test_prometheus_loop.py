@@ -36,6 +36,7 @@ from tests.observability.support import (
     prometheus_queries,
     require_tool,
     run_tool,
+    sql_panel_queries,
     substitute,
 )
 
@@ -325,13 +326,7 @@ def test_dashboard_variable_offers_the_demo_values(stack: Stack, query: str) -> 
     wait_for(f"{VARIABLES[label]} among the values of {query}", values, stack, 60)
 
 
-SQL_QUERIES = [
-    pytest.param(target["rawSql"], id=f"{board['uid']}: {panel['title']}")
-    for board in dashboards().values()
-    for panel in board["panels"]
-    for target in panel["targets"]
-    if "rawSql" in target
-]
+SQL_QUERIES = sql_panel_queries()
 
 
 @pytest.mark.parametrize("sql", SQL_QUERIES)

@@ -13,17 +13,11 @@ import pytest
 from sqlalchemy import Engine, insert, text
 
 from service.store import models
-from tests.observability.support import dashboards, substitute
+from tests.observability.support import sql_panel_queries, substitute
 
 T0 = datetime(2026, 5, 31, tzinfo=UTC)
 VALUES = {"datasource": "flockwatch-prometheus", "platform": "mastodon", "account": "founding@demo.example"}
-SQL = [
-    pytest.param(target["rawSql"], id=f"{board['uid']}: {panel['title']}")
-    for board in dashboards().values()
-    for panel in board["panels"]
-    for target in panel["targets"]
-    if "rawSql" in target
-]
+SQL = sql_panel_queries()
 
 
 def store_history(engine: Engine) -> None:
