@@ -34,3 +34,19 @@ def test_accounts_are_written_platform_colon_handle(text: str, platform: str, ha
 def test_malformed_accounts_are_refused_with_the_reason(text: str, reason: str) -> None:
     with pytest.raises(AccountError, match=reason):
         AccountRef.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "noun"),
+    [("github:octo-org/hello", "stars"), ("github:torvalds", "followers"), ("x:jack", "followers")],
+)
+def test_repositories_parse_and_count_stars(text: str, noun: str) -> None:
+    from service.accounts import count_noun
+
+    assert count_noun(AccountRef.parse(text)) == noun
+
+
+@pytest.mark.parametrize("text", ["github:octo-org/..", "github:-bad/repo", "github:a/b/c", "x:a/b"])
+def test_malformed_repositories_are_refused(text: str) -> None:
+    with pytest.raises(AccountError):
+        AccountRef.parse(text)
