@@ -1,12 +1,16 @@
 """The daemon's in-memory picture of every watched account: what ``/metrics`` and health are built from.
 
-Per account it keeps the latest sample, the state, and an hourly-thinned week of follower counts for the
-1 h / 24 h / 7 d changes. Its size is bounded by the watchlist, never by how long the daemon runs.
+Per account it keeps the latest sample, the state, and a thinned trail of follower counts for the
+1 h / 24 h / 7 d changes: one point an hour for the last 26 hours, one every three hours before that, back
+to a little over a week, in two arrays of machine numbers (about 1 KB an account). Its size is bounded by
+the watchlist, never by how long the daemon runs. ``dump``/``load`` carry a trail across restarts.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import struct
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,42 +18,78 @@ from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 
 CHANGE_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-_KEEP = timedelta(days=7, hours=2)
+_KEEP = (7 * 24 + 4) * 3600.0
+_FINE = 26 * 3600.0  # hourly points this far back, three-hourly before
+_FORMAT = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class AccountView:
     ref: AccountRef
     state: AccountState = AccountState.PENDING
     last_error: str | None = None
     last_polled_at: datetime | None = None
     latest: Sample | None = None
-    # (observed_at, followers), at most one point per hour except the newest few minutes
-    trail: deque[tuple[datetime, int]] = field(default_factory=deque)
+    times: array[float] = field(default_factory=lambda: array("d"))  # epoch seconds, oldest first
+    counts: array[int] = field(default_factory=lambda: array("q"))
 
     def add(self, sample: Sample) -> None:
         if self.latest is not None and sample.observed_at <= self.latest.observed_at:
             return
         self.latest = sample
-        point = (sample.observed_at, sample.followers)
-        if self.trail and _same_hour(self.trail[-1][0], sample.observed_at) and len(self.trail) > 1:
-            self.trail[-1] = point
+        self._extend(sample.observed_at.timestamp(), sample.followers)
+
+    def _extend(self, at: float, followers: int) -> None:
+        times, counts = self.times, self.counts
+        # The newest point moves forward within its hour; a new hour starts a new point.
+        if len(times) > 1 and at // 3600 == times[-1] // 3600:
+            times[-1], counts[-1] = at, followers
         else:
-            self.trail.append(point)
-        while self.trail and sample.observed_at - self.trail[0][0] > _KEEP:
-            self.trail.popleft()
+            times.append(at)
+            counts.append(followers)
+        self._thin(at)
+
+    def _thin(self, now: float) -> None:
+        times, counts = self.times, self.counts
+        drop = bisect_right(times, now - _KEEP)
+        if drop > 1:  # keep one point older than the longest window
+            del times[: drop - 1]
+            del counts[: drop - 1]
+        coarse = bisect_right(times, now - _FINE)
+        i = 1
+        while i < coarse:  # before the last 26 hours, at most one point per three hours
+            if times[i] // 10_800 == times[i - 1] // 10_800:
+                del times[i - 1]
+                del counts[i - 1]
+                coarse -= 1
+            else:
+                i += 1
 
     def change(self, window: timedelta) -> int | None:
         """Followers gained over ``window`` before the latest sample, None without history that old."""
         if self.latest is None:
             return None
-        cutoff = self.latest.observed_at - window
-        older = [followers for at, followers in self.trail if at <= cutoff]
-        return self.latest.followers - older[-1] if older else None
+        older = bisect_right(self.times, self.latest.observed_at.timestamp() - window.total_seconds())
+        return self.latest.followers - self.counts[older - 1] if older else None
 
+    def changes(self) -> dict[str, int | None]:
+        return {name: self.change(window) for name, window in CHANGE_WINDOWS.items()}
 
-def _same_hour(a: datetime, b: datetime) -> bool:
-    return a.replace(minute=0, second=0, microsecond=0) == b.replace(minute=0, second=0, microsecond=0)
+    def dump(self) -> bytes:
+        """The trail, for the next start."""
+        n = len(self.times)
+        return struct.pack(f"<BI{n}d{n}q", _FORMAT, n, *self.times, *self.counts)
+
+    def load(self, blob: bytes) -> None:
+        """Take a dumped trail back; a blob of another format is ignored (the trail then starts afresh)."""
+        if len(blob) < 5 or blob[0] != _FORMAT:
+            return
+        (n,) = struct.unpack_from("<I", blob, 1)
+        if len(blob) != 5 + 16 * n:
+            return
+        values = struct.unpack_from(f"<{n}d{n}q", blob, 5)
+        self.times = array("d", values[:n])
+        self.counts = array("q", values[n:])
 
 
 class Board:
@@ -63,15 +103,27 @@ class Board:
         for ref in refs - set(self._views):
             self._views[ref] = AccountView(ref)
 
+    def add(self, refs: set[AccountRef]) -> None:
+        for ref in refs - self._views.keys():
+            self._views[ref] = AccountView(ref)
+
+    def remove(self, refs: set[AccountRef]) -> None:
+        for ref in refs:
+            self._views.pop(ref, None)
+
     def view(self, ref: AccountRef) -> AccountView:
         return self._views.setdefault(ref, AccountView(ref))
+
+    def find(self, ref: AccountRef) -> AccountView | None:
+        return self._views.get(ref)
 
     def views(self) -> list[AccountView]:
         return list(self._views.values())
 
     def record_sample(self, sample: Sample) -> None:
-        if sample.account in self._views:
-            self._views[sample.account].add(sample)
+        view = self._views.get(sample.account)
+        if view is not None:
+            view.add(sample)
 
     def record_state(
         self, ref: AccountRef, state: AccountState, error: str | None, at: datetime

@@ -8,6 +8,7 @@ Environment variables override the file: ``FLOCKWATCH_`` + the key path in capit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -72,6 +73,10 @@ class Strict(BaseModel):
 
 class DatabaseConfig(Strict):
     url: str = "sqlite:///flockwatch.db"
+    # How long `run` waits for an unreachable database at start (what it polled before stays in the spool).
+    start_timeout: Duration = timedelta(minutes=2)
+
+    _check = field_validator("start_timeout")(_positive)
 
 
 class HttpConfig(Strict):
@@ -90,6 +95,91 @@ class PollConfig(Strict):
     timeout: Duration = timedelta(seconds=20)
 
     _check = field_validator("interval", "timeout")(_positive)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+
+
+def _size(value: object) -> int:
+    """Bytes, written as a number or text like 512MiB, 2GB."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError("a size is a number of bytes or text like 512MiB, 2GB")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise ValueError("must be above zero")
+    return size
+
+
+Size = Annotated[int, BeforeValidator(_size)]
+
+
+class SpoolConfig(Strict):
+    """The local write-ahead spool: polled data is on this disk before it counts as taken."""
+
+    path: Path | None = None  # default: beside a SQLite database, else ./flockwatch-spool.db
+    max_size: Size = 2**30  # at the cap, polling pauses until the database takes the backlog
+
+
+class RetentionConfig(Strict):
+    """How long samples are kept at each resolution; rollups are made before raw samples go."""
+
+    raw: Duration = timedelta(days=90)
+    hourly: Duration = timedelta(days=400)
+    daily: Duration | None = None  # None: kept for ever
+    events: Duration = timedelta(days=400)  # account events and ended detections
+    every: Duration = timedelta(hours=1)
+
+    _check = field_validator("raw", "hourly", "daily", "events", "every")(_positive)
+
+
+class StateConfig(Strict):
+    """How often each account's detection state is saved (a restart loads it instead of replaying samples)."""
+
+    checkpoint: Duration = timedelta(minutes=15)
+
+    _check = field_validator("checkpoint")(_positive)
+
+
+class ClusterConfig(Strict):
+    """Several daemons on one PostgreSQL database share the watchlist by shards held with advisory locks."""
+
+    shards: int = 64
+    heartbeat: Duration = timedelta(seconds=5)
+    name: str | None = None  # this replica's name (default: host name and process id)
+
+    _check = field_validator("heartbeat")(_positive)
+
+    @field_validator("shards")
+    @classmethod
+    def _check_shards(cls, value: int) -> int:
+        if not 1 <= value <= 4096:
+            raise ValueError("must be between 1 and 4096")
+        return value
+
+
+class ShutdownConfig(Strict):
+    """Time to stop on SIGTERM: finish polls, write the spool, save states (keep it under the service
+    manager's stop timeout, 60 s in the shipped unit and pod files)."""
+
+    timeout: Duration = timedelta(seconds=45)
+
+    _check = field_validator("timeout")(_positive)
 
 
 class RateLimitConfig(Strict):
@@ -219,6 +309,11 @@ class Config(Strict):
     http: HttpConfig = HttpConfig()
     poll: PollConfig = PollConfig()
     log: LogConfig = LogConfig()
+    spool: SpoolConfig = SpoolConfig()
+    retention: RetentionConfig = RetentionConfig()
+    state: StateConfig = StateConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     platforms: PlatformsConfig = PlatformsConfig()
     watchlist: tuple[Annotated[WatchEntry, BeforeValidator(_watch_entry)], ...] = ()
 

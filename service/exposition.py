@@ -13,14 +13,12 @@ longer holding an ``AccountCollector``.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter
 from datetime import datetime
-from operator import itemgetter
 
 from prometheus_client.utils import floatToGoString
 
-from service.board import CHANGE_WINDOWS, AccountView, Board
+from service.board import AccountView, Board
 from service.samples import AccountState, Sample
 
 # name, help, in the order AccountCollector yields them; all are gauges.
@@ -103,16 +101,7 @@ def _render(view: AccountView) -> tuple[str, ...]:
 
 
 def _changes(view: AccountView) -> dict[str, int | None]:
-    """``AccountView.change`` for every window, by binary search: the trail is in time order."""
-    latest = view.latest
-    if latest is None:
-        return dict.fromkeys(CHANGE_WINDOWS)
-    trail = view.trail
-    found: dict[str, int | None] = {}
-    for window, length in CHANGE_WINDOWS.items():
-        older = bisect_right(trail, latest.observed_at - length, key=itemgetter(0))
-        found[window] = latest.followers - trail[older - 1][1] if older else None
-    return found
+    return view.changes()
 
 
 def sample_line(name: str, labels: str, value: float | None) -> str:

@@ -166,6 +166,40 @@ class ServiceMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=registry,
         )
+        self.quarantined = PromCounter(
+            "flockwatch_quarantined_records",
+            "Records the database refused (kept in the spool's quarantine with the reason), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.spool_bytes = Gauge(
+            "flockwatch_spool_bytes",
+            "Bytes of polled data on local disk not yet in the database.",
+            registry=registry,
+        )
+        self.spool_limit_bytes = Gauge(
+            "flockwatch_spool_limit_bytes",
+            "The spool's size cap: at it, polling pauses until the database takes the backlog.",
+            registry=registry,
+        )
+        self.polls_skipped = PromCounter(
+            "flockwatch_polls_skipped",
+            "Accounts whose due poll was not sent, by reason (spool_full, overrun, stopping).",
+            ["platform", "reason"],
+            registry=registry,
+        )
+        self.samples_refused = PromCounter(
+            "flockwatch_samples_refused",
+            "Samples not taken, by reason (future: dated after the clock's now plus a tolerance).",
+            ["reason"],
+            registry=registry,
+        )
+        self.task_restarts = PromCounter(
+            "flockwatch_task_restarts",
+            "Background tasks of the daemon that died and were restarted.",
+            ["task"],
+            registry=registry,
+        )
         build = InfoMetricFamily("flockwatch_build", "Version of the running flockwatch.")
         build.add_metric([], {"version": __version__})
         registry.register(_Static([build]))

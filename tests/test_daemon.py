@@ -130,13 +130,14 @@ async def test_a_group_poll_never_overlaps_itself() -> None:
     most = 0
     runs = 0
 
-    async def slow_poll(_platform: str, _accounts: object) -> None:
+    async def slow_poll(_platform: str, _accounts: object, _deadline: float) -> list[WatchedAccount]:
         nonlocal running, most, runs
         running += 1
         most = max(most, running)
         await asyncio.sleep(0.4)
         running -= 1
         runs += 1
+        return []
 
     account = WatchedAccount(1, AccountRef("github", "torvalds"), None, None, "active")  # type: ignore[arg-type]
     scheduler = PollScheduler(slow_poll, timedelta(0), lambda _a: timedelta(seconds=0.1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 
 import httpx
@@ -18,6 +18,7 @@ from service.poller import Poller
 from service.samples import AccountState
 from service.simulator.scenarios import demo_scenarios
 from service.simulator.server import SimulatedPlatform
+from service.sources.base import FetchResult, Target
 from service.sources.mastodon import MastodonSource
 from service.store.repository import Store
 from service.writer import SampleWriter
@@ -141,3 +142,53 @@ async def test_the_board_shows_what_was_stored(pipeline: Pipeline) -> None:
     assert view.latest is not None
     assert view.latest.followers == pipeline.store.history(FOUNDING)[-1].followers
     assert view.change(timedelta(hours=24)) == view.latest.followers - 9_500
+
+
+async def test_an_account_that_is_gone_is_asked_again_after_an_hour_then_six_then_daily(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.platform.set_fault(BURST.handle, "not_found")
+    waits = []
+    for _ in range(4):
+        await pipeline.poll()
+        account = next(a for a in pipeline.store.watched() if a.ref == BURST)
+        assert account.next_poll_at is not None and account.last_polled_at is not None
+        waits.append(account.next_poll_at - account.last_polled_at)
+        pipeline.clock.set(account.next_poll_at)
+    assert waits == [timedelta(hours=1), timedelta(hours=6), timedelta(days=1), timedelta(days=1)]
+    pipeline.platform.set_fault(BURST.handle, None)
+    await pipeline.poll()
+    account = next(a for a in pipeline.store.watched() if a.ref == BURST)
+    assert (account.state, account.next_poll_at, account.backoff_step) == (AccountState.ACTIVE, None, 0)
+
+
+class _Exploding:
+    """A source with a bug: anything it is asked about one account raises something no one expected."""
+
+    platform = "mastodon"
+    batch_size = 1
+
+    def __init__(self, inner: object, bad: str) -> None:
+        self._inner = inner
+        self._bad = bad
+
+    async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
+        if any(t.handle == self._bad for t in targets):
+            raise RecursionError("maximum recursion depth exceeded while decoding a JSON object")
+        return await self._inner.fetch(targets)  # type: ignore[attr-defined, no-any-return]
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_source_that_raises_anything_fails_only_its_own_batch(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline.poller.source = _Exploding(pipeline.poller.source, BURST.handle)  # type: ignore[assignment]
+    with caplog.at_level(logging.ERROR, logger="service.poller"):
+        await pipeline.poll()
+    state, error = pipeline.state(BURST)
+    assert state is AccountState.ERRORING and error is not None
+    assert pipeline.errors("internal") == 1
+    assert len(pipeline.store.history(FOUNDING)) == 1 and len(pipeline.store.history(VIRAL)) == 1
+    assert any("RecursionError" in (r.exc_text or "") or r.exc_info for r in caplog.records)

@@ -11,9 +11,9 @@ from sqlalchemy.pool import NullPool
 
 from service.accounts import AccountRef
 from service.metrics import ServiceMetrics
-from service.samples import Sample
+from service.samples import AccountState, Sample
 from service.store.database import upgrade
-from service.store.repository import Store
+from service.store.repository import AccountUpdate, Store
 from service.writer import SampleWriter
 from tests.conftest import T0
 
@@ -51,3 +51,46 @@ async def test_samples_are_buffered_while_the_database_is_unreachable(tmp_path: 
     assert registry.get_sample_value("flockwatch_database_up") == 1
     assert registry.get_sample_value("flockwatch_samples_written_total") == 6
     assert writer.buffered == 0
+
+
+async def test_a_record_the_database_refuses_is_quarantined_and_every_other_record_is_written(
+    store: Store,
+) -> None:
+    """One poisoned record (a NUL, a lone surrogate, a count too large for the column) among good ones."""
+    refs = [AccountRef("x", f"user{i}") for i in range(6)]
+    store.watch_many(refs, T0)
+    ids = store.account_ids(refs)
+    registry = CollectorRegistry()
+    writer = SampleWriter(store, ServiceMetrics(registry))
+    good = [(ids[ref], Sample(ref, T0 + timedelta(minutes=i), 1_000 + i)) for i, ref in enumerate(refs)]
+    poisoned = [
+        AccountUpdate(ids[refs[0]], T0, AccountState.ERRORING, "bad\x00text"),
+        AccountUpdate(ids[refs[1]], T0, AccountState.ACTIVE, None, None, "lone\udc80surrogate"),
+    ]
+    too_large = (ids[refs[2]], Sample(refs[2], T0 + timedelta(hours=1), 10**20))
+    writer.submit(
+        [*good[:3], too_large, *good[3:]], [*poisoned, AccountUpdate(ids[refs[3]], T0, AccountState.ACTIVE)]
+    )
+
+    assert await writer.flush()
+
+    assert store.sample_count() == 6
+    assert writer.buffered == 0
+    kept = writer.spool.quarantined()
+    assert {k.kind for k in kept} <= {"sample", "update"} and len(kept) >= 2
+    assert any(k.kind == "sample" for k in kept)  # the count no column can hold
+    assert registry.get_sample_value("flockwatch_quarantined_records_total", {"kind": "sample"}) == 1
+    assert {a.ref: a.state for a in store.watched()}[refs[3]] is AccountState.ACTIVE
+
+
+async def test_the_writer_survives_anything_a_store_raises_and_keeps_the_spool() -> None:
+    class Broken(Store):
+        def write_batch(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise RuntimeError("a bug")
+
+    engine = create_engine("sqlite://")
+    upgrade(engine)
+    writer = SampleWriter(Broken(engine), ServiceMetrics(CollectorRegistry()))
+    writer.submit([(1, Sample(ACCOUNT, T0, 5))], [])
+    assert await writer.flush()  # isolated down to the record, which went to quarantine
+    assert [k.kind for k in writer.spool.quarantined()] == ["sample"]

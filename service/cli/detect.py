@@ -94,9 +94,9 @@ def run_import(args: argparse.Namespace) -> int:
         ids = ensure_accounts(database, {s.account for s in loaded.samples}, clock.now())
         added = insert_samples(database, loaded.samples, ids, progress=_bar("importing"))
         _say(f"stored {added:,} new samples ({len(loaded.samples) - added:,} were already there)")
-        recorder = DetectionRecorder(DetectionEngine(), database, clock)
+        recorder = DetectionRecorder(DetectionEngine(), ids)
         found = list(replay(loaded.samples, recorder.engine, progress=_progress("analysed")))
-        recorder.persist(found)
+        recorder.persist(database, found)
     _say(f"done: {len(found):,} detections stored ({_by_kind(found)})")
     return 0
 

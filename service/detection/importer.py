@@ -17,8 +17,7 @@ BATCH = 5_000
 def ensure_accounts(database: Engine, refs: set[AccountRef], now: datetime) -> dict[AccountRef, int]:
     """Ids of the accounts, adding (as watched) the ones the database does not know yet."""
     store = Store(database)
-    for ref in sorted(refs - store.account_ids(refs).keys()):
-        store.watch(ref, now)
+    store.watch_many(sorted(refs - store.account_ids(refs).keys()), now)
     return store.account_ids(refs)
 
 

@@ -1,155 +1,72 @@
-"""Keeping the ``detections`` table in step with the engine: one row per anomaly, updated, never duplicated.
+"""From the engine's detections to stored rows: every version of an anomaly is one upsert by its key.
 
-The daemon calls ``on_samples`` after each stored batch; ``import`` calls ``persist`` directly. A row is found
-again by its identity (account, detector, kind, started_at), or, after a restart, as the open row of the same
-account, detector and kind, so replays and restarts update rows instead of adding new ones.
+The daemon's poller calls ``judge`` with each batch's samples before the batch goes to the spool, so the
+detections ride the same durable path as the samples they came from and reach the database in order, with
+their true times, after an outage. ``import`` calls ``judge`` and ``persist`` directly.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from service.accounts import AccountRef
-from service.clock import Clock
 from service.detection.base import PLATFORM_EVENT, Detection, Severity
 from service.detection.engine import DetectionEngine
 from service.samples import Sample
 from service.store import models
-
-WARM_SAMPLES = 2_000  # per account: 40 days of 30-minute polls, enough for every detector's memory
-KEPT_EVENTS = 256
+from service.store.repository import DetectionRow, Store
 
 
 class DetectionRecorder:
-    def __init__(self, engine: DetectionEngine, database: Engine, clock: Clock) -> None:
+    def __init__(self, engine: DetectionEngine, ids: dict[AccountRef, int] | None = None) -> None:
         self.engine = engine
-        self._database = database
-        self._clock = clock
-        self._rows: dict[str, int] = {}  # open detection key -> row id
-        self._ended_events: OrderedDict[str, int] = OrderedDict()  # recent ended platform events
-        self._account_ids: dict[str, int | None] = {}
+        self.ids = ids if ids is not None else {}  # account -> its row id, kept by whoever owns the watchlist
 
-    async def on_samples(self, samples: Sequence[Sample]) -> None:
-        """Run the engine on newly stored samples and store what it found."""
+    def judge(self, samples: Sequence[tuple[int, Sample]]) -> list[DetectionRow]:
+        """Run the engine on new samples (any order within the batch); the detection versions it produced."""
         found: list[Detection] = []
-        for sample in sorted(samples, key=lambda s: s.observed_at):
+        for account_id, sample in sorted(samples, key=lambda pair: pair[1].observed_at):
+            self.ids.setdefault(sample.account, account_id)
             found += self.engine.observe(sample)
-        if found:
-            await asyncio.to_thread(self.persist, found)
+        return self.rows(found)
 
-    async def warm_up(self, per_account: int = WARM_SAMPLES) -> int:
-        """Feed the engine each account's last stored samples; returns how many.
-
-        Nothing new is stored, but rows left open by the previous run whose anomaly the replay saw end
-        are closed, so a restart does not leave stale active detections behind.
-        """
-        samples = await asyncio.to_thread(load_recent_samples, self._database, per_account)
-        ended: dict[tuple[str, str, str], Detection] = {}
-        for sample in samples:
-            for detection in self.engine.observe(sample):
-                if detection.ended_at is not None:
-                    ended[(detection.account, detection.detector, detection.kind)] = detection
-        still_open = {(d.account, d.detector, d.kind) for d in self.engine.active()}
-        await asyncio.to_thread(self._close_stale, {k: d for k, d in ended.items() if k not in still_open})
-        return len(samples)
-
-    def _close_stale(self, ended: dict[tuple[str, str, str], Detection]) -> None:
-        with Session(self._database) as session, session.begin():
-            for row in session.scalars(select(models.Detection).where(models.Detection.ended_at.is_(None))):
-                detection = ended.get((row.account, row.detector, row.kind))
-                if detection is not None and detection.ended_at is not None:
-                    row.ended_at = detection.ended_at
-                    row.updated_at = self._clock.now()
-
-    def persist(self, detections: Iterable[Detection]) -> None:
+    def rows(self, detections: Iterable[Detection]) -> list[DetectionRow]:
         # Platform events first: the account detections they explain point at their rows.
         ordered = sorted(detections, key=lambda d: d.kind != PLATFORM_EVENT)
-        with Session(self._database) as session, session.begin():
-            for detection in ordered:
-                self._store(session, detection)
+        return [as_row(d, self._account_id(d)) for d in ordered]
 
-    def _store(self, session: Session, detection: Detection) -> None:
-        row = self._find(session, detection)
-        if row is None:
-            row = models.Detection(
-                platform=detection.platform,
-                account=detection.account,
-                account_id=self._account_id(session, detection.account),
-                kind=detection.kind,
-                detector=detection.detector,
-                detected_at=detection.detected_at,
-            )
-            session.add(row)
-        row.started_at = detection.started_at
-        row.ended_at = detection.ended_at
-        row.updated_at = detection.updated_at or self._clock.now()
-        row.score = detection.score
-        row.severity = str(detection.severity)
-        row.summary = detection.summary
-        row.explained_by = self._row_of(detection.explained_by)
-        session.flush()
-        self._rows[detection.key] = row.id
-        if detection.ended_at is not None:
-            self._rows.pop(detection.key, None)
-            if detection.kind == PLATFORM_EVENT:  # ended events still explain the drops that follow
-                self._ended_events[detection.key] = row.id
-                while len(self._ended_events) > KEPT_EVENTS:
-                    self._ended_events.popitem(last=False)
+    def persist(self, database: Engine, detections: Iterable[Detection]) -> int:
+        """Store detections directly (``import``); returns how many distinct anomalies were written."""
+        rows = self.rows(detections)
+        return Store(database).write_batch([], [], rows).detections if rows else 0
 
-    def _row_of(self, key: str | None) -> int | None:
-        if key is None:
+    def _account_id(self, detection: Detection) -> int | None:
+        if detection.kind == PLATFORM_EVENT:
             return None
-        return self._rows.get(key) or self._ended_events.get(key)
-
-    def _find(self, session: Session, detection: Detection) -> models.Detection | None:
-        row_id = self._rows.get(detection.key)
-        if row_id is not None:
-            return session.get(models.Detection, row_id)
-        same = select(models.Detection).where(
-            models.Detection.account == detection.account,
-            models.Detection.detector == detection.detector,
-            models.Detection.kind == detection.kind,
-        )
-        exact = session.scalars(same.where(models.Detection.started_at == detection.started_at)).first()
-        if exact is not None:
-            return exact
-        return session.scalars(same.where(models.Detection.ended_at.is_(None))).first()
-
-    def _account_id(self, session: Session, account: str) -> int | None:
-        if account not in self._account_ids:
-            platform, _, handle = account.partition(":")
-            self._account_ids[account] = session.scalar(
-                select(models.Account.id).where(
-                    models.Account.platform == platform, models.Account.handle == handle
-                )
-            )
-        return self._account_ids[account]
+        platform, _, handle = detection.account.partition(":")
+        return self.ids.get(AccountRef(platform, handle))
 
 
-def load_recent_samples(database: Engine, per_account: int) -> list[Sample]:
-    """The last ``per_account`` stored samples of every account, oldest first."""
-    samples: list[Sample] = []
-    with Session(database) as session:
-        for account in session.scalars(select(models.Account)):
-            ref = AccountRef(account.platform, account.handle)
-            rows = session.scalars(
-                select(models.Sample)
-                .where(models.Sample.account_id == account.id)
-                .order_by(models.Sample.observed_at.desc())
-                .limit(per_account)
-            ).all()
-            samples += [_sample(ref, row) for row in reversed(rows)]
-    samples.sort(key=lambda s: s.observed_at)
-    return samples
-
-
-def _sample(ref: AccountRef, row: models.Sample) -> Sample:
-    return Sample(ref, row.observed_at, row.followers, row.following, row.posts, row.followers_step)
+def as_row(detection: Detection, account_id: int | None) -> DetectionRow:
+    return DetectionRow(
+        key=detection.key,
+        account_id=account_id,
+        platform=detection.platform,
+        account=detection.account,
+        kind=detection.kind,
+        detector=detection.detector,
+        started_at=detection.started_at,
+        detected_at=detection.detected_at,
+        ended_at=detection.ended_at,
+        updated_at=detection.updated_at or detection.detected_at,
+        score=detection.score,
+        severity=str(detection.severity),
+        summary=detection.summary,
+        explained_by_key=detection.explained_by,
+    )
 
 
 def list_detections(database: Engine, account: str | None = None, active: bool = False) -> list[Detection]:
@@ -175,7 +92,7 @@ def _detection(row: models.Detection) -> Detection:
         row.score,
         Severity(row.severity),
         row.summary,
-        key=str(row.id),
-        explained_by=str(row.explained_by) if row.explained_by else None,
+        key=row.key or str(row.id),
+        explained_by=row.explained_by_key,
         updated_at=row.updated_at,
     )

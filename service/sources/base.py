@@ -42,6 +42,7 @@ class AccountProblem:
     platform_id: str | None = None
     kind: str = "account"  # a short word for the failure counter, as in SourceError.kind
     deferred: bool = False  # the rate gate held the request back: nothing new is known of the account
+    retry_at: datetime | None = None  # the platform asked not to ask about this account before then
 
 
 FetchResult = Observation | AccountProblem

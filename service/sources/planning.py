@@ -98,14 +98,17 @@ class CyclePlanner:
     def stretch(self, platform: str, interval: timedelta) -> timedelta:
         return stretch(interval, self._factors.get(platform, 1.0))
 
-    def plan(self, config: Config, accounts: Iterable[tuple[AccountRef, timedelta]]) -> dict[str, float]:
-        """Recompute every platform's factor from (account, wanted interval) pairs."""
+    def plan(
+        self, config: Config, accounts: Iterable[tuple[AccountRef, timedelta]], fraction: float = 1.0
+    ) -> dict[str, float]:
+        """Recompute every platform's factor from (account, wanted interval) pairs. ``fraction`` is this
+        replica's share of the watchlist: replicas sharing one credential split its budget by it."""
         per_budget: dict[tuple[str, str], list[timedelta]] = defaultdict(list)
         for ref, interval in accounts:
             per_budget[(ref.platform, _budget_key(ref, config))].append(interval)
         factors: dict[str, float] = defaultdict(lambda: 1.0)
         for (platform, _), intervals in per_budget.items():
-            budget = self._budget(config, platform)
+            budget = _share(self._budget(config, platform), fraction)
             groups = [(requests_per_cycle(platform, n), i) for i, n in _counts(intervals).items()]
             factors[platform] = max(factors[platform], stretch_factor(groups, budget))
         for platform in set(self._factors) | set(factors):
@@ -138,6 +141,12 @@ class CyclePlanner:
             log.info("watchlist fits the rate limit again", extra={"platform": platform})
         if self._metrics is not None:
             self._metrics.stretched(platform, factor > 1)
+
+
+def _share(budget: RateBudget, fraction: float) -> RateBudget:
+    if fraction >= 1.0:
+        return budget
+    return RateBudget(max(1, math.floor(budget.requests * max(fraction, 0.0))), budget.window)
 
 
 def _budget_key(ref: AccountRef, config: Config) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -88,13 +89,39 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
+MIGRATION_LOCK = "migrations"  # replicas starting together migrate one after the other
+
+
+def lock_space(conn: Connection) -> int:
+    """A 31-bit number naming this database and schema: advisory locks are per database, and several
+    flockwatch installations (or test schemas) may share one; each gets its own keys."""
+    where = conn.scalar(text("SELECT current_database() || '/' || current_schema()"))
+    return zlib.crc32(str(where).encode()) & 0x7FFFFFFF
+
+
+def lock_key(conn: Connection, purpose: str) -> int:
+    """A 63-bit advisory lock key for one purpose in this database and schema."""
+    return (lock_space(conn) << 31) | (zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every migration not yet applied (a no-op on an up-to-date database)."""
+    """Apply every migration not yet applied (a no-op on an up-to-date database). On PostgreSQL an
+    advisory lock makes replicas that start at the same moment migrate one at a time."""
     from alembic import command
 
     check_reachable(engine)
     try:
-        command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as lock:
+            key = lock_key(lock, MIGRATION_LOCK) if engine.dialect.name == "postgresql" else None
+            if key is not None:
+                lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                lock.commit()
+            try:
+                command.upgrade(alembic_config(engine), "head")
+            finally:
+                if key is not None:
+                    lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    lock.commit()
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migrating {safe_url(str(engine.url))} failed: {_reason(exc)}") from exc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -14,8 +14,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -72,10 +74,19 @@ class Account(Base):
     added_at: Mapped[datetime] = mapped_column(UtcDateTime)
     state_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The latest sample, kept here so that `status` reads one row per account.
+    latest_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    latest_followers: Mapped[int | None] = mapped_column(BigInteger)
+    latest_following: Mapped[int | None] = mapped_column(BigInteger)
+    latest_posts: Mapped[int | None] = mapped_column(BigInteger)
+    # A permanent state (not found, suspended) is polled again only from this time on, later each time.
+    next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    backoff_step: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Sample(Base):
     __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_observed_at", "observed_at"),)
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
@@ -89,7 +100,11 @@ class AccountEvent(Base):
     """What happened to an account that is not a count: renames, state changes."""
 
     __tablename__ = "account_events"
-    __table_args__ = (Index("ix_account_events_account_at", "account_id", "at"),)
+    __table_args__ = (
+        Index("ix_account_events_account_at", "account_id", "at"),
+        # one event of a kind per account and moment: a batch written twice (spool replay) adds nothing
+        UniqueConstraint("account_id", "at", "kind", "detail", name="uq_account_events_account_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -102,7 +117,10 @@ class Detection(Base):
     """An anomaly a detector found; ``account_id`` is null for a platform-wide event."""
 
     __tablename__ = "detections"
-    __table_args__ = (Index("ix_detections_account_open", "account_id", "ended_at"),)
+    __table_args__ = (
+        Index("ix_detections_account_open", "account_id", "ended_at"),
+        Index("ix_detections_detected_at", "detected_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     platform: Mapped[str] = mapped_column(String(16))
@@ -118,3 +136,91 @@ class Detection(Base):
     severity: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(Text)
     explained_by: Mapped[int | None] = mapped_column(ForeignKey("detections.id", ondelete="SET NULL"))
+    # The engine's identity of the anomaly: later versions of it update this row (idempotent upserts).
+    key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    explained_by_key: Mapped[str | None] = mapped_column(String(400))
+
+
+class DetectorState(Base):
+    """An account's detection state (and its recent counts for /metrics), as of its newest sample:
+    what start-up and a replica taking the account over load instead of replaying raw samples."""
+
+    __tablename__ = "detector_states"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime)
+    engine: Mapped[bytes] = mapped_column(LargeBinary)
+    board: Mapped[bytes | None] = mapped_column(LargeBinary)
+    saved_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EngineState(Base):
+    """State the engine keeps across accounts (the platform watch), one blob per name."""
+
+    __tablename__ = "engine_states"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class _Rollup:
+    """Counts of one account over one bucket (an hour or a day): first, last, lowest and highest."""
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_followers: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_followers: Mapped[int] = mapped_column(BigInteger)
+    min_followers: Mapped[int] = mapped_column(BigInteger)
+    max_followers: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(Integer)
+    last_following: Mapped[int | None] = mapped_column(BigInteger)
+    last_posts: Mapped[int | None] = mapped_column(BigInteger)
+    followers_step: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+class HourlyRollup(_Rollup, Base):
+    __tablename__ = "samples_hourly"
+    __table_args__ = (Index("ix_samples_hourly_bucket", "bucket"),)
+
+
+class DailyRollup(_Rollup, Base):
+    __tablename__ = "samples_daily"
+    __table_args__ = (Index("ix_samples_daily_bucket", "bucket"),)
+
+
+class WatchlistChange(Base):
+    """Every change to the watchlist, in order: a running daemon reads the ones after the last it saw."""
+
+    __tablename__ = "watchlist_changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Setting(Base):
+    """Small values the daemon keeps between runs (the rollup watermark)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Replica(Base):
+    """A running daemon sharing the watchlist with others (PostgreSQL): seen_at is its heartbeat."""
+
+    __tablename__ = "replicas"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    shards: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def table(model: type[Base]) -> Table:
+    """A model's table, typed as one (``__table__`` is declared as any FromClause)."""
+    return cast(Table, model.__table__)

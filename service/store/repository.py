@@ -1,14 +1,16 @@
-"""The one place that reads and writes accounts and samples. Blocking; the daemon calls it from a thread."""
+"""The one place that reads and writes accounts, samples and detections. Blocking; the daemon calls it from
+threads. Every write on the hot path is a few bulk statements per batch, never a query per account."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Insert, and_, func, select, update
+from sqlalchemy import Connection, Engine, FunctionElement, Insert, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 
 from service.accounts import AccountRef
@@ -16,8 +18,10 @@ from service.samples import AccountState, Sample
 from service.store import models
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WatchedAccount:
+    """A watched account as the daemon holds it; ``next_poll_at`` delays polls of a permanent state."""
+
     id: int
     ref: AccountRef
     platform_id: str | None
@@ -25,9 +29,13 @@ class WatchedAccount:
     state: AccountState
     last_error: str | None = None
     last_polled_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    backoff_step: int = 0
+    latest_at: datetime | None = None
+    platform_handle: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountUpdate:
     """What one poll learned about an account besides its counts."""
 
@@ -35,8 +43,41 @@ class AccountUpdate:
     polled_at: datetime
     state: AccountState
     error: str | None = None
-    platform_id: str | None = None
+    platform_id: str | None = None  # set only when it differs from what the account row holds
     platform_handle: str | None = None
+    next_poll_at: datetime | None = None
+    backoff_step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRow:
+    """One version of a detection, as stored: later versions of the same ``key`` replace earlier ones."""
+
+    key: str
+    account_id: int | None
+    platform: str
+    account: str
+    kind: str
+    detector: str
+    started_at: datetime
+    detected_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+    score: float
+    severity: str
+    summary: str
+    explained_by_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """An account's saved detection state (engine bytes, /metrics trail) as of its newest sample."""
+
+    account_id: int
+    as_of: datetime
+    engine: bytes
+    board: bytes | None
+    saved_at: datetime
 
 
 @dataclass(frozen=True)
@@ -47,6 +88,16 @@ class StatusRow:
     change_7d: int | None
 
 
+@dataclass
+class Written:
+    """What one ``write`` stored: new samples, and the earliest time among them (rollups start there)."""
+
+    samples: int = 0
+    earliest: datetime | None = None
+    detections: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -55,80 +106,197 @@ class Store:
 
     def watch(self, ref: AccountRef, now: datetime, interval: timedelta | None = None) -> bool:
         """Start watching ``ref`` (again); True when it was not watched before."""
-        with Session(self.engine) as session, session.begin():
-            row = session.scalar(_account_query(ref))
-            if row is None:
-                session.add(_new_account(ref, now, interval))
-                return True
-            newly = not row.watched
-            row.watched = True
-            row.interval_seconds = interval.total_seconds() if interval else row.interval_seconds
-            return newly
+        return bool(self.watch_many([ref], now, interval))
 
-    def unwatch(self, ref: AccountRef) -> bool:
+    def watch_many(
+        self, refs: Sequence[AccountRef], now: datetime, interval: timedelta | None = None
+    ) -> list[AccountRef]:
+        """Watch every account in ``refs`` in one transaction; returns those that were not watched before."""
+        seconds = interval.total_seconds() if interval else None
+        with self.engine.begin() as conn:
+            known = _rows_by_ref(conn, refs)
+            new = [ref for ref in dict.fromkeys(refs) if ref not in known]
+            if new:
+                table = models.table(models.Account)
+                insert = insert_ignoring_duplicates(conn, table, ["platform", "handle"])
+                conn.execute(insert, [_new_account(ref, now, seconds) for ref in new])
+            again = [row for row in known.values() if not row.watched]
+            changed = [
+                row.id
+                for row in known.values()
+                if not row.watched or (seconds is not None and row.interval_seconds != seconds)
+            ]
+            if changed:
+                values: dict[str, Any] = {"watched": True}
+                if seconds is not None:
+                    values["interval_seconds"] = seconds
+                conn.execute(update(models.Account).where(models.Account.id.in_(changed)).values(**values))
+            added = [row.id for row in _rows_by_ref(conn, new).values()]
+            _log_changes(conn, [*changed, *added], now)
+        return [*new, *(AccountRef(row.platform, row.handle) for row in again)]
+
+    def unwatch(self, ref: AccountRef, now: datetime | None = None) -> bool:
         """Stop polling ``ref``; its history stays. True when it was watched."""
-        with Session(self.engine) as session, session.begin():
-            row = session.scalar(_account_query(ref))
-            if row is None or not row.watched:
-                return False
-            row.watched = False
-            return True
+        return bool(self.unwatch_many([ref], now))
+
+    def unwatch_many(self, refs: Sequence[AccountRef], now: datetime | None = None) -> list[AccountRef]:
+        """Stop watching every account in ``refs`` in one transaction; returns those that were watched."""
+        with self.engine.begin() as conn:
+            rows = [row for row in _rows_by_ref(conn, refs).values() if row.watched]
+            ids = [row.id for row in rows]
+            if ids:
+                conn.execute(update(models.Account).where(models.Account.id.in_(ids)).values(watched=False))
+                _log_changes(conn, ids, now or datetime.now(UTC))
+        return [AccountRef(row.platform, row.handle) for row in rows]
+
+    def recheck(self, refs: Sequence[AccountRef], now: datetime) -> list[AccountRef]:
+        """Poll these accounts at the next chance even if a permanent state had put them off."""
+        with self.engine.begin() as conn:
+            rows = [row for row in _rows_by_ref(conn, refs).values() if row.watched]
+            ids = [row.id for row in rows]
+            if ids:
+                conn.execute(
+                    update(models.Account)
+                    .where(models.Account.id.in_(ids))
+                    .values(next_poll_at=None, backoff_step=0)
+                )
+                _log_changes(conn, ids, now)
+        return [AccountRef(row.platform, row.handle) for row in rows]
 
     def watched(self) -> list[WatchedAccount]:
-        with Session(self.engine) as session:
-            rows = session.scalars(
-                select(models.Account).where(models.Account.watched).order_by(models.Account.id)
-            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(_ACCOUNT_QUERY.where(models.Account.watched).order_by(models.Account.id))
             return [_watched(row) for row in rows]
 
+    def accounts_by_id(self, ids: Iterable[int]) -> dict[int, tuple[bool, WatchedAccount]]:
+        """(watched, account) for each id that exists, watched or not."""
+        wanted = list(ids)
+        found: dict[int, tuple[bool, WatchedAccount]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted, 5_000):
+                for row in conn.execute(_ACCOUNT_QUERY.where(models.Account.id.in_(chunk))):
+                    found[row.id] = (bool(row.watched), _watched(row))
+        return found
+
+    def watchlist_version(self) -> int:
+        """The number of the newest watchlist change (0 before any)."""
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.max(models.WatchlistChange.seq))) or 0)
+
+    def watchlist_changes(self, after: int) -> tuple[int, set[int]]:
+        """The newest change number and the ids of the accounts changed after ``after``."""
+        table = models.WatchlistChange
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.seq, table.account_id).where(table.seq > after)).all()
+        return max((seq for seq, _ in rows), default=after), {account_id for _, account_id in rows}
+
     def account_ids(self, refs: Iterable[AccountRef]) -> dict[AccountRef, int]:
-        wanted = set(refs)
-        with Session(self.engine) as session:
-            rows = session.execute(select(models.Account.id, models.Account.platform, models.Account.handle))
-            found = {AccountRef(platform, handle): id_ for id_, platform, handle in rows}
-        return {ref: found[ref] for ref in wanted if ref in found}
+        with self.engine.connect() as conn:
+            return {ref: row.id for ref, row in _rows_by_ref(conn, list(refs)).items()}
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def write(self, samples: Sequence[tuple[int, Sample]], updates: Sequence[AccountUpdate]) -> int:
-        """Store samples (a repeat of the same account and time is ignored) and account updates, atomically.
+    def write(
+        self,
+        samples: Sequence[tuple[int, Sample]],
+        updates: Sequence[AccountUpdate],
+        detections: Sequence[DetectionRow] = (),
+    ) -> int:
+        """Store samples (a repeat of the same account and time is ignored), account updates and detection
+        versions, atomically. Returns how many samples were new."""
+        return self.write_batch(samples, updates, detections).samples
 
-        Returns how many samples were new.
-        """
+    def write_batch(
+        self,
+        samples: Sequence[tuple[int, Sample]],
+        updates: Sequence[AccountUpdate],
+        detections: Sequence[DetectionRow] = (),
+    ) -> Written:
+        written = Written()
         with Session(self.engine) as session, session.begin():
-            written = self._insert_samples(session, samples)
-            for account_update in updates:
-                self._apply(session, account_update)
-            return written
+            conn = session.connection()
+            written.samples, written.earliest = _insert_samples(conn, samples)
+            _note_latest(conn, samples)
+            _apply_updates(conn, updates)
+            for change in updates:
+                if change.platform_id or change.platform_handle:
+                    _apply_identity(session, change)
+            written.detections = _upsert_detections(conn, detections)
+        return written
 
-    def _insert_samples(self, session: Session, samples: Sequence[tuple[int, Sample]]) -> int:
-        if not samples:
-            return 0
-        rows = [_sample_row(account_id, sample) for account_id, sample in samples]
-        table = models.Sample.__table__
-        statement = _insert_ignoring_duplicates(self.engine, table, ["account_id", "observed_at"])
-        # RETURNING yields only the rows actually inserted: the count of new samples on every backend
-        inserted = session.connection().execute(statement.returning(table.c.account_id), rows)
-        return len(inserted.all())
+    # -- saved states ----------------------------------------------------------------------------------
 
-    def _apply(self, session: Session, change: AccountUpdate) -> None:
-        row = session.get(models.Account, change.account_id)
-        if row is None:
-            return
-        if row.state != change.state.value:
-            session.add(_state_event(row, change))
-            row.state, row.state_changed_at = change.state.value, change.polled_at
-        row.last_error = change.error
-        row.last_polled_at = change.polled_at
-        if change.platform_id and row.platform_id != change.platform_id:
-            _claim_platform_id(session, row, change.platform_id)
-        if change.platform_handle and change.platform_handle != row.platform_handle:
-            known = row.platform_handle or row.handle
-            if change.platform_handle.lower() != known.lower():
-                session.add(
-                    _event(row.id, change.polled_at, "renamed", f"{known} -> {change.platform_handle}")
+    def load_states(self, account_ids: Sequence[int]) -> dict[int, SavedState]:
+        table = models.table(models.DetectorState)
+        found: dict[int, SavedState] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(account_ids), 5_000):
+                for row in conn.execute(select(table).where(table.c.account_id.in_(chunk))):
+                    found[row.account_id] = SavedState(
+                        row.account_id, row.as_of, row.engine, row.board, row.saved_at
+                    )
+        return found
+
+    def save_states(self, states: Sequence[SavedState]) -> None:
+        table = models.table(models.DetectorState)
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            for chunk in _chunks(states, 2_000):
+                statement = dialect.insert(table)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["account_id"],
+                    set_={
+                        name: statement.excluded[name] for name in ("as_of", "engine", "board", "saved_at")
+                    },
                 )
-            row.platform_handle = change.platform_handle
+                conn.execute(
+                    statement,
+                    [
+                        {
+                            "account_id": s.account_id,
+                            "as_of": s.as_of,
+                            "engine": s.engine,
+                            "board": s.board,
+                            "saved_at": s.saved_at,
+                        }
+                        for s in chunk
+                    ],
+                )
+
+    def load_engine_state(self, name: str) -> bytes | None:
+        table = models.table(models.EngineState)
+        with self.engine.connect() as conn:
+            blob = conn.scalar(select(table.c.state).where(table.c.name == name))
+        return bytes(blob) if blob is not None else None
+
+    def save_engine_state(self, name: str, as_of: datetime, state: bytes) -> None:
+        table = models.table(models.EngineState)
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(table).values(name=name, as_of=as_of, state=state)
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"as_of": statement.excluded.as_of, "state": statement.excluded.state},
+                )
+            )
+
+    def close_stale_detections(self, account_ids: Sequence[int], open_keys: set[str]) -> int:
+        """Close the open rows of these accounts whose anomaly is no longer open (as of their last update)."""
+        table = models.table(models.Detection)
+        closed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(sorted(account_ids), 5_000):
+                query = select(table.c.id, table.c.key).where(
+                    table.c.account_id.in_(chunk), table.c.ended_at.is_(None)
+                )
+                stale = [row.id for row in conn.execute(query) if row.key not in open_keys]
+                if stale:
+                    conn.execute(
+                        update(table).where(table.c.id.in_(stale)).values(ended_at=table.c.updated_at)
+                    )
+                closed += len(stale)
+        return closed
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -144,40 +312,40 @@ class Store:
         with Session(self.engine) as session:
             return [_sample(ref, row) for row in session.scalars(query)]
 
-    def recent_samples(self, since: datetime) -> list[Sample]:
-        """Samples of watched accounts since ``since``, oldest first: what the daemon warms its state from."""
-        query = (
-            select(models.Account.platform, models.Account.handle, models.Sample)
-            .join(models.Sample, models.Sample.account_id == models.Account.id)
-            .where(models.Account.watched, models.Sample.observed_at >= since)
-            .order_by(models.Sample.observed_at)
-        )
-        with Session(self.engine) as session:
-            return [_sample(AccountRef(p, h), row) for p, h, row in session.execute(query)]
+    def samples_after(
+        self, after: dict[int, datetime], refs: dict[int, AccountRef], until: datetime | None = None
+    ) -> list[tuple[int, Sample]]:
+        """Each account's samples after its own ``after[id]`` (up to ``until``), all in time order: what
+        start-up replays on top of a loaded state. One query per chunk of accounts, never per account."""
+        table = models.Sample
+        rows: list[tuple[int, Sample]] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(after), 2_000):
+                oldest = min(after[i] for i in chunk)
+                query = select(table).where(table.account_id.in_(chunk), table.observed_at > oldest)
+                if until is not None:
+                    query = query.where(table.observed_at <= until)
+                for row in conn.execute(query):
+                    if row.observed_at > after[row.account_id]:
+                        rows.append((row.account_id, _sample(refs[row.account_id], row)))
+        rows.sort(key=lambda pair: pair[1].observed_at)
+        return rows
 
     def status(self) -> list[StatusRow]:
         """Each watched account with its latest sample and the change over 24 h and 7 d before it."""
-        accounts = self.watched()
-        with Session(self.engine) as session:
-            return [self._status_row(session, account) for account in accounts]
-
-    def _status_row(self, session: Session, account: WatchedAccount) -> StatusRow:
-        latest = _sample_at_or_before(session, account.id, None)
-        if latest is None:
-            return StatusRow(account, None, None, None)
-        changes = [_sample_at_or_before(session, account.id, latest.observed_at - d) for d in _WINDOWS]
-        return StatusRow(
-            account,
-            _sample(account.ref, latest),
-            *(latest.followers - old.followers if old else None for old in changes),
-        )
+        table = models.table(models.Account)
+        olds = [_count_before(table, window).label(f"old_{i}") for i, window in enumerate(_WINDOWS)]
+        query = select(table, *olds).where(table.c.watched).order_by(table.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_status_row(row) for row in rows]
 
     def events(self, ref: AccountRef) -> list[tuple[datetime, str, str]]:
         query = (
             select(models.AccountEvent.at, models.AccountEvent.kind, models.AccountEvent.detail)
             .join(models.Account)
             .where(models.Account.platform == ref.platform, models.Account.handle == ref.handle)
-            .order_by(models.AccountEvent.id)
+            .order_by(models.AccountEvent.at, models.AccountEvent.id)
         )
         with Session(self.engine) as session:
             return [(at, kind, detail) for at, kind, detail in session.execute(query)]
@@ -188,26 +356,48 @@ class Store:
 
 
 _WINDOWS = (timedelta(hours=24), timedelta(days=7))
+_ACCOUNT_QUERY = select(models.table(models.Account))
 
 
-def _account_query(ref: AccountRef) -> Any:
-    return select(models.Account).where(
-        and_(models.Account.platform == ref.platform, models.Account.handle == ref.handle)
-    )
+def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
-def _new_account(ref: AccountRef, now: datetime, interval: timedelta | None) -> models.Account:
-    return models.Account(
-        platform=ref.platform,
-        handle=ref.handle,
-        watched=True,
-        state=AccountState.PENDING.value,
-        added_at=now,
-        interval_seconds=interval.total_seconds() if interval else None,
-    )
+def _rows_by_ref(conn: Connection, refs: Sequence[AccountRef]) -> dict[AccountRef, Any]:
+    """The account rows of ``refs`` that exist, by ref (chunked IN lists per platform)."""
+    by_platform: dict[str, list[str]] = {}
+    for ref in refs:
+        by_platform.setdefault(ref.platform, []).append(ref.handle)
+    found: dict[AccountRef, Any] = {}
+    table = models.Account
+    for platform, handles in by_platform.items():
+        for chunk in _chunks(sorted(set(handles)), 2_000):
+            query = _ACCOUNT_QUERY.where(table.platform == platform, table.handle.in_(chunk))
+            found.update({AccountRef(row.platform, row.handle): row for row in conn.execute(query)})
+    return found
 
 
-def _watched(row: models.Account) -> WatchedAccount:
+def _log_changes(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    if ids:
+        conn.execute(
+            models.table(models.WatchlistChange).insert(), [{"account_id": i, "at": now} for i in ids]
+        )
+
+
+def _new_account(ref: AccountRef, now: datetime, interval_seconds: float | None) -> dict[str, Any]:
+    return {
+        "platform": ref.platform,
+        "handle": ref.handle,
+        "watched": True,
+        "state": AccountState.PENDING.value,
+        "added_at": now,
+        "interval_seconds": interval_seconds,
+        "backoff_step": 0,
+    }
+
+
+def _watched(row: Any) -> WatchedAccount:
     return WatchedAccount(
         id=row.id,
         ref=AccountRef(row.platform, row.handle),
@@ -216,6 +406,10 @@ def _watched(row: models.Account) -> WatchedAccount:
         state=AccountState(row.state),
         last_error=row.last_error,
         last_polled_at=row.last_polled_at,
+        next_poll_at=row.next_poll_at,
+        backoff_step=row.backoff_step or 0,
+        latest_at=row.latest_at,
+        platform_handle=row.platform_handle,
     )
 
 
@@ -230,24 +424,131 @@ def _sample_row(account_id: int, sample: Sample) -> dict[str, Any]:
     }
 
 
-def _sample(ref: AccountRef, row: models.Sample) -> Sample:
+def _sample(ref: AccountRef, row: Any) -> Sample:
     return Sample(ref, row.observed_at, row.followers, row.following, row.posts, row.followers_step)
 
 
-def _sample_at_or_before(session: Session, account_id: int, when: datetime | None) -> models.Sample | None:
-    query = select(models.Sample).where(models.Sample.account_id == account_id)
-    if when is not None:
-        query = query.where(models.Sample.observed_at <= when)
-    return session.scalar(query.order_by(models.Sample.observed_at.desc()).limit(1))
-
-
-def _insert_ignoring_duplicates(engine: Engine, table: Any, keys: list[str]) -> Insert:
+def insert_ignoring_duplicates(conn: Connection, table: Any, keys: list[str]) -> Insert:
     """INSERT that skips rows whose key exists: the same sample written twice stays one row."""
-    if engine.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-    if engine.dialect.name == "sqlite":
+    if conn.dialect.name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-    raise ValueError(f"unsupported database: {engine.dialect.name} (use SQLite or PostgreSQL)")
+    raise ValueError(f"unsupported database: {conn.dialect.name} (use SQLite or PostgreSQL)")
+
+
+def _insert_samples(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> tuple[int, datetime | None]:
+    if not samples:
+        return 0, None
+    rows = [_sample_row(account_id, sample) for account_id, sample in samples]
+    table = models.table(models.Sample)
+    statement = insert_ignoring_duplicates(conn, table, ["account_id", "observed_at"])
+    # RETURNING yields only the rows actually inserted: the count of new samples on every backend
+    inserted = conn.execute(statement.returning(table.c.observed_at), rows).all()
+    return len(inserted), min((at for (at,) in inserted), default=None)
+
+
+def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> None:
+    """Keep each account's newest sample on its row; an older sample (a replayed backlog) never overwrites it."""
+    newest: dict[int, Sample] = {}
+    for account_id, sample in samples:
+        kept = newest.get(account_id)
+        if kept is None or sample.observed_at > kept.observed_at:
+            newest[account_id] = sample
+    if not newest:
+        return
+    table = models.table(models.Account)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .where(or_(table.c.latest_at.is_(None), table.c.latest_at < bindparam("at")))
+        .values(
+            latest_at=bindparam("at"),
+            latest_followers=bindparam("followers"),
+            latest_following=bindparam("following"),
+            latest_posts=bindparam("posts"),
+        )
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "row_id": i,
+                "at": s.observed_at,
+                "followers": s.followers,
+                "following": s.following,
+                "posts": s.posts,
+            }
+            for i, s in newest.items()
+        ],
+    )
+
+
+_STATE_EVENT = text(
+    "INSERT INTO account_events (account_id, at, kind, detail) "
+    "SELECT id, :at, 'state', state || ' -> ' || :new_state || COALESCE(': ' || :error, '') "
+    "FROM accounts WHERE id = :row_id AND state <> :new_state "
+    "ON CONFLICT (account_id, at, kind, detail) DO NOTHING"
+)
+
+
+def _apply_updates(conn: Connection, updates: Sequence[AccountUpdate]) -> None:
+    """Each account's state, error and poll time: a state change leaves an event, all in bulk statements."""
+    if not updates:
+        return
+    rows = [
+        {
+            "row_id": u.account_id,
+            "at": u.polled_at,
+            "new_state": u.state.value,
+            "error": u.error,
+            "next_poll": u.next_poll_at,
+            "step": u.backoff_step,
+        }
+        for u in updates
+    ]
+    conn.execute(_STATE_EVENT, rows)
+    table = models.table(models.Account)
+    conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.state != bindparam("new_state"))
+        .values(state_changed_at=bindparam("at")),
+        rows,
+    )
+    conn.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(
+            state=bindparam("new_state"),
+            last_error=bindparam("error"),
+            last_polled_at=bindparam("at"),
+            next_poll_at=bindparam("next_poll"),
+            backoff_step=bindparam("step"),
+        ),
+        rows,
+    )
+
+
+def _apply_identity(session: Session, change: AccountUpdate) -> None:
+    """A new stable id or platform spelling (rare: first poll, renames), row by row."""
+    row = session.get(models.Account, change.account_id)
+    if row is None:
+        return
+    if change.platform_id and row.platform_id != change.platform_id:
+        _claim_platform_id(session, row, change.platform_id)
+    if change.platform_handle and change.platform_handle != row.platform_handle:
+        known = row.platform_handle or row.handle
+        if change.platform_handle.lower() != known.lower():
+            detail = f"{known} -> {change.platform_handle}"
+            session.execute(
+                insert_ignoring_duplicates(
+                    session.connection(),
+                    models.table(models.AccountEvent),
+                    ["account_id", "at", "kind", "detail"],
+                ).values(account_id=row.id, at=change.polled_at, kind="renamed", detail=detail)
+            )
+        row.platform_handle = change.platform_handle
+    session.flush()
 
 
 def _claim_platform_id(session: Session, row: models.Account, platform_id: str) -> None:
@@ -261,10 +562,108 @@ def _claim_platform_id(session: Session, row: models.Account, platform_id: str) 
     row.platform_id = platform_id
 
 
-def _state_event(row: models.Account, change: AccountUpdate) -> models.AccountEvent:
-    detail = f"{row.state} -> {change.state.value}" + (f": {change.error}" if change.error else "")
-    return _event(row.id, change.polled_at, "state", detail)
+_DETECTION_FIELDS = (
+    "account_id",
+    "platform",
+    "account",
+    "kind",
+    "detector",
+    "started_at",
+    "detected_at",
+    "ended_at",
+    "updated_at",
+    "score",
+    "severity",
+    "summary",
+    "explained_by_key",
+)
+_DETECTION_UPDATES = (
+    "started_at",
+    "ended_at",
+    "updated_at",
+    "score",
+    "severity",
+    "summary",
+    "explained_by_key",
+)
 
 
-def _event(account_id: int, at: datetime, kind: str, detail: str) -> models.AccountEvent:
-    return models.AccountEvent(account_id=account_id, at=at, kind=kind, detail=detail)
+def _upsert_detections(conn: Connection, detections: Sequence[DetectionRow]) -> int:
+    """Insert each detection version or update the row of its key; then point explained rows at their event."""
+    if not detections:
+        return 0
+    latest: dict[str, DetectionRow] = {}
+    for detection in detections:  # a batch may carry several versions of one anomaly: the last one counts
+        latest[detection.key] = detection
+    table = models.table(models.Detection)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"], set_={name: statement.excluded[name] for name in _DETECTION_UPDATES}
+    )
+    rows = [{"key": d.key, **{name: getattr(d, name) for name in _DETECTION_FIELDS}} for d in latest.values()]
+    conn.execute(statement, rows)
+    explained = [d.key for d in latest.values() if d.explained_by_key]
+    if explained:
+        event = models.table(models.Detection).alias("event")
+        conn.execute(
+            update(table)
+            .where(table.c.key.in_(explained))
+            .values(
+                explained_by=select(event.c.id)
+                .where(event.c.key == table.c.explained_by_key)
+                .scalar_subquery()
+            )
+        )
+    return len(latest)
+
+
+def _count_before(table: Any, window: timedelta) -> Any:
+    """The followers of the account's last sample at or before (its latest sample - ``window``): one
+    index probe per account inside one statement."""
+    samples = models.table(models.Sample)
+    cut = _minus(table.c.latest_at, window)
+    return (
+        select(samples.c.followers)
+        .where(samples.c.account_id == table.c.id, samples.c.observed_at <= cut)
+        .order_by(samples.c.observed_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+class _minus(FunctionElement[datetime]):
+    """``column - window`` in the database's own date arithmetic."""
+
+    inherit_cache = True
+    type = models.UtcDateTime()
+
+    def __init__(self, column: Any, window: timedelta) -> None:
+        super().__init__(column)
+        self.seconds = int(window.total_seconds())
+
+
+@compiles(_minus, "postgresql")
+def _minus_postgresql(element: _minus, compiler: Any, **kw: Any) -> str:
+    (column,) = element.clauses
+    return f"({compiler.process(column, **kw)} - interval '{element.seconds} seconds')"
+
+
+@compiles(_minus, "sqlite")
+def _minus_sqlite(element: _minus, compiler: Any, **kw: Any) -> str:
+    # SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text: shift the seconds, keep the fraction.
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%S', {column}, '-{element.seconds} seconds') || substr({column}, 20))"
+
+
+def _status_row(row: Any) -> StatusRow:
+    account = _watched(row)
+    latest = None
+    if row.latest_at is not None and row.latest_followers is not None:
+        latest = Sample(
+            account.ref, row.latest_at, row.latest_followers, row.latest_following, row.latest_posts
+        )
+    changes = [
+        None if old is None or latest is None else latest.followers - old for old in (row.old_0, row.old_1)
+    ]
+    return StatusRow(account, latest, changes[0], changes[1])
