@@ -25,11 +25,19 @@ Fault = Callable[[web.Request], object]
 
 
 def _answer(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _entity(acct: str, account: str = account_id(VICTIM), followers: int = 5) -> dict[str, object]:
-    return {"id": account, "acct": acct, "followers_count": followers, "following_count": 1, "statuses_count": 2}
+    return {
+        "id": account,
+        "acct": acct,
+        "followers_count": followers,
+        "following_count": 1,
+        "statuses_count": 2,
+    }
 
 
 def _valid(acct: str) -> Fault:
