@@ -8,6 +8,7 @@ import pytest
 
 from service.samples import AccountState
 from service.sources.base import AccountProblem, Observation, SourceError
+from service.sources.platform import declaration
 from service.sources.ratelimit import BACKOFF_CAP
 from tests.fakes.server import Fault
 from tests.sources.world import World, failure_kind, no_sample, observation, problem
@@ -47,7 +48,9 @@ async def test_one_batch_mixes_found_unknown_and_suspended_accounts(world: World
     assert observation(answer, targets[2]).followers == 200
     assert problem(answer, ghost).state is AccountState.NOT_FOUND
     assert problem(answer, targets[1]).state is world.fake.suspended_state
-    assert problem(answer, ghost).permanent
+    assert problem(answer, ghost).permanent and problem(answer, targets[1]).permanent
+    declared = declaration(world.platform).subject(ghost.handle).states
+    assert {problem(answer, ghost).state, problem(answer, targets[1]).state} <= declared
 
 
 async def test_a_rename_keeps_the_id_and_reports_the_new_handle(world: World) -> None:
@@ -144,7 +147,7 @@ async def test_broken_answers_record_nothing_and_the_source_recovers(
     assert observation(await world.fetch(target), target).followers == 100
 
 
-@pytest.mark.parametrize("followers", [None, -5, 10**11, "12", 1.5, True])
+@pytest.mark.parametrize("followers", [None, -5, 10**11, 10**20, "12", "1e3", 1.5, True])
 async def test_a_missing_or_impossible_count_is_an_error_never_a_sample(
     world: World, followers: object
 ) -> None:

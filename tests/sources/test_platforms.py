@@ -8,7 +8,7 @@ import pytest
 
 from service.samples import AccountState
 from service.sources.base import AccountProblem, SourceError
-from service.sources.youtube import next_quota_reset, rounding_step
+from service.sources.platforms.youtube import next_quota_reset, rounding_step
 from tests.fakes.server import Fault
 from tests.sources.world import World, observation, open_world, problem
 

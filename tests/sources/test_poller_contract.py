@@ -17,7 +17,7 @@ from tests.fakes.catalog import FAKES
 from tests.fakes.server import Fault
 from tests.sources.daemon import deployed
 
-PLATFORMS = sorted(FAKES)
+PLATFORMS = sorted(FAKES)  # every fake's case: each platform, and GitHub repositories two ways
 BUDGETED = [p for p in PLATFORMS if p != "youtube"]  # YouTube announces no budget: its quota is daily
 
 
@@ -114,10 +114,10 @@ async def test_an_impossible_count_is_never_stored(platform: str, followers: obj
         assert "malformed" in (d.account(ref).last_error or "")
 
 
-@pytest.mark.parametrize("platform", BUDGETED)
-async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(platform: str, tmp_path: Path) -> None:
-    async with deployed(platform, tmp_path) as d:
-        fake = d.world.fake
+@pytest.mark.parametrize("case", BUDGETED)
+async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(case: str, tmp_path: Path) -> None:
+    async with deployed(case, tmp_path) as d:
+        fake, platform = d.world.fake, d.world.platform
         ref = d.watch(fake.add("alice", 1000))
         await d.poll()
         before = len(fake.requests)
