@@ -75,6 +75,7 @@ class FakeGithub(FakePlatform):
 class FakeGithubRepositories(FakeGithub):
     """Repositories, asked through GraphQL (a token is set) with REST for what GraphQL cannot say."""
 
+    case = "github-repositories"
     suspended_state = AccountState.SUSPENDED  # 451: blocked for legal reasons
     per_account = False
     token: ClassVar[bool] = True
@@ -161,6 +162,7 @@ class FakeGithubRepositories(FakeGithub):
 class FakeGithubRepositoriesRest(FakeGithubRepositories):
     """Repositories without a token: REST alone, one repository per request."""
 
+    case = "github-repositories-rest"
     per_account = True
     token = False
 

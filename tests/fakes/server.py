@@ -86,6 +86,9 @@ class FakePlatform(ABC):
     """Subclasses answer ``/...`` requests in their platform's format (``answer``) and name its headers."""
 
     platform: ClassVar[str]
+    case: ClassVar[str] = (
+        ""  # the name tests know this fake by, when a platform has several (else the platform)
+    )
     suspended_state: ClassVar[AccountState] = AccountState.SUSPENDED  # what a suspension looks like there
     per_account: ClassVar[bool] = False  # one request per account: an extra account replaces the asked one
     string_ids: ClassVar[bool] = True  # ids are JSON strings (an id can end in a newline); else numbers

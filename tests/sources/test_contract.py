@@ -6,12 +6,23 @@ from datetime import timedelta
 
 import pytest
 
+from service.clock import ManualClock
 from service.samples import AccountState
 from service.sources.base import AccountProblem, Observation, SourceError
-from service.sources.platform import declaration
+from service.sources.platform import declaration, declarations
 from service.sources.ratelimit import BACKOFF_CAP
+from tests.fakes.catalog import FAKES
 from tests.fakes.server import Fault
-from tests.sources.world import World, failure_kind, no_sample, observation, problem
+from tests.sources.world import START, World, failure_kind, no_sample, observation, problem
+
+
+def test_every_platform_and_every_kind_of_subject_has_a_fake() -> None:
+    cases = {
+        (fake.platform, declaration(fake.platform).subject(fake(ManualClock(START)).target("a").handle).kind)
+        for fake in FAKES.values()
+    }
+    declared = {(p.name, s.kind) for p in declarations() for s in p.subjects}
+    assert cases == declared
 
 
 async def test_counts_are_recorded_with_the_stable_id(world: World) -> None:
@@ -77,6 +88,8 @@ async def test_a_429_is_obeyed_until_the_reset(world: World) -> None:
     if isinstance(answer, SourceError):
         assert answer.kind == "rate_limited"
         assert answer.retry_at == reset_at
+    else:  # a per-account wait (Mastodon: one instance's budget)
+        assert (problem(answer, target).kind, problem(answer, target).retry_at) == ("rate_limited", reset_at)
     asked = len(world.fake.requests)
     for _ in range(3):
         world.clock.advance(timedelta(seconds=20))

@@ -147,8 +147,12 @@ def _account_error(body: Any, platform_id: str | None) -> AccountProblem:
         return AccountProblem(
             AccountState.SUSPENDED, "the account was taken down", permanent=True, platform_id=platform_id
         )
-    if code == "AccountDeactivated":
-        return AccountProblem(AccountState.NOT_FOUND, "the account is deactivated", platform_id=platform_id)
+    if (
+        code == "AccountDeactivated"
+    ):  # its owner may come back: the slow re-checks of a permanent state will see it
+        return AccountProblem(
+            AccountState.NOT_FOUND, "the account is deactivated", permanent=True, platform_id=platform_id
+        )
     return AccountProblem(
         AccountState.NOT_FOUND, "bluesky does not know this account", permanent=True, platform_id=platform_id
     )
