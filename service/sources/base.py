@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from service.samples import AccountState
+
+if TYPE_CHECKING:
+    from service.sources.api import Api
+    from service.sources.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,23 @@ class Source(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ApiSource:
+    """What a source speaking to one endpoint shares: its declaration's name and batch size, and closing."""
+
+    declared: ClassVar[Platform]
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    @property
+    def platform(self) -> str:
+        return self.declared.name
+
+    @property
+    def batch_size(self) -> int:
+        return self.declared.batch_size
+
+    async def aclose(self) -> None:
+        await self._api.aclose()

@@ -77,13 +77,13 @@ def _every_handle(handle: str) -> bool:
 
 @dataclass(frozen=True)
 class Subject:
-    """One kind of subject on a platform (an account, a repository)."""
+    """One kind of subject on a platform: an account (the default), or a repository."""
 
-    kind: str
-    handle: re.Pattern[str]  # what a handle of this kind looks like, matched whole
-    help: str  # what a good handle looks like, for the message about a bad one
     platform_id: re.Pattern[str]  # the form of the platform's stable id, matched whole
     states: frozenset[AccountState]  # what the platform's answers can make of it besides active/erroring
+    kind: str = "account"
+    handle: re.Pattern[str] = NAME  # what a handle of this kind looks like, matched whole
+    help: str = NAME_HELP  # what a good handle looks like, for the message about a bad one
     counts: Counts = Counts()
     batching: Batching = Batching()
     anonymous: Batching | None = None  # batching without a credential, when it differs

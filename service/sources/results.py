@@ -71,6 +71,13 @@ def failed(error: SourceError) -> AccountProblem:
     )
 
 
+def unaskable(targets: Sequence[Target], askable: Callable[[Target], bool], message: str) -> Results:
+    """Names the platform cannot have are not found without a request: one would spoil the whole batch."""
+    return {
+        t: AccountProblem(AccountState.NOT_FOUND, message, permanent=True) for t in targets if not askable(t)
+    }
+
+
 def fill_unanswered(targets: Sequence[Target], results: Results) -> Results:
     """A batch answer that neither lists nor rejects a target is broken for that target, not proof of absence."""
     for target in targets:

@@ -12,16 +12,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
 from service.sources.fields import as_dict, as_list, count, malformed, per_account, required_count, text
-from service.sources.platform import NAME, NAME_HELP, Batching, Platform, RateBudget, Subject
+from service.sources.platform import Batching, Platform, RateBudget, Subject
 from service.sources.ratelimit import next_batch
-from service.sources.results import Results, failed, fetch_each
+from service.sources.results import Results, failed, fetch_each, unaskable
 
 if TYPE_CHECKING:
     import httpx
 
-    from service.sources.api import Api
     from service.sources.registry import Wiring
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
@@ -42,9 +41,6 @@ PLATFORM = Platform(
     base_url="https://public.api.bsky.app",
     subjects=(
         Subject(
-            kind="account",
-            handle=NAME,
-            help=NAME_HELP,
             platform_id=DID,
             states=frozenset({AccountState.NOT_FOUND, AccountState.SUSPENDED}),
             batching=Batching(per_request=25),
@@ -57,20 +53,12 @@ PLATFORM = Platform(
 )
 
 
-class BlueskySource:
-    platform = PLATFORM.name
-    batch_size = PLATFORM.batch_size
-
-    def __init__(self, api: Api) -> None:
-        self._api = api
+class BlueskySource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         # One malformed actor makes the AppView reject the whole batch, so such handles never leave.
-        results: Results = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid Bluesky handle or DID", permanent=True)
-            for t in targets
-            if not (HANDLE.fullmatch(_actor(t)) or DID.fullmatch(_actor(t)))
-        }
+        results = unaskable(targets, _askable, "not a valid Bluesky handle or DID")
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
@@ -82,9 +70,6 @@ class BlueskySource:
         except SourceError as exc:  # the found accounts still count
             results.update((t, failed(exc)) for t in missing)
         return results
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
 
     async def _profiles(self, targets: Sequence[Target], batch: int) -> Results:
         query = {"actors": [_actor(t) for t in targets]}
@@ -119,6 +104,10 @@ class BlueskySource:
         error = _error_code(body) or f"HTTP {status}"
         kind = "auth" if status in (401, 403) else "http_other"
         return self._api.failed(f"bluesky refused the request: {error}", kind=kind, permanent=kind == "auth")
+
+
+def _askable(target: Target) -> bool:
+    return bool(HANDLE.fullmatch(_actor(target)) or DID.fullmatch(_actor(target)))
 
 
 def _actor(target: Target) -> str:

@@ -23,8 +23,6 @@ from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
 from service.sources.fields import as_dict, as_list, count, per_account, required_count, text
 from service.sources.platform import (
-    NAME,
-    NAME_HELP,
     NUMERIC_ID,
     Batching,
     Counts,
@@ -83,9 +81,6 @@ PLATFORM = Platform(
             claims=is_repository,
         ),
         Subject(
-            kind="account",
-            handle=NAME,
-            help=NAME_HELP,
             platform_id=NUMERIC_ID,
             states=frozenset({AccountState.NOT_FOUND}),  # suspended users answer 404 like unknown ones
             counts=Counts(posts="public repositories"),
@@ -125,11 +120,8 @@ class GithubSource:
 
     # --- users -------------------------------------------------------------------------------------------
     async def _user(self, target: Target, batch: int) -> FetchResult:
-        if target.platform_id:
-            path = f"/user/{target.platform_id}"
-        elif LOGIN.fullmatch(target.handle):
-            path = f"/users/{target.handle}"
-        else:
+        path = _path(target, "/user/{}", "/users/{}", LOGIN)
+        if path is None:
             return AccountProblem(AccountState.NOT_FOUND, "not a valid GitHub login", permanent=True)
         response, body = await self._rest.get(path, batch=batch)
         if response.status_code == 404:
@@ -172,11 +164,8 @@ class GithubSource:
         return results
 
     async def _repository(self, target: Target, batch: int) -> FetchResult:
-        if target.platform_id:
-            path = f"/repositories/{target.platform_id}"
-        elif REPOSITORY.fullmatch(target.handle):
-            path = f"/repos/{target.handle}"
-        else:
+        path = _path(target, "/repositories/{}", "/repos/{}", REPOSITORY)
+        if path is None:
             return AccountProblem(AccountState.NOT_FOUND, "not a valid GitHub repository", permanent=True)
         response, body = await self._rest.get(path, batch=batch)
         renamed = response.status_code in REDIRECTS
@@ -198,6 +187,13 @@ class GithubSource:
             self._rest.succeeded(batch)  # an answer about one repository: GitHub itself is fine
             return _blocked(body, target) if status != 404 else _unknown("repository", target)
         raise _refused(self._rest, response, body)
+
+
+def _path(target: Target, by_id: str, by_name: str, name: re.Pattern[str]) -> str | None:
+    """REST by the stable id once known, else by a name GitHub can have; None for a name it cannot."""
+    if target.platform_id:
+        return by_id.format(target.platform_id)
+    return by_name.format(target.handle) if name.fullmatch(target.handle) else None
 
 
 def _another(seen: FetchResult, target: Target) -> bool:

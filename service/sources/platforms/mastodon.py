@@ -59,7 +59,6 @@ PLATFORM = Platform(
     base_url="",  # none: each account's own instance, unless platforms.mastodon.base_url names one
     subjects=(
         Subject(
-            kind="account",
             handle=HANDLE,
             help="a Mastodon handle is user@instance, e.g. mastodon:Gargron@mastodon.social",
             platform_id=ACCOUNT_ID,

@@ -13,11 +13,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
 from service.sources.fields import as_dict, as_list, malformed, required_count, text
 from service.sources.platform import (
-    NAME,
-    NAME_HELP,
     NUMERIC_ID,
     Batching,
     Counts,
@@ -27,12 +25,11 @@ from service.sources.platform import (
     Subject,
 )
 from service.sources.ratelimit import next_batch
-from service.sources.results import Results, fetch_each
+from service.sources.results import fetch_each, unaskable
 
 if TYPE_CHECKING:
     import httpx
 
-    from service.sources.api import Api
     from service.sources.registry import Wiring
 
 LOGIN = re.compile(r"[A-Za-z0-9_]{1,25}")  # one bad login makes Helix reject the whole lookup
@@ -52,9 +49,6 @@ PLATFORM = Platform(
     base_url="https://api.twitch.tv",
     subjects=(
         Subject(
-            kind="account",
-            handle=NAME,
-            help=NAME_HELP,
             platform_id=NUMERIC_ID,
             states=frozenset({AccountState.NOT_FOUND}),
             counts=Counts(following=None, posts=None),
@@ -73,19 +67,11 @@ PLATFORM = Platform(
 )
 
 
-class TwitchSource:
-    platform = PLATFORM.name
-    batch_size = PLATFORM.batch_size
-
-    def __init__(self, api: Api) -> None:
-        self._api = api
+class TwitchSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        results: Results = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid Twitch login", permanent=True)
-            for t in targets
-            if not t.platform_id and not LOGIN.fullmatch(t.handle)
-        }
+        results = unaskable(targets, _askable, "not a valid Twitch login")
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
@@ -101,9 +87,6 @@ class TwitchSource:
             followers = await fetch_each(found, lambda t: self._followers(users[t], batch), concurrency=8)
             results.update(followers)
         return results
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
 
     async def _users(self, targets: Sequence[Target], batch: int) -> dict[Target, Any]:
         """Each found target's user object (a malformed one as its problem); absent targets are left out."""
@@ -154,6 +137,10 @@ class TwitchSource:
                 f"twitch refused the client id or token: {detail}", kind="auth", permanent=True
             )
         return self._api.failed(f"twitch answered HTTP {status}: {detail}", kind="http_other")
+
+
+def _askable(target: Target) -> bool:
+    return bool(target.platform_id) or LOGIN.fullmatch(target.handle) is not None
 
 
 def _checked_user(user: dict[str, Any]) -> dict[str, Any] | AccountProblem:

@@ -12,11 +12,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
 from service.sources.fields import as_dict, as_list, count, per_account, required_count, text
 from service.sources.platform import (
-    NAME,
-    NAME_HELP,
     NUMERIC_ID,
     Batching,
     Credential,
@@ -25,12 +23,11 @@ from service.sources.platform import (
     Subject,
 )
 from service.sources.ratelimit import parse_reset
-from service.sources.results import Results, fill_unanswered
+from service.sources.results import Results, fill_unanswered, unaskable
 
 if TYPE_CHECKING:
     import httpx
 
-    from service.sources.api import Api
     from service.sources.registry import Wiring
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")  # one bad name makes X reject the whole batch with HTTP 400
@@ -51,9 +48,6 @@ PLATFORM = Platform(
     base_url="https://api.x.com",
     subjects=(
         Subject(
-            kind="account",
-            handle=NAME,
-            help=NAME_HELP,
             platform_id=NUMERIC_ID,
             states=frozenset({AccountState.NOT_FOUND, AccountState.SUSPENDED, AccountState.PROTECTED}),
             batching=Batching(per_request=100),
@@ -68,19 +62,11 @@ PLATFORM = Platform(
 )
 
 
-class XSource:
-    platform = PLATFORM.name
-    batch_size = PLATFORM.batch_size
-
-    def __init__(self, api: Api) -> None:
-        self._api = api
+class XSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        results: Results = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid X username", permanent=True)
-            for t in targets
-            if not t.platform_id and not USERNAME.fullmatch(t.handle)
-        }
+        results = unaskable(targets, _askable, "not a valid X username")
         by_id = [t for t in targets if t.platform_id]
         by_name = [t for t in targets if not t.platform_id and t not in results]
         if by_id:
@@ -90,9 +76,6 @@ class XSource:
                 await self._lookup("/2/users/by", "usernames", by_name, lambda t: t.handle.lower())
             )
         return results
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
 
     async def _lookup(
         self, path: str, param: str, targets: Sequence[Target], key: Callable[[Target], str]
@@ -138,6 +121,10 @@ class XSource:
                 permanent=True,
             )
         return self._api.failed(f"x answered HTTP {status}", kind="http_other")
+
+
+def _askable(target: Target) -> bool:
+    return bool(target.platform_id) or USERNAME.fullmatch(target.handle) is not None
 
 
 def _user_key(user: Any, param: str) -> str:

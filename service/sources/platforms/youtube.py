@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.samples import AccountState
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
 from service.sources.fields import as_dict, as_list, in_range, malformed, per_account, text
 from service.sources.platform import (
-    NAME,
-    NAME_HELP,
     Batching,
     Counts,
     Credential,
@@ -33,7 +31,6 @@ from service.sources.results import Results, fetch_each
 if TYPE_CHECKING:
     import httpx
 
-    from service.sources.api import Api
     from service.sources.registry import Wiring
 
 CHANNELS = "/youtube/v3/channels"
@@ -58,9 +55,6 @@ PLATFORM = Platform(
     base_url="https://www.googleapis.com",
     subjects=(
         Subject(
-            kind="account",
-            handle=NAME,  # @handle, or a UC… channel id
-            help=NAME_HELP,
             platform_id=CHANNEL_ID,
             states=frozenset({AccountState.NOT_FOUND, AccountState.PROTECTED}),
             counts=Counts(following=None, posts="videos"),
@@ -75,12 +69,8 @@ PLATFORM = Platform(
 )
 
 
-class YoutubeSource:
-    platform = PLATFORM.name
-    batch_size = PLATFORM.batch_size
-
-    def __init__(self, api: Api) -> None:
-        self._api = api
+class YoutubeSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         known = [t for t in targets if _channel_id(t)]
@@ -92,9 +82,6 @@ class YoutubeSource:
         if unknown:
             results.update(await fetch_each(unknown, lambda t: self._by_handle(t, batch), concurrency=4))
         return results
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
 
     async def _by_ids(self, targets: Sequence[Target], batch: int) -> Results:
         ids = ",".join(_channel_id(t) or "" for t in targets)
