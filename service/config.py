@@ -140,10 +140,10 @@ class PlatformConfig(Strict):
         if not isinstance(value, str):
             try:
                 secret = self.secret(name)
-            except OSError:
+            except OSError:  # an unreadable file: check-config names it (_check_secret_files)
                 return None
-            value = secret.get_secret_value() if secret is not None else None
-        return value.strip() or None if value is not None else None
+            value = secret.get_secret_value() if secret is not None else ""
+        return value.strip() or None
 
 
 def settings_class(declared: Platform) -> type[PlatformConfig]:
