@@ -1,15 +1,16 @@
-"""Accounts are written ``platform:handle`` everywhere: config, CLI, metrics, CSV."""
+"""Accounts are written ``platform:handle`` everywhere: config, CLI, metrics, CSV.
+
+What a handle may look like, and what its counts are called, is each platform's own declaration
+(``service/sources/platforms/<name>.py``); this module only reads them, and stays cheap to import.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-PLATFORMS = ("x", "mastodon", "bluesky", "youtube", "twitch", "github")
+from service.sources.platform import Counts, Subject, UnknownPlatform, declaration, names
 
-_HANDLE = re.compile(r"^[A-Za-z0-9@._\-]{1,253}$")
-# A GitHub repository: owner/name (owner as a GitHub login, name as GitHub allows it, not "." or "..").
-_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$")
+PLATFORMS = names()
 
 
 class AccountError(ValueError):
@@ -34,29 +35,30 @@ class AccountRef:
         platform = platform.lower()
         if platform not in PLATFORMS:
             raise AccountError(f"{text!r}: unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
-        if platform == "github" and "/" in handle:
-            if not _REPOSITORY.match(handle):
-                raise AccountError(f"{text!r}: a GitHub repository is owner/name, e.g. github:octo-org/hello")
-            return cls(platform, handle)
-        if not _HANDLE.match(handle):
-            raise AccountError(f"{text!r}: the handle may hold only letters, digits and @ . _ -")
-        if platform == "mastodon" and not _is_mastodon_handle(handle):
-            raise AccountError(
-                f"{text!r}: a Mastodon handle is user@instance, e.g. mastodon:Gargron@mastodon.social"
-            )
+        subject = declaration(platform).subject(handle)
+        if not subject.handle.fullmatch(handle):
+            raise AccountError(f"{text!r}: {subject.help}")
         return cls(platform, handle)
+
+
+def subject_of(ref: AccountRef) -> Subject:
+    """The kind of subject ``ref`` names (an account, a repository), as its platform declares it."""
+    try:
+        return declaration(ref.platform).subject(ref.handle)
+    except UnknownPlatform:
+        raise AccountError(f"{ref}: unknown platform {ref.platform!r}") from None
 
 
 def is_repository(ref: AccountRef) -> bool:
     """A GitHub repository (``github:owner/name``): its count is stars, not followers."""
-    return ref.platform == "github" and "/" in ref.handle
+    return subject_of(ref).kind == "repository"
+
+
+def count_names(ref: AccountRef) -> Counts:
+    """What the subject's counts are called: ("stars", "watchers", "forks") for a repository."""
+    return subject_of(ref).counts
 
 
 def count_noun(ref: AccountRef) -> str:
     """What the subject's count is called in everything a user reads: "stars" or "followers"."""
-    return "stars" if is_repository(ref) else "followers"
-
-
-def _is_mastodon_handle(handle: str) -> bool:
-    user, sep, host = handle.lstrip("@").partition("@")
-    return bool(sep and user and "." in host and "@" not in host)
+    return count_names(ref).followers

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
@@ -21,12 +21,14 @@ from pydantic import (
     ConfigDict,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from service.accounts import PLATFORMS, AccountError, AccountRef
 from service.durations import parse_duration
+from service.sources.platform import Credential, Platform, declaration, declarations
 
 ENV_PREFIX = "FLOCKWATCH_"
 DEFAULT_LISTEN = "127.0.0.1:9808"
@@ -199,7 +201,11 @@ class RateLimitConfig(Strict):
 
 
 class PlatformConfig(Strict):
-    """Settings every platform has. ``base_url`` lets a self-hosted or test server stand in."""
+    """Settings every platform has. ``base_url`` lets a self-hosted or test server stand in.
+
+    Each platform's own class adds the credentials its declaration names (``Platform.credentials``):
+    ``<field>`` and, for a secret, ``<field>_file``.
+    """
 
     base_url: str | None = None
     interval: Duration | None = None
@@ -218,48 +224,45 @@ class PlatformConfig(Strict):
             return None
         return SecretStr(Path(path).read_text(encoding="utf-8").strip())
 
-
-class MastodonConfig(PlatformConfig):
-    token: SecretStr | None = None
-    token_file: Path | None = None
-
-
-class XConfig(PlatformConfig):
-    bearer_token: SecretStr | None = None
-    bearer_token_file: Path | None = None
-
-
-class BlueskyConfig(PlatformConfig):
-    pass
+    def credential(self, name: str) -> str | None:
+        """A credential's value (a secret read from its file if need be); None when unset or blank."""
+        value = getattr(self, name, None)
+        if not isinstance(value, str):
+            try:
+                secret = self.secret(name)
+            except OSError:  # an unreadable file: check-config names it (_check_secret_files)
+                return None
+            value = secret.get_secret_value() if secret is not None else ""
+        return value.strip() or None
 
 
-class YoutubeConfig(PlatformConfig):
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
+def settings_class(declared: Platform) -> type[PlatformConfig]:
+    """The ``platforms.<name>`` settings of one platform: the common ones and its credentials."""
+    fields: dict[str, Any] = {}
+    for credential in declared.credentials:
+        if credential.secret:
+            fields[credential.field] = (SecretStr | None, None)
+            fields[f"{credential.field}_file"] = (Path | None, None)
+        else:
+            fields[credential.field] = (str | None, None)
+    return create_model(f"{declared.title.replace(' ', '')}Config", __base__=PlatformConfig, **fields)
 
 
-class TwitchConfig(PlatformConfig):
-    client_id: str | None = None
-    token: SecretStr | None = None
-    token_file: Path | None = None
+SETTINGS: dict[str, type[PlatformConfig]] = {p.name: settings_class(p) for p in declarations()}
 
 
-class GithubConfig(PlatformConfig):
-    token: SecretStr | None = None
-    token_file: Path | None = None
-
-
-class PlatformsConfig(Strict):
-    x: XConfig = XConfig()
-    mastodon: MastodonConfig = MastodonConfig()
-    bluesky: BlueskyConfig = BlueskyConfig()
-    youtube: YoutubeConfig = YoutubeConfig()
-    twitch: TwitchConfig = TwitchConfig()
-    github: GithubConfig = GithubConfig()
-
+class _Platforms(Strict):
     def of(self, platform: str) -> PlatformConfig:
         config: PlatformConfig = getattr(self, platform)
         return config
+
+
+if TYPE_CHECKING:
+    PlatformsConfig = _Platforms
+else:  # one key per declared platform, each with its own settings class
+    PlatformsConfig = create_model(
+        "PlatformsConfig", __base__=_Platforms, **{name: (cls, cls()) for name, cls in SETTINGS.items()}
+    )
 
 
 class WatchEntry(Strict):
@@ -347,12 +350,32 @@ def load(path: str | Path | None, environ: Mapping[str, str] | None = None) -> C
 
 
 def _check_credentials(config: Config, source: str) -> None:
-    # Imported here: the sources package builds on this module, not the other way round.
-    from service.sources.registry import missing_credentials
-
     problems = missing_credentials(config)
     if problems:
         raise ConfigError(source, problems)
+
+
+def missing_credentials(config: Config) -> list[str]:
+    """One line per credential a watched platform lacks, naming the key and the ways to set it."""
+    watched = sorted({entry.account.platform for entry in config.watchlist})
+    return [line for name in watched for line in missing_in(declaration(name), config.platforms.of(name))]
+
+
+def missing_in(declared: Platform, settings: PlatformConfig) -> list[str]:
+    """The required credentials ``settings`` lack, as ``missing_credentials`` says them."""
+    return [
+        _missing(declared.name, c)
+        for c in declared.credentials
+        if c.required and settings.credential(c.field) is None
+    ]
+
+
+def _missing(platform: str, credential: Credential) -> str:
+    key = f"platforms.{platform}.{credential.field}"
+    env = f"FLOCKWATCH_PLATFORMS__{platform.upper()}__{credential.field.upper()}"
+    if not credential.secret:
+        return f"{key}: {credential.what} (set it or {env})"
+    return f"{key}: {credential.what} (set it, {credential.field}_file, or {env})"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

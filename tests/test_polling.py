@@ -19,7 +19,7 @@ from service.samples import AccountState
 from service.simulator.scenarios import demo_scenarios
 from service.simulator.server import SimulatedPlatform
 from service.sources.base import FetchResult, Target
-from service.sources.mastodon import MastodonSource
+from service.sources.platforms.mastodon import MastodonSource
 from service.store.repository import Store
 from service.writer import SampleWriter
 

@@ -86,6 +86,7 @@ class Scenario:
     extras: tuple[Extra, ...] = ()
     following: Callable[[float], int] | None = None
     posts_per_day: float = 1.0
+    posts_start: int = 40
     _totals: list[float] = field(default_factory=lambda: [0.0], repr=False)
 
     def followers(self, days: float) -> int:
@@ -100,13 +101,22 @@ class Scenario:
         return 150 + int(days / 3)
 
     def posts(self, days: float) -> int:
-        return 40 + int(max(days, 0) * self.posts_per_day)
+        return self.posts_start + int(max(days, 0) * self.posts_per_day)
 
     def _cumulative(self, whole_days: int) -> float:
         while len(self._totals) <= whole_days:
             day = len(self._totals) - 1
             self._totals.append(self._totals[-1] + self.gain(day))
         return self._totals[whole_days]
+
+
+def linear(start: int, per_day: float) -> Callable[[float], int]:
+    """A count growing steadily (a repository's watchers)."""
+
+    def value(days: float) -> int:
+        return start + int(max(days, 0) * per_day)
+
+    return value
 
 
 def seesaw(base: int, amplitude: int, period_days: float, start_day: float) -> Callable[[float], int]:
@@ -174,5 +184,31 @@ def demo_scenarios(domain: str = "demo.example") -> list[Scenario]:
             12_000,
             organic("churner", 40, 0.8),
             following=seesaw(300, 4_500, 2.0, 2.0),
+        ),
+    ]
+
+
+def demo_repositories() -> list[Scenario]:
+    """The demo's GitHub repositories (``owner/name``; followers are stars, following watchers, posts forks):
+    one bought up a staircase of fake stars, whose watchers do not follow, next to one growing organically."""
+    return [
+        Scenario(
+            "star-farm/rocket",
+            "a fake-star staircase: 150, 200, then 250 stars within an hour on days 3, 6 and 9",
+            60,
+            organic("rocket", 2, 1.0),
+            (step(3.3, 150, 1), step(6.3, 200, 1), step(9.3, 250, 1)),
+            following=linear(4, 0.1),
+            posts_per_day=0.2,
+            posts_start=3,
+        ),
+        Scenario(
+            "octo-org/hello",
+            "a repository starred organically, about 8 a day",
+            45,
+            organic("hello", 8, 0.8),
+            following=linear(6, 0.7),
+            posts_per_day=0.9,
+            posts_start=5,
         ),
     ]

@@ -1,7 +1,9 @@
-"""The simulated platform's HTTP server: the Mastodon account lookup API, on loopback, on a given clock.
+"""The simulated platform's HTTP server, on loopback, on a given clock: the Mastodon account lookup API for
+accounts (``user@host``) and GitHub's REST repository API for repositories (``owner/name``), so the demo
+needs no token and no network.
 
 Faults can be set per account for tests: ``not_found``, ``server_error``, ``slow`` (answers after
-``slow_seconds``), ``invalid_json``, ``suspended``.
+``slow_seconds``), ``invalid_json``, ``suspended`` (a repository: blocked, HTTP 451).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -54,6 +56,8 @@ class SimulatedPlatform:
         app = web.Application()
         app.router.add_get("/api/v1/accounts/lookup", self._lookup)
         app.router.add_get("/api/v1/accounts/{id}", self._by_id)
+        app.router.add_get("/repos/{owner}/{name}", self._repository)
+        app.router.add_get("/repositories/{id}", self._repository_by_id)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -75,17 +79,49 @@ class SimulatedPlatform:
         self.requests.append((self.clock.now(), wanted))
         return await self._answer(scenario)
 
-    async def _answer(self, scenario: Scenario | None) -> web.StreamResponse:
+    async def _repository(self, request: web.Request) -> web.StreamResponse:
+        wanted = f"{request.match_info['owner']}/{request.match_info['name']}".lower()
+        self.requests.append((self.clock.now(), wanted))
+        return await self._answer(self.scenarios.get(wanted), self.repository_entity)
+
+    async def _repository_by_id(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["id"]
+        scenario = next((s for s in self.scenarios.values() if account_id(s.handle) == wanted), None)
+        self.requests.append((self.clock.now(), wanted))
+        return await self._answer(scenario, self.repository_entity)
+
+    async def _answer(
+        self, scenario: Scenario | None, entity: Callable[[Scenario], dict[str, object]] | None = None
+    ) -> web.StreamResponse:
         fault = self.faults.get(scenario.handle.lower()) if scenario else None
         if scenario is None or fault == "not_found":
-            return self._json({"error": "Record not found"}, status=404)
+            return self._json({"error": "Record not found", "message": "Not Found"}, status=404)
         if fault == "server_error":
             return self._json({"error": "We're sorry, but something went wrong on our end."}, status=503)
         if fault == "invalid_json":
             return web.Response(text='{"id": "1", "followers_count": ', content_type="application/json")
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
+        if entity is not None:
+            if fault == "suspended":
+                return self._json({"message": "Repository access blocked", "block": {"reason": "dmca"}}, 451)
+            return self._json(entity(scenario))
         return self._json(self.account_entity(scenario, suspended=fault == "suspended"))
+
+    def repository_entity(self, scenario: Scenario) -> dict[str, object]:
+        """A repository as GitHub's REST API gives it: stars, watchers (subscribers) and forks."""
+        days = self.days()
+        stars = scenario.followers(days)
+        return {
+            "id": int(account_id(scenario.handle)),
+            "name": scenario.handle.partition("/")[2],
+            "full_name": scenario.handle,
+            "description": scenario.description,
+            "stargazers_count": stars,
+            "watchers_count": stars,  # GitHub's historical name for the star count
+            "subscribers_count": scenario.following_count(days),
+            "forks_count": scenario.posts(days),
+        }
 
     def account_entity(self, scenario: Scenario, *, suspended: bool = False) -> dict[str, object]:
         days = self.days()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from service.sources.base import SourceError
-from service.sources.http import Params, decode_json, get_body
+from service.sources.http import Params, deadline_of, decode_json, get_body
 from service.sources.metrics import SourceMetrics
 from service.sources.ratelimit import RateGate
 
@@ -21,10 +21,10 @@ class Api:
     """One platform endpoint behind one credential.
 
     Every request first asks the rate gate (a closed gate raises ``SourceError`` of kind ``rate_limited``
-    or ``backoff`` and sends nothing), is counted, and feeds its rate-limit headers back to the gate.
-    Any credential the server echoes is redacted before the body is read. 429 and 5xx answers,
-    timeouts, connection failures and undecodable bodies raise ``SourceError`` with ``retry_at``; other
-    statuses are returned for the source to interpret.
+    or ``backoff`` and sends nothing), is counted, must finish within ``deadline`` seconds, and feeds its
+    rate-limit headers back to the gate. Any credential the server echoes is redacted before the body is
+    read. 429 and 5xx answers, timeouts, connection failures and undecodable bodies raise ``SourceError``
+    with ``retry_at``; other statuses are returned for the source to interpret.
     """
 
     def __init__(
@@ -36,6 +36,7 @@ class Api:
         *,
         headers: Mapping[str, str] | None = None,
         metrics: SourceMetrics | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.platform = platform
         self.base_url = base_url.rstrip("/")
@@ -44,17 +45,41 @@ class Api:
         self._headers = dict(headers or {})
         self._metrics = metrics
         self._secrets = _secrets_in(self._headers)
+        self._deadline = deadline_of(client) if deadline is None else deadline
 
     async def get(
         self, path: str, params: Params | None = None, *, batch: int | None = None
     ) -> tuple[httpx.Response, Any]:
         """One request; ``batch`` (from ``next_batch``) marks requests of one ``fetch``."""
+        return await self._send(path, params=params, batch=batch)
+
+    async def post(self, path: str, payload: Any, *, batch: int | None = None) -> tuple[httpx.Response, Any]:
+        """One JSON POST (a GraphQL query), with everything ``get`` does."""
+        return await self._send(path, payload=payload, batch=batch)
+
+    def path_of(self, location: str, answered: httpx.Response) -> str | None:
+        """The path under ``base_url`` a redirect points to; None when it leads anywhere else."""
+        try:
+            target = str(answered.url.join(location))
+        except (httpx.InvalidURL, ValueError):
+            return None
+        path = target.removeprefix(self.base_url)
+        return path if path != target and path.startswith("/") else None
+
+    async def _send(
+        self, path: str, *, params: Params | None = None, payload: Any = None, batch: int | None = None
+    ) -> tuple[httpx.Response, Any]:
         self.gate.check(batch)
         if self._metrics is not None:
             self._metrics.request(self.platform)
         try:
             response, raw = await get_body(
-                self._client, self.base_url + path, params=params, headers=self._headers
+                self._client,
+                self.base_url + path,
+                params=params,
+                headers=self._headers,
+                deadline=self._deadline,
+                payload=payload,
             )
         except SourceError as exc:
             raise self.failed(exc.message, kind=exc.kind, batch=batch) from None

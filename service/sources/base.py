@@ -3,7 +3,8 @@
 A source turns one call of ``fetch`` into a result for each account asked about: either an
 ``Observation`` (the counts, with the platform's stable id) or an ``AccountProblem`` (not found,
 suspended, hidden, or an error for that account alone). A failure of the whole request (network,
-5xx, 429, bad credential) is raised as ``SourceError`` instead, and no account gets a result.
+5xx, 429, bad credential) is raised as ``SourceError`` instead, and no account gets a result. Nothing
+else ever leaves ``fetch``: ``service.sources.edge`` sees to it for every source the registry builds.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from service.samples import AccountState
+
+if TYPE_CHECKING:
+    from service.sources.api import Api
+    from service.sources.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class AccountProblem:
     platform_id: str | None = None
     kind: str = "account"  # a short word for the failure counter, as in SourceError.kind
     deferred: bool = False  # the rate gate held the request back: nothing new is known of the account
-    retry_at: datetime | None = None  # the platform asked not to ask about this account before then
+    retry_at: datetime | None = None  # the earliest time asking again about this account can help
 
 
 FetchResult = Observation | AccountProblem
@@ -75,11 +80,36 @@ class SourceError(Exception):
 
 
 class Source(Protocol):
-    platform: ClassVar[str]
-    batch_size: ClassVar[int]  # the most accounts one ``fetch`` call takes
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int:
+        """The most accounts one ``fetch`` call takes."""
+        ...
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         """Results keyed by the targets asked for; a target missing from the map had no answer."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ApiSource:
+    """What a source speaking to one endpoint shares: its declaration's name and batch size, and closing."""
+
+    declared: ClassVar[Platform]
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    @property
+    def platform(self) -> str:
+        return self.declared.name
+
+    @property
+    def batch_size(self) -> int:
+        return self.declared.batch_size
+
+    async def aclose(self) -> None:
+        await self._api.aclose()

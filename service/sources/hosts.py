@@ -65,14 +65,25 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(sockaddr[0]) for *_, sockaddr in infos]
 
 
-async def check_host(host: str, port: int, allow_hosts: Collection[str], lookup: Resolver = resolve) -> str:
+async def check_host(
+    host: str,
+    port: int,
+    allow_hosts: Collection[str],
+    lookup: Resolver = resolve,
+    *,
+    deadline: float | None = None,
+) -> str:
     """The address to connect to for ``host``: raise ``HostRefused`` unless every address it resolves to
-    is public. An allowed host is returned as it is, for the connection to resolve."""
+    is public. An allowed host is returned as it is, for the connection to resolve. A lookup that takes
+    longer than ``deadline`` seconds is refused too."""
     host = host.lower().rstrip(".")
     if host in allow_hosts or f"{host}:{port}" in allow_hosts:
         return host
     try:
-        addresses = await lookup(host, port)
+        async with asyncio.timeout(deadline):
+            addresses = await lookup(host, port)
+    except TimeoutError:
+        raise HostRefused(f"{host} did not resolve in time") from None
     except (OSError, UnicodeError):
         raise HostRefused(f"{host} does not resolve") from None
     if not addresses:

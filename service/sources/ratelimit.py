@@ -1,31 +1,37 @@
 """One rate gate per (platform, credential): what the platform said about our budget, and when we may ask again.
 
-Platforms announce their limits in different dialects, all read here from every response:
-``x-rate-limit-*`` (X, epoch seconds), ``x-ratelimit-*`` (GitHub epoch seconds, Mastodon ISO 8601 with
-microseconds), ``ratelimit-*`` (Twitch and atproto epoch seconds, the IETF draft delta-seconds) and
-``Retry-After`` (seconds or an HTTP date). A gate refuses to send while the platform has told us to wait
-(429, quota, an exhausted budget) or while it backs off after 5xx answers and network failures.
+Platforms announce their limits in different dialects; each declares its header prefixes
+(``Platform.rate_headers``): ``x-rate-limit-*`` (X, epoch seconds), ``x-ratelimit-*`` (GitHub epoch
+seconds, Mastodon ISO 8601 with microseconds), ``ratelimit-*`` (Twitch and atproto epoch seconds, the IETF
+draft delta-seconds); ``Retry-After`` (seconds or an HTTP date) is read for all. A header that says
+something impossible (``²``, ``1e400``, a year 99999) is ignored, never raised. A gate refuses to send
+while the platform has told us to wait (429, quota, an exhausted budget) or while it backs off after 5xx
+answers and network failures.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from service.clock import Clock
 from service.sources.base import SourceError
+
+if TYPE_CHECKING:
+    import httpx
 
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(minutes=30)
 DEFAULT_WAIT = timedelta(minutes=1)  # a 429 that names no reset time (GitHub's advice for secondary limits)
 EPOCH_THRESHOLD = 1_000_000_000  # a reset number this large is a Unix time, a smaller one a delay in seconds
-PREFIXES = ("x-rate-limit-", "x-ratelimit-", "ratelimit-")
+PREFIXES = ("x-rate-limit-", "x-ratelimit-", "ratelimit-")  # every dialect, for a gate told no prefixes
+DIGITS = re.compile(r"[0-9]{1,15}")  # str.isdigit() accepts "²", which int() refuses
+LATEST = 1e11  # a reset beyond the year 5000 is nonsense
 
 
 _batches = itertools.count(1)
@@ -51,8 +57,8 @@ class Budget:
     reset_at: datetime | None
 
 
-def read_budget(headers: httpx.Headers, now: datetime) -> Budget:
-    for prefix in PREFIXES:
+def read_budget(headers: Mapping[str, str], now: datetime, prefixes: Sequence[str] = PREFIXES) -> Budget:
+    for prefix in prefixes:
         remaining = _int(headers.get(f"{prefix}remaining"))
         if remaining is not None:
             return Budget(
@@ -65,14 +71,14 @@ def read_budget(headers: httpx.Headers, now: datetime) -> Budget:
 
 def parse_reset(value: str | None, now: datetime) -> datetime | None:
     """A reset header in any dialect: Unix seconds, delta seconds, ISO 8601 or an HTTP date."""
-    if value is None or not value.strip():
+    if value is None or not value.strip() or not value.isascii():
         return None
     value = value.strip()
     try:
         number = float(value)
     except ValueError:
         return _parse_date(value)
-    if number < 0 or number != number or number > 1e11:
+    if not 0 <= number <= LATEST:  # also false for NaN
         return None
     if number >= EPOCH_THRESHOLD:
         return datetime.fromtimestamp(number, UTC)
@@ -81,17 +87,17 @@ def parse_reset(value: str | None, now: datetime) -> datetime | None:
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     """``Retry-After``: delay seconds or an HTTP date (RFC 9110), never an epoch."""
-    if value is None or not value.strip():
+    if value is None or not value.strip() or not value.isascii():
         return None
     value = value.strip()
-    if value.isdigit():
+    if DIGITS.fullmatch(value):
         return now + timedelta(seconds=min(int(value), 7 * 86400))
     return _parse_date(value)
 
 
-def _spent_until(headers: httpx.Headers, now: datetime) -> datetime | None:
+def _spent_until(headers: Mapping[str, str], now: datetime, prefixes: Sequence[str]) -> datetime | None:
     """The reset of whichever announced window is empty (X adds a daily app window to its 15-minute one)."""
-    for prefix in (*PREFIXES, "x-app-limit-24hour-"):
+    for prefix in prefixes:
         if _int(headers.get(f"{prefix}remaining")) == 0:
             reset_at = parse_reset(headers.get(f"{prefix}reset"), now)
             if reset_at is not None:
@@ -100,18 +106,23 @@ def _spent_until(headers: httpx.Headers, now: datetime) -> datetime | None:
 
 
 def _parse_date(value: str) -> datetime | None:
+    from email.utils import parsedate_to_datetime  # here: the email package is slow to import
+
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # a date at the edge of the calendar, moved by its offset
+        return None
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not value.strip().isdigit():
+    if value is None or not DIGITS.fullmatch(value.strip()):
         return None
     return int(value.strip())
 
@@ -126,9 +137,11 @@ class RateGate:
         *,
         listener: BudgetListener | None = None,
         rng: random.Random | None = None,
+        prefixes: Sequence[str] = PREFIXES,
     ) -> None:
         self.platform = platform
         self._clock = clock
+        self._prefixes = (*prefixes,)
         self._listener = listener
         self._rng = rng or random.Random()
         self.budget = Budget(None, None, None)
@@ -175,14 +188,19 @@ class RateGate:
     def observe(self, response: httpx.Response) -> None:
         """Take in the budget headers; a 429 or a ``Retry-After`` on an error closes the gate."""
         now = self._clock.now()
-        budget = read_budget(response.headers, now)
-        if budget.remaining is not None:
-            self.budget = budget
-            if self._listener is not None:
-                self._listener.budget(self.platform, budget.remaining, budget.reset_at, budget.limit)
+        self.record(read_budget(response.headers, now, self._prefixes))
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         if response.status_code == 429 or (retry_after is not None and response.status_code >= 400):
-            self.block(retry_after or _spent_until(response.headers, now) or now + DEFAULT_WAIT)
+            spent = _spent_until(response.headers, now, self._prefixes)
+            self.block(retry_after or spent or now + DEFAULT_WAIT)
+
+    def record(self, budget: Budget) -> None:
+        """A budget the platform reported (in headers, or in the body as GitHub's GraphQL ``rateLimit``)."""
+        if budget.remaining is None:
+            return
+        self.budget = budget
+        if self._listener is not None:
+            self._listener.budget(self.platform, budget.remaining, budget.reset_at, budget.limit)
 
     def block(self, until: datetime) -> datetime:
         """No request before ``until`` (a 429, a spent quota); returns ``until`` for ``SourceError.retry_at``."""

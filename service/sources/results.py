@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from service.samples import AccountState
 from service.sources.base import AccountProblem, FetchResult, SourceError, Target
+from service.sources.fields import malformed
+
+Results = dict[Target, FetchResult]
 
 
 async def fetch_each(
     targets: Sequence[Target], one: Callable[[Target], Awaitable[FetchResult]], *, concurrency: int
-) -> dict[Target, FetchResult]:
+) -> Results:
     """One request per target, a few at a time.
 
     A target whose own request failed as a whole (rate limit, 5xx, network) gets that failure as its
     problem; when every request failed, the first failure is raised so the caller learns ``retry_at``.
     """
+    import asyncio  # here, not at the top: platform declarations import this module on the backtest path
+
     limit = asyncio.Semaphore(concurrency)
 
     async def guarded(target: Target) -> FetchResult | SourceError:
@@ -34,6 +37,28 @@ async def fetch_each(
     return {t: failed(a) if isinstance(a, SourceError) else a for t, a in zip(targets, answers, strict=True)}
 
 
+Part = tuple[Sequence[Target], Callable[[], Awaitable[Results]]]
+
+
+async def fetch_parts(parts: Sequence[Part]) -> Results:
+    """Several lookups of one ``fetch`` (users and repositories, ids and names), one after the other.
+
+    A part that failed as a whole gives its targets that failure; when every part failed, the first
+    failure is raised, as ``fetch`` would for one request.
+    """
+    results: Results = {}
+    failures: list[SourceError] = []
+    for targets, answer in parts:
+        try:
+            results.update(await answer())
+        except SourceError as exc:
+            failures.append(exc)
+            results.update((t, failed(exc)) for t in targets)
+    if failures and len(failures) == len(parts):
+        raise failures[0]
+    return results
+
+
 def failed(error: SourceError) -> AccountProblem:
     """A failed request for one account, as that account's problem."""
     return AccountProblem(
@@ -42,39 +67,19 @@ def failed(error: SourceError) -> AccountProblem:
         permanent=error.permanent,
         kind=error.kind,
         deferred=error.deferred,
+        retry_at=error.retry_at,
     )
 
 
-def malformed(reason: str, platform_id: str | None = None) -> AccountProblem:
-    return AccountProblem(
-        AccountState.ERRORING, f"malformed answer: {reason}", kind="invalid_response", platform_id=platform_id
-    )
+def unaskable(targets: Sequence[Target], askable: Callable[[Target], bool], message: str) -> Results:
+    """Names the platform cannot have are not found without a request: one would spoil the whole batch."""
+    return {
+        t: AccountProblem(AccountState.NOT_FOUND, message, permanent=True) for t in targets if not askable(t)
+    }
 
 
-def fill_unanswered(
-    targets: Sequence[Target], results: dict[Target, FetchResult]
-) -> dict[Target, FetchResult]:
+def fill_unanswered(targets: Sequence[Target], results: Results) -> Results:
     """A batch answer that neither lists nor rejects a target is broken for that target, not proof of absence."""
     for target in targets:
         results.setdefault(target, malformed("the answer does not mention this account", target.platform_id))
     return results
-
-
-def text(data: Mapping[str, Any], key: str) -> str:
-    """A required non-empty string field."""
-    value = data.get(key)
-    if not isinstance(value, str) or not value or len(value) > 300:
-        raise ValueError(f"{key} is missing or not text")
-    return value
-
-
-def as_dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} is not an object")
-    return value
-
-
-def as_list(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValueError(f"{what} is not a list")
-    return value

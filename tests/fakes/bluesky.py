@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service.config import BlueskyConfig, PlatformConfig
+from service.config import SETTINGS, PlatformConfig
 from tests.fakes.server import FakeAccount, FakePlatform
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
@@ -19,7 +19,7 @@ class FakeBluesky(FakePlatform):
     platform = "bluesky"
 
     def settings(self) -> PlatformConfig:
-        return BlueskyConfig(base_url=self.url)
+        return SETTINGS["bluesky"](base_url=self.url)
 
     def new_id(self) -> str:
         return f"did:plc:fake{int(super().new_id()):020d}"

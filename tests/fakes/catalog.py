@@ -1,15 +1,25 @@
-"""Every fake platform by name."""
+"""Every fake platform by the case it plays (``FakePlatform.case``), found in the modules of this package:
+one per platform, and GitHub's repositories twice (through GraphQL with a token, through REST without)."""
 
 from __future__ import annotations
 
-from tests.fakes.bluesky import FakeBluesky
-from tests.fakes.github import FakeGithub
-from tests.fakes.mastodon import FakeMastodon
-from tests.fakes.server import FakePlatform
-from tests.fakes.twitch import FakeTwitch
-from tests.fakes.x import FakeX
-from tests.fakes.youtube import FakeYoutube
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
 
-FAKES: dict[str, type[FakePlatform]] = {
-    fake.platform: fake for fake in (FakeX, FakeMastodon, FakeBluesky, FakeYoutube, FakeTwitch, FakeGithub)
-}
+from tests.fakes.server import FakePlatform
+
+
+def _fakes() -> dict[str, type[FakePlatform]]:
+    found: dict[str, type[FakePlatform]] = {}
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        for _, fake in inspect.getmembers(
+            importlib.import_module(f"tests.fakes.{module.name}"), inspect.isclass
+        ):
+            if issubclass(fake, FakePlatform) and not inspect.isabstract(fake):
+                found[fake.case or fake.platform] = fake
+    return dict(sorted(found.items()))
+
+
+FAKES = _fakes()

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.config import MastodonConfig, PlatformConfig
+from service.config import SETTINGS, PlatformConfig
 from tests.fakes.server import FakeAccount, FakePlatform
 
 DOMAIN = "example.social"
@@ -19,7 +19,7 @@ class FakeMastodon(FakePlatform):
     per_account = True
 
     def settings(self) -> PlatformConfig:
-        return MastodonConfig(base_url=self.url, token=SecretStr(self.secret))
+        return SETTINGS["mastodon"](base_url=self.url, token=SecretStr(self.secret))
 
     def written(self, handle: str) -> str:
         return f"{handle}@{DOMAIN}"

@@ -5,8 +5,10 @@ a rate-limit budget announced in the platform's own header dialect, and a log of
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +34,14 @@ class Fault(StrEnum):
     UNAUTHORIZED = "unauthorized"  # the platform's bad-credential answer
     EXTRA_ACCOUNT = "extra_account"  # the answer carries an account nobody asked for
     ECHO_CREDENTIAL = "echo_credential"  # a broken server that repeats the credential it got in its error
+    # hostile answers (issue 11): each must stay the problem of the request or account it came with
+    NESTED_JSON = "nested_json"  # JSON nested deeper than Python's recursion limit
+    ODD_HEADERS = "odd_headers"  # the normal answer, its rate-limit headers and Retry-After saying "²"
+    TRICKLE = "trickle"  # the headers, then one byte every TRICKLE_SECONDS, never ending
+    GZIP_BOMB = "gzip_bomb"  # 50 kB on the wire, 50 MB once decoded
+    ENDLESS = "endless"  # 50 MB of valid JSON, streamed
+    REDIRECT = "redirect"  # 302 to the cloud metadata address
+    NUL_ERROR = "nul_error"  # an error answer whose every text field holds NUL and a lone surrogate
 
 
 GENERIC_FAULTS = {
@@ -41,13 +51,21 @@ GENERIC_FAULTS = {
     Fault.INVALID_JSON,
     Fault.HUGE_BODY,
     Fault.ECHO_CREDENTIAL,
+    Fault.NESTED_JSON,
+    Fault.TRICKLE,
+    Fault.GZIP_BOMB,
+    Fault.ENDLESS,
+    Fault.REDIRECT,
+    Fault.NUL_ERROR,
 }
+TRICKLE_SECONDS = 0.1
+METADATA_URL = "http://169.254.169.254/latest/meta-data/"
 
 
 @dataclass
 class FakeAccount:
     id: str
-    handle: str
+    handle: str  # as the platform answers it; tests set hostile ones (300 characters, NUL) here
     followers: Any  # an int normally; None (left out), negative or absurd values to test strict parsing
     following: int | None = 10
     posts: int | None = 20
@@ -61,14 +79,19 @@ class Seen:
     path: str
     query: list[tuple[str, str]]
     headers: dict[str, str] = field(repr=False)
+    body: Any = None  # a POSTed JSON body (a GraphQL query)
 
 
 class FakePlatform(ABC):
     """Subclasses answer ``/...`` requests in their platform's format (``answer``) and name its headers."""
 
     platform: ClassVar[str]
+    case: ClassVar[str] = (
+        ""  # the name tests know this fake by, when a platform has several (else the platform)
+    )
     suspended_state: ClassVar[AccountState] = AccountState.SUSPENDED  # what a suspension looks like there
     per_account: ClassVar[bool] = False  # one request per account: an extra account replaces the asked one
+    string_ids: ClassVar[bool] = True  # ids are JSON strings (an id can end in a newline); else numbers
     limit: ClassVar[int] = 300
     window: ClassVar[timedelta] = timedelta(minutes=15)
     rate_limit_wait: ClassVar[timedelta] = timedelta(seconds=90)
@@ -90,6 +113,7 @@ class FakePlatform(ABC):
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +147,8 @@ class FakePlatform(ABC):
         account.handle = self.stored_handle(new_name)
 
     def fail_next(self, *faults: Fault) -> None:
+        if Fault.GZIP_BOMB in faults:
+            _bomb()  # made now, not while the client's deadline runs
         self.faults.extend(faults)
 
     def intruder(self) -> FakeAccount:
@@ -183,8 +209,9 @@ class FakePlatform(ABC):
         )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json() if request.method == "POST" and request.can_read_body else None
         self.requests.append(
-            Seen(self.clock.now(), request.path, list(request.query.items()), dict(request.headers))
+            Seen(self.clock.now(), request.path, list(request.query.items()), dict(request.headers), body)
         )
         fault = self.faults.pop(0) if self.faults else None
         if fault in GENERIC_FAULTS:
@@ -197,6 +224,9 @@ class FakePlatform(ABC):
             return self.unauthorized()
         response = await self.answer(request, extra=fault is Fault.EXTRA_ACCOUNT)
         response.headers.update(self._spend())
+        if fault is Fault.ODD_HEADERS:
+            response.headers.update({name: "²" for name in self.budget_headers(1, self.clock.now())})
+            response.headers["Retry-After"] = "²"
         return response
 
     def _spend(self) -> dict[str, str]:
@@ -221,9 +251,47 @@ class FakePlatform(ABC):
         if fault is Fault.SLOW:
             await asyncio.sleep(self.slow_seconds)
             return await self.answer(request, extra=False)
+        if fault is Fault.NESTED_JSON:
+            return web.Response(
+                text='{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", content_type="application/json"
+            )
+        if fault is Fault.REDIRECT:
+            return web.Response(status=302, headers={"Location": METADATA_URL})
+        if fault is Fault.NUL_ERROR:
+            text = "bad\x00 request \ud800"
+            fields = ("error", "message", "detail", "title")
+            return self.json({**{f: text for f in fields}, "status": 400}, 400)
+        if fault is Fault.GZIP_BOMB:
+            headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            return web.Response(body=_bomb(), headers=headers)
+        if fault in (Fault.TRICKLE, Fault.ENDLESS):
+            return await self._stream(request, fault)
         response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "5000"})
         await response.prepare(request)
         await response.write(b'{"data": [{"id": "1"')
         assert request.transport is not None
         request.transport.close()
         return response
+
+    async def _stream(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        try:
+            await response.write(b'{"padding": "')
+            for _ in range(50 if fault is Fault.ENDLESS else 10**9):
+                if fault is Fault.TRICKLE:
+                    await asyncio.sleep(TRICKLE_SECONDS)
+                await response.write(b"x" * (1 if fault is Fault.TRICKLE else 1_000_000))
+            await response.write(b'"}')
+        except (ConnectionError, RuntimeError):  # the client hung up: what it was meant to do
+            pass
+        return response
+
+
+@functools.cache
+def _bomb() -> bytes:
+    """Valid JSON of 50 MB, gzipped to 200 kB (a gzip stream, level 1: fast enough to make on demand)."""
+    gzipped = zlib.compressobj(1, zlib.DEFLATED, 31)
+    zeros = b"0" * 1_000_000
+    parts = [gzipped.compress(b'{"padding": "'), *(gzipped.compress(zeros) for _ in range(50))]
+    return b"".join([*parts, gzipped.compress(b'"}'), gzipped.flush()])

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.config import PlatformConfig, TwitchConfig
+from service.config import SETTINGS, PlatformConfig
 from service.samples import AccountState
 from tests.fakes.server import FakeAccount, FakePlatform
 
@@ -22,7 +22,7 @@ class FakeTwitch(FakePlatform):
     limit = 800
 
     def settings(self) -> PlatformConfig:
-        return TwitchConfig(base_url=self.url, client_id=CLIENT_ID, token=SecretStr(self.secret))
+        return SETTINGS["twitch"](base_url=self.url, client_id=CLIENT_ID, token=SecretStr(self.secret))
 
     def authorized(self, request: web.Request) -> bool:
         return (

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.config import PlatformConfig, XConfig
+from service.config import SETTINGS, PlatformConfig
 from tests.fakes.server import FakeAccount, FakePlatform
 
 PROBLEM_TYPE = "https://api.twitter.com/2/problems/resource-not-found"
@@ -18,7 +18,7 @@ class FakeX(FakePlatform):
     platform = "x"
 
     def settings(self) -> PlatformConfig:
-        return XConfig(base_url=self.url, bearer_token=SecretStr(self.secret))
+        return SETTINGS["x"](base_url=self.url, bearer_token=SecretStr(self.secret))
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.secret}"

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.config import PlatformConfig, YoutubeConfig
+from service.config import SETTINGS, PlatformConfig
 from service.samples import AccountState
 from tests.fakes.server import FakeAccount, FakePlatform
 
@@ -21,7 +21,7 @@ class FakeYoutube(FakePlatform):
     suspended_state = AccountState.NOT_FOUND  # terminated channels are silently left out
 
     def settings(self) -> PlatformConfig:
-        return YoutubeConfig(base_url=self.url, api_key=SecretStr(self.secret))
+        return SETTINGS["youtube"](base_url=self.url, api_key=SecretStr(self.secret))
 
     def new_id(self) -> str:
         return "UC" + super().new_id().rjust(22, "x")

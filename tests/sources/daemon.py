@@ -66,12 +66,15 @@ class Deployment:
 
 
 @asynccontextmanager
-async def deployed(platform: str, tmp_path: Path, secret: str = SECRET) -> AsyncIterator[Deployment]:
-    engine = open_engine(f"sqlite:///{tmp_path / 'flockwatch.db'}")
+async def deployed(
+    case: str, tmp_path: Path, secret: str = SECRET, db_url: str | None = None
+) -> AsyncIterator[Deployment]:
+    """``case`` names the fake (``FAKES``); the database is SQLite in ``tmp_path`` unless ``db_url`` says."""
+    engine = open_engine(db_url or f"sqlite:///{tmp_path / 'flockwatch.db'}")
     upgrade(engine)
     store = Store(engine)
     try:
-        async with open_world(platform, secret) as world:
+        async with open_world(case, secret) as world:
             metrics = ServiceMetrics(world.registry)
             writer = SampleWriter(store, metrics)
             poller = Poller(world.source, writer, Board(), metrics, world.clock)

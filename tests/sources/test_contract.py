@@ -6,11 +6,23 @@ from datetime import timedelta
 
 import pytest
 
+from service.clock import ManualClock
 from service.samples import AccountState
 from service.sources.base import AccountProblem, Observation, SourceError
+from service.sources.platform import declaration, declarations
 from service.sources.ratelimit import BACKOFF_CAP
+from tests.fakes.catalog import FAKES
 from tests.fakes.server import Fault
-from tests.sources.world import World, failure_kind, no_sample, observation, problem
+from tests.sources.world import START, World, failure_kind, no_sample, observation, problem
+
+
+def test_every_platform_and_every_kind_of_subject_has_a_fake() -> None:
+    cases = {
+        (fake.platform, declaration(fake.platform).subject(fake(ManualClock(START)).target("a").handle).kind)
+        for fake in FAKES.values()
+    }
+    declared = {(p.name, s.kind) for p in declarations() for s in p.subjects}
+    assert cases == declared
 
 
 async def test_counts_are_recorded_with_the_stable_id(world: World) -> None:
@@ -47,7 +59,9 @@ async def test_one_batch_mixes_found_unknown_and_suspended_accounts(world: World
     assert observation(answer, targets[2]).followers == 200
     assert problem(answer, ghost).state is AccountState.NOT_FOUND
     assert problem(answer, targets[1]).state is world.fake.suspended_state
-    assert problem(answer, ghost).permanent
+    assert problem(answer, ghost).permanent and problem(answer, targets[1]).permanent
+    declared = declaration(world.platform).subject(ghost.handle).states
+    assert {problem(answer, ghost).state, problem(answer, targets[1]).state} <= declared
 
 
 async def test_a_rename_keeps_the_id_and_reports_the_new_handle(world: World) -> None:
@@ -74,6 +88,8 @@ async def test_a_429_is_obeyed_until_the_reset(world: World) -> None:
     if isinstance(answer, SourceError):
         assert answer.kind == "rate_limited"
         assert answer.retry_at == reset_at
+    else:  # a per-account wait (Mastodon: one instance's budget)
+        assert (problem(answer, target).kind, problem(answer, target).retry_at) == ("rate_limited", reset_at)
     asked = len(world.fake.requests)
     for _ in range(3):
         world.clock.advance(timedelta(seconds=20))
@@ -144,7 +160,7 @@ async def test_broken_answers_record_nothing_and_the_source_recovers(
     assert observation(await world.fetch(target), target).followers == 100
 
 
-@pytest.mark.parametrize("followers", [None, -5, 10**11, "12", 1.5, True])
+@pytest.mark.parametrize("followers", [None, -5, 10**11, 10**20, "12", "1e3", 1.5, True])
 async def test_a_missing_or_impossible_count_is_an_error_never_a_sample(
     world: World, followers: object
 ) -> None:

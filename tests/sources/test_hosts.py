@@ -20,7 +20,7 @@ from service.sources.hosts import (
     guarded_transport,
     is_public,
 )
-from service.sources.mastodon import MastodonSource
+from service.sources.platforms.mastodon import MastodonSource
 from tests.sources.world import START
 
 

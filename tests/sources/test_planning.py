@@ -13,16 +13,9 @@ from service.accounts import AccountRef
 from service.clock import ManualClock
 from service.config import Config
 from service.sources.metrics import SourceMetrics
-from service.sources.planning import (
-    BATCH_SIZES,
-    DEFAULT_BUDGETS,
-    CyclePlanner,
-    RateBudget,
-    plan_cycle,
-    requests_per_cycle,
-)
+from service.sources.planning import CyclePlanner, plan_cycle
+from service.sources.platform import RateBudget, declaration, declarations
 from service.sources.ratelimit import RateGate
-from service.sources.registry import BUILDERS
 
 MINUTE = timedelta(minutes=1)
 
@@ -43,16 +36,27 @@ def test_a_watchlist_beyond_the_budget_is_stretched_to_fit() -> None:
 
 
 @pytest.mark.parametrize(
-    ("platform", "accounts", "requests"),
-    [("x", 250, 3), ("youtube", 50, 1), ("github", 7, 7), ("twitch", 150, 152)],
+    ("account", "accounts", "credentialed", "requests"),
+    [
+        ("x:jack", 250, True, 3),
+        ("youtube:@tseries", 50, True, 1),
+        ("github:torvalds", 7, True, 7),
+        ("twitch:shroud", 150, True, 152),  # one name lookup per 100, then one request each
+        ("github:octo-org/hello", 250, True, 3),  # GraphQL: 100 repositories a query
+        ("github:octo-org/hello", 250, False, 250),  # REST without a token: one each
+    ],
 )
-def test_requests_per_cycle_follow_each_api_batch_size(platform: str, accounts: int, requests: int) -> None:
-    assert requests_per_cycle(platform, accounts) == requests
+def test_requests_per_cycle_follow_each_subjects_batching(
+    account: str, accounts: int, credentialed: bool, requests: int
+) -> None:
+    ref = AccountRef.parse(account)
+    batching = declaration(ref.platform).subject(ref.handle).batched(credentialed)
+    assert batching.requests(accounts) == requests
 
 
-def test_planning_batch_sizes_match_the_sources() -> None:
-    for platform in ("x", "bluesky", "youtube"):
-        assert BATCH_SIZES[platform] == BUILDERS[platform].batch_size  # type: ignore[attr-defined]
+def test_no_subject_is_batched_beyond_what_one_fetch_takes() -> None:
+    for platform in declarations():
+        assert all(s.batching.per_request <= platform.batch_size for s in platform.subjects)
 
 
 def test_the_planner_says_so_once_and_sets_the_gauge(caplog: pytest.LogCaptureFixture) -> None:
@@ -82,12 +86,31 @@ def test_mastodon_instances_have_budgets_of_their_own() -> None:
     assert planner.plan(Config(), crowded)["mastodon"] > 1
 
 
-def test_default_budgets_cover_every_platform() -> None:
-    assert (
-        set(DEFAULT_BUDGETS)
-        == set(BATCH_SIZES)
-        == {"x", "mastodon", "bluesky", "youtube", "twitch", "github"}
-    )
+def test_every_platform_declares_a_main_budget_for_each_of_its_subjects() -> None:
+    assert {p.name for p in declarations()} == {"x", "mastodon", "bluesky", "youtube", "twitch", "github"}
+    for platform in declarations():
+        for subject in platform.subjects:
+            for credentialed in (True, False):
+                assert platform.budget(subject.batched(credentialed).budget, credentialed).requests > 0
+
+
+def _github(token: bool) -> Config:
+    return Config.model_validate({"platforms": {"github": {"token": "t"} if token else {}}})
+
+
+def test_repositories_with_a_token_spend_graphql_points_not_the_rest_budget() -> None:
+    repositories = [(AccountRef("github", f"o/r{i}"), 15 * MINUTE) for i in range(2000)]
+    # 20 queries per 15 minutes against 4,500 usable points an hour: no stretch
+    assert CyclePlanner().plan(_github(token=True), repositories)["github"] == 1.0
+    # 2,000 REST requests per 15 minutes against 54 usable an hour
+    assert CyclePlanner().plan(_github(token=False), repositories)["github"] == pytest.approx(8000 / 54)
+
+
+def test_users_and_repositories_without_a_token_share_one_budget() -> None:
+    mixed = [(AccountRef("github", "torvalds"), timedelta(hours=1))] * 30 + [
+        (AccountRef("github", "o/r"), timedelta(hours=1))
+    ] * 30
+    assert CyclePlanner().plan(_github(token=False), mixed)["github"] == pytest.approx(60 / 54)
 
 
 def test_a_configured_rate_limit_replaces_the_published_default() -> None:

@@ -8,11 +8,11 @@ import pytest
 
 from service.samples import AccountState
 from service.sources.base import AccountProblem, SourceError
-from service.sources.youtube import next_quota_reset, rounding_step
+from service.sources.platforms.youtube import next_quota_reset, rounding_step
 from tests.fakes.server import Fault
 from tests.sources.world import World, observation, open_world, problem
 
-FULL_BATCH = {"x": 100, "bluesky": 25, "youtube": 50, "twitch": 100}
+FULL_BATCH = {"x": 100, "bluesky": 25, "youtube": 50, "twitch": 100, "github-repositories": 100}
 
 
 @pytest.mark.parametrize("platform", sorted(FULL_BATCH))

@@ -17,7 +17,7 @@ from tests.fakes.catalog import FAKES
 from tests.fakes.server import Fault
 from tests.sources.daemon import deployed
 
-PLATFORMS = sorted(FAKES)
+PLATFORMS = sorted(FAKES)  # every fake's case: each platform, and GitHub repositories two ways
 BUDGETED = [p for p in PLATFORMS if p != "youtube"]  # YouTube announces no budget: its quota is daily
 
 
@@ -114,10 +114,10 @@ async def test_an_impossible_count_is_never_stored(platform: str, followers: obj
         assert "malformed" in (d.account(ref).last_error or "")
 
 
-@pytest.mark.parametrize("platform", BUDGETED)
-async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(platform: str, tmp_path: Path) -> None:
-    async with deployed(platform, tmp_path) as d:
-        fake = d.world.fake
+@pytest.mark.parametrize("case", BUDGETED)
+async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(case: str, tmp_path: Path) -> None:
+    async with deployed(case, tmp_path) as d:
+        fake, platform = d.world.fake, d.world.platform
         ref = d.watch(fake.add("alice", 1000))
         await d.poll()
         before = len(fake.requests)
@@ -139,3 +139,28 @@ async def test_a_poll_held_back_by_a_spent_budget_changes_no_account(platform: s
 
         await d.poll()  # the window has reset
         assert len(d.samples(ref)) == 4 and d.state(ref) is AccountState.ACTIVE
+
+
+@pytest.mark.parametrize("case", ["mastodon", "x", "github-repositories"])
+@pytest.mark.parametrize(
+    "hostile", ["a" * 300, "ali\x00ce", "ali\ud800ce"], ids=["300 characters", "NUL", "surrogate"]
+)
+async def test_a_hostile_answer_leaves_every_other_sample_written(
+    case: str, hostile: str, db_url: str, tmp_path: Path
+) -> None:
+    async with deployed(case, tmp_path, db_url=db_url) as d:
+        fake = d.world.fake
+        alice, bob = fake.add("alice", 1000), fake.add("bob", 2000)
+        refs = [d.watch(alice), d.watch(bob)]
+        await d.poll()
+        alice.handle = fake.stored_handle(hostile)
+
+        await d.poll()
+
+        assert [len(d.samples(ref)) for ref in refs] == [1, 2]
+        assert d.state(refs[0]) is AccountState.ERRORING
+        assert "malformed" in (d.account(refs[0]).last_error or "")
+        fake.rename(alice, "alice")
+        await d.poll()
+        assert [len(d.samples(ref)) for ref in refs] == [2, 3]
+        assert all(d.state(ref) is AccountState.ACTIVE for ref in refs)

@@ -10,6 +10,7 @@ import pytest
 
 from service.clock import ManualClock
 from service.sources.base import SourceError
+from service.sources.platform import declaration
 from service.sources.ratelimit import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -38,6 +39,40 @@ def test_reset_headers_in_every_dialect(value: str, expected: datetime | None) -
     assert parse_reset(value, NOW) == expected
 
 
+NONSENSE = [
+    "²",
+    "١٢٣",
+    "1e400",
+    "nan",
+    "inf",
+    "9" * 400,
+    "Thu, 01 Jan 99999 00:00:00 GMT",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "12\x0034",
+    " ",
+]
+
+
+@pytest.mark.parametrize("value", NONSENSE)
+def test_a_header_that_says_nonsense_is_ignored(value: str) -> None:
+    assert parse_reset(value, NOW) is None
+    assert parse_retry_after(value, NOW) is None
+    budget = read_budget({"x-rate-limit-remaining": value, "x-rate-limit-limit": value}, NOW)
+    assert (budget.limit, budget.remaining) == (None, None)
+
+
+@pytest.mark.parametrize("value", NONSENSE[:5])
+def test_a_gate_told_nonsense_keeps_working(value: str) -> None:
+    gate, clock = _gate()
+    names = ("x-rate-limit-remaining", "x-rate-limit-reset", "x-rate-limit-limit", "retry-after")
+    gate.observe(_response(200, dict.fromkeys(names, value)))
+    gate.check()
+    gate.observe(_response(429, dict.fromkeys(names, value)))  # a 429 naming no usable time waits a minute
+    clock.advance(timedelta(seconds=60))
+    gate.check()
+
+
 def test_retry_after_is_seconds_or_a_date() -> None:
     assert parse_retry_after("120", NOW) == NOW + timedelta(seconds=120)
     assert parse_retry_after("Mon, 05 Jan 2026 12:10:00 GMT", NOW) == datetime(2026, 1, 5, 12, 10, tzinfo=UTC)
@@ -53,11 +88,12 @@ def test_budget_is_read_from_each_prefix(prefix: str) -> None:
 
 def _gate() -> tuple[RateGate, ManualClock]:
     clock = ManualClock(NOW)
-    return RateGate("x", clock, rng=random.Random(3)), clock
+    return RateGate("x", clock, rng=random.Random(3), prefixes=declaration("x").rate_headers), clock
 
 
 def _response(status: int, headers: dict[str, str]) -> httpx.Response:
-    return httpx.Response(status, headers=headers, request=httpx.Request("GET", "http://test/"))
+    raw = [(name.encode(), value.encode()) for name, value in headers.items()]  # as sent: UTF-8 and all
+    return httpx.Response(status, headers=raw, request=httpx.Request("GET", "http://test/"))
 
 
 def test_a_spent_budget_closes_the_gate_until_its_reset() -> None:

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from service.clock import ManualClock
-from service.config import Config, ConfigError, load
-from service.sources.registry import MissingCredential, UnsupportedPlatform, build_source, missing_credentials
+from service.config import Config, ConfigError, load, missing_credentials
+from service.sources.registry import MissingCredential, UnsupportedPlatform, build_source
 from tests.sources.world import START
 
 

@@ -27,7 +27,7 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("platform", ["x", "youtube", "twitch", "github", "mastodon"])
+@pytest.mark.parametrize("platform", ["x", "youtube", "twitch", "github", "github-repositories", "mastodon"])
 async def test_the_credential_appears_nowhere(
     platform: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -45,9 +45,11 @@ class World:
 
 
 @asynccontextmanager
-async def open_world(platform: str, secret: str = SECRET) -> AsyncIterator[World]:
+async def open_world(case: str, secret: str = SECRET) -> AsyncIterator[World]:
+    """A source and its fake platform; ``case`` names the fake (``FAKES``), e.g. ``github-repositories``."""
     clock = ManualClock(START)
-    fake = FAKES[platform](clock, secret)
+    fake = FAKES[case](clock, secret)
+    platform = fake.platform
     await fake.start()
     registry = CollectorRegistry()
     try:

@@ -11,37 +11,71 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
-
 from service.samples import AccountState
-from service.sources.api import Api
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import in_range
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
+from service.sources.fields import as_dict, as_list, in_range, malformed, per_account, text
+from service.sources.platform import (
+    Batching,
+    Counts,
+    Credential,
+    Platform,
+    RateBudget,
+    Subject,
+)
 from service.sources.ratelimit import next_batch
-from service.sources.results import as_dict, as_list, fetch_each, malformed, text
+from service.sources.results import Results, fetch_each
+
+if TYPE_CHECKING:
+    import httpx
+
+    from service.sources.registry import Wiring
 
 CHANNELS = "/youtube/v3/channels"
-CHANNEL_ID = re.compile(r"^UC[A-Za-z0-9_-]{22}$")
+CHANNEL_ID = re.compile(r"UC[A-Za-z0-9_-]{22}")
 PART = "snippet,statistics"
 FIELDS = "items(id,snippet/customUrl,statistics)"  # snippet carries the handle; the rest is dropped
 QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 
 
-class YoutubeSource:
-    platform: ClassVar[str] = "youtube"
-    batch_size: ClassVar[int] = 50
+def build(wiring: Wiring) -> YoutubeSource:
+    return YoutubeSource(wiring.api())
 
-    def __init__(self, api: Api) -> None:
-        self._api = api
+
+def _headers(credentials: Mapping[str, str]) -> dict[str, str]:
+    return {"X-Goog-Api-Key": credentials["api_key"]}
+
+
+PLATFORM = Platform(
+    name="youtube",
+    title="YouTube",
+    base_url="https://www.googleapis.com",
+    subjects=(
+        Subject(
+            platform_id=CHANNEL_ID,
+            states=frozenset({AccountState.NOT_FOUND, AccountState.PROTECTED}),
+            counts=Counts(following=None, posts="videos"),
+            batching=Batching(per_request=50),
+        ),
+    ),
+    credentials=(Credential("api_key", "YouTube needs a Data API v3 key"),),
+    headers=_headers,
+    budgets={"": RateBudget(10_000, timedelta(days=1))},  # quota units; one per channels.list call
+    batch_size=50,
+    build=build,
+)
+
+
+class YoutubeSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         known = [t for t in targets if _channel_id(t)]
         unknown = [t for t in targets if not _channel_id(t)]
-        results: dict[Target, FetchResult] = {}
+        results: Results = {}
         batch = next_batch()
         if known:
             results.update(await self._by_ids(known, batch))
@@ -49,13 +83,12 @@ class YoutubeSource:
             results.update(await fetch_each(unknown, lambda t: self._by_handle(t, batch), concurrency=4))
         return results
 
-    async def aclose(self) -> None:
-        await self._api.aclose()
-
-    async def _by_ids(self, targets: Sequence[Target], batch: int) -> dict[Target, FetchResult]:
+    async def _by_ids(self, targets: Sequence[Target], batch: int) -> Results:
         ids = ",".join(_channel_id(t) or "" for t in targets)
         items = await self._channels({"id": ids, "maxResults": "50"}, batch)
-        found = {item.get("id"): item for item in items if isinstance(item, dict)}
+        found = {
+            item["id"]: item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
+        }
         # channels.list silently leaves out ids of deleted and terminated channels
         return {
             t: _observation(found[cid], t) if (cid := _channel_id(t)) in found else _gone(cid)
@@ -115,7 +148,7 @@ def next_quota_reset(now: datetime) -> datetime:
 def _channel_id(target: Target) -> str | None:
     if target.platform_id:
         return target.platform_id
-    return target.handle if CHANNEL_ID.match(target.handle) else None
+    return target.handle if CHANNEL_ID.fullmatch(target.handle) else None
 
 
 def _gone(channel_id: str | None) -> AccountProblem:
@@ -130,28 +163,25 @@ def _custom_url(item: dict[str, Any]) -> str | None:
     return url.lower() if isinstance(url, str) else None
 
 
+@per_account
 def _observation(item: dict[str, Any], target: Target) -> FetchResult:
-    try:
-        channel_id = text(item, "id")
-        if not CHANNEL_ID.match(channel_id):
-            raise ValueError("id is not a channel id")
-        statistics = as_dict(item.get("statistics"), "statistics")
-        if statistics.get("hiddenSubscriberCount") is True:
-            return AccountProblem(
-                AccountState.PROTECTED, "the channel hides its subscriber count", platform_id=channel_id
-            )
-        subscribers = _string_count(statistics, "subscriberCount")
-        if subscribers is None:
-            raise ValueError("subscriberCount is missing")
-        return Observation(
-            platform_id=channel_id,
-            handle=_custom_url(item) or target.handle,
-            followers=subscribers,
-            posts=_string_count(statistics, "videoCount"),
-            followers_step=rounding_step(subscribers),
+    channel_id = text(item, "id")
+    statistics = as_dict(item.get("statistics"), "statistics")
+    if statistics.get("hiddenSubscriberCount") is True:
+        return AccountProblem(
+            AccountState.PROTECTED, "the channel hides its subscriber count", platform_id=channel_id
         )
-    except ValueError as exc:
-        return malformed(str(exc), target.platform_id)
+    subscribers = _string_count(statistics, "subscriberCount")
+    if subscribers is None:
+        raise ValueError("subscriberCount is missing")
+    return Observation(
+        platform_id=channel_id,
+        handle=_custom_url(item) or target.handle,
+        followers=subscribers,
+        following=None,
+        posts=_string_count(statistics, "videoCount"),
+        followers_step=rounding_step(subscribers),
+    )
 
 
 def _string_count(statistics: dict[str, Any], key: str) -> int | None:

@@ -9,34 +9,69 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
-
-import httpx
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.api import Api
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import required_count
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
+from service.sources.fields import as_dict, as_list, malformed, required_count, text
+from service.sources.platform import (
+    NUMERIC_ID,
+    Batching,
+    Counts,
+    Credential,
+    Platform,
+    RateBudget,
+    Subject,
+)
 from service.sources.ratelimit import next_batch
-from service.sources.results import as_dict, as_list, fetch_each, malformed, text
+from service.sources.results import fetch_each, unaskable
 
-LOGIN = re.compile(r"^[A-Za-z0-9_]{1,25}$")  # one bad login makes Helix reject the whole lookup
-NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+if TYPE_CHECKING:
+    import httpx
+
+    from service.sources.registry import Wiring
+
+LOGIN = re.compile(r"[A-Za-z0-9_]{1,25}")  # one bad login makes Helix reject the whole lookup
 
 
-class TwitchSource:
-    platform: ClassVar[str] = "twitch"
-    batch_size: ClassVar[int] = 100
+def build(wiring: Wiring) -> TwitchSource:
+    return TwitchSource(wiring.api())
 
-    def __init__(self, api: Api) -> None:
-        self._api = api
+
+def _headers(credentials: Mapping[str, str]) -> dict[str, str]:
+    return {"Client-Id": credentials["client_id"], "Authorization": f"Bearer {credentials['token']}"}
+
+
+PLATFORM = Platform(
+    name="twitch",
+    title="Twitch",
+    base_url="https://api.twitch.tv",
+    subjects=(
+        Subject(
+            platform_id=NUMERIC_ID,
+            states=frozenset({AccountState.NOT_FOUND}),
+            counts=Counts(following=None, posts=None),
+            batching=Batching(per_request=1, lookups=100),  # /helix/users for 100, then one per account
+        ),
+    ),
+    credentials=(
+        Credential("client_id", "Twitch needs the app's client id", secret=False),
+        Credential("token", "Twitch needs a user access token"),
+    ),
+    headers=_headers,
+    budgets={"": RateBudget(800, timedelta(minutes=1))},  # points; reported, not published
+    rate_headers=("ratelimit-",),
+    batch_size=100,
+    build=build,
+)
+
+
+class TwitchSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        results: dict[Target, FetchResult] = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid Twitch login", permanent=True)
-            for t in targets
-            if not t.platform_id and not LOGIN.match(t.handle)
-        }
+        results = unaskable(targets, _askable, "not a valid Twitch login")
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
@@ -52,9 +87,6 @@ class TwitchSource:
             followers = await fetch_each(found, lambda t: self._followers(users[t], batch), concurrency=8)
             results.update(followers)
         return results
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
 
     async def _users(self, targets: Sequence[Target], batch: int) -> dict[Target, Any]:
         """Each found target's user object (a malformed one as its problem); absent targets are left out."""
@@ -107,9 +139,13 @@ class TwitchSource:
         return self._api.failed(f"twitch answered HTTP {status}: {detail}", kind="http_other")
 
 
+def _askable(target: Target) -> bool:
+    return bool(target.platform_id) or LOGIN.fullmatch(target.handle) is not None
+
+
 def _checked_user(user: dict[str, Any]) -> dict[str, Any] | AccountProblem:
     try:
-        if not NUMERIC_ID.match(text(user, "id")) or not LOGIN.match(text(user, "login")):
+        if not NUMERIC_ID.fullmatch(text(user, "id")) or not LOGIN.fullmatch(text(user, "login")):
             raise ValueError("id or login is malformed")
     except ValueError as exc:
         return malformed(str(exc))

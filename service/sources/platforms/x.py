@@ -9,35 +9,64 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.api import Api
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import count, required_count
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
+from service.sources.fields import as_dict, as_list, count, per_account, required_count, text
+from service.sources.platform import (
+    NUMERIC_ID,
+    Batching,
+    Credential,
+    Platform,
+    RateBudget,
+    Subject,
+)
 from service.sources.ratelimit import parse_reset
-from service.sources.results import as_dict, as_list, fill_unanswered, malformed, text
+from service.sources.results import Results, fill_unanswered, unaskable
 
-USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")  # one bad name makes X reject the whole batch with HTTP 400
-NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
+if TYPE_CHECKING:
+    import httpx
+
+    from service.sources.registry import Wiring
+
+USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")  # one bad name makes X reject the whole batch with HTTP 400
 USAGE_CAP_PAUSE = timedelta(hours=1)  # the monthly cap names no reset time
 
 
-class XSource:
-    platform: ClassVar[str] = "x"
-    batch_size: ClassVar[int] = 100
+def build(wiring: Wiring) -> XSource:
+    return XSource(wiring.api())
 
-    def __init__(self, api: Api) -> None:
-        self._api = api
+
+def _headers(credentials: Mapping[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials['bearer_token']}"}
+
+
+PLATFORM = Platform(
+    name="x",
+    title="X",
+    base_url="https://api.x.com",
+    subjects=(
+        Subject(
+            platform_id=NUMERIC_ID,
+            states=frozenset({AccountState.NOT_FOUND, AccountState.SUSPENDED, AccountState.PROTECTED}),
+            batching=Batching(per_request=100),
+        ),
+    ),
+    credentials=(Credential("bearer_token", "X needs an app bearer token"),),
+    headers=_headers,
+    budgets={"": RateBudget(300, timedelta(minutes=15))},
+    rate_headers=("x-rate-limit-", "x-app-limit-24hour-"),
+    batch_size=100,
+    build=build,
+)
+
+
+class XSource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
-        results: dict[Target, FetchResult] = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid X username", permanent=True)
-            for t in targets
-            if not t.platform_id and not USERNAME.match(t.handle)
-        }
+        results = unaskable(targets, _askable, "not a valid X username")
         by_id = [t for t in targets if t.platform_id]
         by_name = [t for t in targets if not t.platform_id and t not in results]
         if by_id:
@@ -48,12 +77,9 @@ class XSource:
             )
         return results
 
-    async def aclose(self) -> None:
-        await self._api.aclose()
-
     async def _lookup(
         self, path: str, param: str, targets: Sequence[Target], key: Callable[[Target], str]
-    ) -> dict[Target, FetchResult]:
+    ) -> Results:
         query = {param: ",".join(key(t) for t in targets), "user.fields": "public_metrics"}
         response, body = await self._api.get(path, query)
         if response.status_code != 200:
@@ -67,7 +93,7 @@ class XSource:
                 f"x answered with an unexpected shape: {exc}", kind="invalid_response"
             ) from None
         wanted = {key(t): t for t in targets}
-        results: dict[Target, FetchResult] = {}
+        results: Results = {}
         for user in users:
             target = wanted.get(_user_key(user, param))
             if target is not None:  # users nobody asked for are ignored
@@ -97,6 +123,10 @@ class XSource:
         return self._api.failed(f"x answered HTTP {status}", kind="http_other")
 
 
+def _askable(target: Target) -> bool:
+    return bool(target.platform_id) or USERNAME.fullmatch(target.handle) is not None
+
+
 def _user_key(user: Any, param: str) -> str:
     if not isinstance(user, dict):
         return ""
@@ -104,24 +134,20 @@ def _user_key(user: Any, param: str) -> str:
     return value.lower() if isinstance(value, str) else ""
 
 
+@per_account
 def _observation(user: dict[str, Any]) -> FetchResult:
-    user_id = user.get("id")
-    if not isinstance(user_id, str) or not NUMERIC_ID.match(user_id):
-        return malformed("id is missing or not numeric")
-    try:
-        metrics = as_dict(user.get("public_metrics"), "public_metrics")
-        return Observation(
-            platform_id=user_id,
-            handle=text(user, "username"),
-            followers=required_count(metrics, "followers_count"),
-            following=count(metrics, "following_count", required=False),
-            posts=count(metrics, "tweet_count", required=False),
-        )
-    except ValueError as exc:
-        return malformed(str(exc), user_id)
+    metrics = as_dict(user.get("public_metrics"), "public_metrics")
+    return Observation(
+        platform_id=text(user, "id"),
+        handle=text(user, "username"),
+        followers=required_count(metrics, "followers_count"),
+        following=count(metrics, "following_count", required=False),
+        posts=count(metrics, "tweet_count", required=False),
+    )
 
 
-def _problem(error: Any) -> AccountProblem:
+@per_account
+def _problem(error: dict[str, Any]) -> FetchResult:
     detail = str(error.get("detail", ""))[:200]
     title = str(error.get("title", ""))
     if "suspended" in detail.lower():

@@ -8,39 +8,57 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
-
-import httpx
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from service.samples import AccountState
-from service.sources.api import Api
-from service.sources.base import AccountProblem, FetchResult, Observation, SourceError, Target
-from service.sources.http import count, required_count
+from service.sources.base import AccountProblem, ApiSource, FetchResult, Observation, SourceError, Target
+from service.sources.fields import as_dict, as_list, count, malformed, per_account, required_count, text
+from service.sources.platform import Batching, Platform, RateBudget, Subject
 from service.sources.ratelimit import next_batch
-from service.sources.results import as_dict, as_list, failed, fetch_each, malformed, text
+from service.sources.results import Results, failed, fetch_each, unaskable
+
+if TYPE_CHECKING:
+    import httpx
+
+    from service.sources.registry import Wiring
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
 PROFILE = "/xrpc/app.bsky.actor.getProfile"
 HANDLE = re.compile(
-    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
-DID = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}$")
+DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,240}")  # the spec allows 2 kB; the database holds 255
 
 
-class BlueskySource:
-    platform: ClassVar[str] = "bluesky"
-    batch_size: ClassVar[int] = 25
+def build(wiring: Wiring) -> BlueskySource:
+    return BlueskySource(wiring.api())
 
-    def __init__(self, api: Api) -> None:
-        self._api = api
+
+PLATFORM = Platform(
+    name="bluesky",
+    title="Bluesky",
+    base_url="https://public.api.bsky.app",
+    subjects=(
+        Subject(
+            platform_id=DID,
+            states=frozenset({AccountState.NOT_FOUND, AccountState.SUSPENDED}),
+            batching=Batching(per_request=25),
+        ),
+    ),
+    budgets={"": RateBudget(3000, timedelta(minutes=5))},  # assumed: the public AppView publishes none
+    rate_headers=("ratelimit-",),
+    batch_size=25,
+    build=build,
+)
+
+
+class BlueskySource(ApiSource):
+    declared = PLATFORM
 
     async def fetch(self, targets: Sequence[Target]) -> Mapping[Target, FetchResult]:
         # One malformed actor makes the AppView reject the whole batch, so such handles never leave.
-        results: dict[Target, FetchResult] = {
-            t: AccountProblem(AccountState.NOT_FOUND, "not a valid Bluesky handle or DID", permanent=True)
-            for t in targets
-            if not (HANDLE.match(_actor(t)) or DID.match(_actor(t)))
-        }
+        results = unaskable(targets, _askable, "not a valid Bluesky handle or DID")
         asked = [t for t in targets if t not in results]
         if not asked:
             return results
@@ -53,10 +71,7 @@ class BlueskySource:
             results.update((t, failed(exc)) for t in missing)
         return results
 
-    async def aclose(self) -> None:
-        await self._api.aclose()
-
-    async def _profiles(self, targets: Sequence[Target], batch: int) -> dict[Target, FetchResult]:
+    async def _profiles(self, targets: Sequence[Target], batch: int) -> Results:
         query = {"actors": [_actor(t) for t in targets]}
         response, body = await self._api.get(PROFILES, query, batch=batch)
         if response.status_code != 200:
@@ -91,6 +106,10 @@ class BlueskySource:
         return self._api.failed(f"bluesky refused the request: {error}", kind=kind, permanent=kind == "auth")
 
 
+def _askable(target: Target) -> bool:
+    return bool(HANDLE.fullmatch(_actor(target)) or DID.fullmatch(_actor(target)))
+
+
 def _actor(target: Target) -> str:
     return target.platform_id or target.handle.lstrip("@")
 
@@ -99,21 +118,16 @@ def _keys(profile: dict[str, Any]) -> set[str]:
     return {value.lower() for key in ("did", "handle") if isinstance(value := profile.get(key), str)}
 
 
+@per_account
 def _observation(profile: dict[str, Any]) -> FetchResult:
-    try:
-        did = text(profile, "did")
-        if not DID.match(did):
-            raise ValueError("did is not a DID")
-        # A profile without followersCount has an unknown count, which is never stored as 0.
-        return Observation(
-            platform_id=did,
-            handle=text(profile, "handle"),
-            followers=required_count(profile, "followersCount"),
-            following=count(profile, "followsCount", required=False),
-            posts=count(profile, "postsCount", required=False),
-        )
-    except ValueError as exc:
-        return malformed(str(exc), profile.get("did") if isinstance(profile.get("did"), str) else None)
+    # A profile without followersCount has an unknown count, which is never stored as 0.
+    return Observation(
+        platform_id=text(profile, "did"),
+        handle=text(profile, "handle"),
+        followers=required_count(profile, "followersCount"),
+        following=count(profile, "followsCount", required=False),
+        posts=count(profile, "postsCount", required=False),
+    )
 
 
 def _account_error(body: Any, platform_id: str | None) -> AccountProblem:
@@ -122,8 +136,12 @@ def _account_error(body: Any, platform_id: str | None) -> AccountProblem:
         return AccountProblem(
             AccountState.SUSPENDED, "the account was taken down", permanent=True, platform_id=platform_id
         )
-    if code == "AccountDeactivated":
-        return AccountProblem(AccountState.NOT_FOUND, "the account is deactivated", platform_id=platform_id)
+    if (
+        code == "AccountDeactivated"
+    ):  # its owner may come back: the slow re-checks of a permanent state will see it
+        return AccountProblem(
+            AccountState.NOT_FOUND, "the account is deactivated", permanent=True, platform_id=platform_id
+        )
     return AccountProblem(
         AccountState.NOT_FOUND, "bluesky does not know this account", permanent=True, platform_id=platform_id
     )
