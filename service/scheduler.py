@@ -59,6 +59,10 @@ class PollScheduler:
     def start(self) -> None:
         self._scheduler.start()
 
+    def groups(self) -> list[GroupKey]:
+        """The (platform, interval in seconds) groups being polled."""
+        return sorted(self._groups)
+
     def plan(self, accounts: Iterable[WatchedAccount]) -> None:
         """Bring the jobs in line with the watchlist: new groups start, empty ones stop, accounts keep their
         due times (a new one is due one interval after its last poll)."""

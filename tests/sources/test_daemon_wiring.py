@@ -48,7 +48,7 @@ async def test_a_watchlist_beyond_the_budget_is_stretched_and_the_sources_report
         with caplog.at_level(logging.WARNING, logger="service.sources.planning"):
             await daemon.start()
             await eventually(lambda: registry.get_sample_value("flockwatch_samples_written_total") == 100)
-            jobs = daemon.scheduler._scheduler.get_jobs()
+            groups = daemon.scheduler.groups()
     finally:
         await daemon.stop()
         await fake.stop()
@@ -60,5 +60,5 @@ async def test_a_watchlist_beyond_the_budget_is_stretched_and_the_sources_report
     assert [r.getMessage() for r in caplog.records].count(
         "watchlist too large for the interval within the rate limit: polls spread out"
     ) == 1
-    (job,) = jobs
-    assert job.trigger.interval >= timedelta(hours=1)  # 100 requests a cycle against 54 usable an hour
+    ((_, seconds),) = groups
+    assert seconds >= timedelta(hours=1).total_seconds()  # 100 requests a cycle against 54 usable an hour
