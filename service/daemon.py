@@ -32,7 +32,7 @@ from service.sources.planning import CyclePlanner
 from service.sources.registry import UnsupportedPlatform, build_source
 from service.store.database import check_reachable, open_engine, safe_url, upgrade
 from service.store.repository import AccountUpdate, Store, WatchedAccount
-from service.web import HttpServer, build_app
+from service.web import HttpServer, build_app, web_guard
 from service.writer import SampleWriter
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,14 @@ class Daemon:
         self._writer_task: asyncio.Task[None] | None = None
         self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of)
         host, port = parse_listen(config.http.listen)
-        self.http = HttpServer(
-            build_app(registry, self._readiness, [self.exposition.render, self.scores.render]), host, port
-        )
+        sections = [self.exposition.render, *([self.scores.render] if config.http.anomaly_scores else [])]
+        guard = web_guard(config.http.web_config_file)
+        self.http = HttpServer(build_app(registry, self._readiness, sections, guard=guard), host, port, guard)
 
     @property
     def metrics_url(self) -> str:
         host, _ = parse_listen(self.config.http.listen)
-        return f"http://{_url_host(host)}:{self.http.bound_port}/metrics"
+        return f"{self.http.scheme}://{_url_host(host)}:{self.http.bound_port}/metrics"
 
     async def start(self) -> None:
         """Migrate, load the watchlist, start polling and serving. Raises ``DatabaseError`` if the database is unusable."""
