@@ -43,6 +43,7 @@ hash() {
 for user in prometheus probe; do
     [ -f "$user-password" ] || openssl rand -hex 24 > "$user-password"
 done
+printf 'prometheus' > prometheus-user  # for the Prometheus Operator's ServiceMonitor
 prometheus_hash=$(hash < prometheus-password)
 probe_hash=$(hash < probe-password)
 cat > web-config.yml <<YAML
@@ -55,6 +56,6 @@ basic_auth_users:
   probe: $probe_hash
 YAML
 # The daemon (uid 10001) and Prometheus (uid 65534) read these through read-only mounts.
-chmod 644 ca.crt tls.crt tls.key prometheus-password probe-password web-config.yml
+chmod 644 ca.crt tls.crt tls.key prometheus-user prometheus-password probe-password web-config.yml
 chmod 600 ca.key
 echo "made $out: ca.crt tls.crt tls.key prometheus-password probe-password web-config.yml"
