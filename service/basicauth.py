@@ -19,6 +19,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import bcrypt
 from pydantic import SecretStr
@@ -27,6 +28,14 @@ from pydantic import SecretStr
 _NOBODY = b"$2b$10$CnHSs3C5LCNnaX2Ce9V2.uAV8qlhCqyRxIoGUfX3nA3bcK7Qe2vhK"
 _MAX_PASSWORD = 72  # bytes bcrypt reads; bcrypt 5 refuses longer passwords rather than cut them
 _REMEMBERED = 100  # verdicts kept, as the toolkit keeps
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    user: str
+    good: bytes
+    bad: bytes
+    known: bool
 
 
 class BasicAuth:
@@ -53,8 +62,7 @@ class BasicAuth:
         bad = self._digest(b"bad", user.encode(), hashed, password)
         if bad in self._bad:
             return False
-        right = await self._check(bad, password, hashed)
-        self._remember(user, good, bad, right and known is not None)
+        right = await self._check(_Attempt(user, good, bad, known is not None), password, hashed)
         return right and known is not None
 
     def close(self) -> None:
@@ -63,14 +71,20 @@ class BasicAuth:
     def _digest(self, *parts: bytes) -> bytes:
         return hashlib.blake2b(b"\0".join(parts), key=self._key, digest_size=32).digest()
 
-    async def _check(self, bad: bytes, password: bytes, hashed: bytes) -> bool:
-        pending = self._checking.get(bad)
+    async def _check(self, attempt: _Attempt, password: bytes, hashed: bytes) -> bool:
+        pending = self._checking.get(attempt.bad)
         if pending is None:
             loop = asyncio.get_running_loop()
             pending = loop.run_in_executor(self._bcrypt, _bcrypt_matches, password, hashed)
-            self._checking[bad] = pending
-            pending.add_done_callback(lambda _: self._checking.pop(bad, None))
+            self._checking[attempt.bad] = pending
+            pending.add_done_callback(lambda done: self._settled(attempt, done))
         return await asyncio.shield(pending)
+
+    def _settled(self, attempt: _Attempt, done: asyncio.Future[bool]) -> None:
+        # In the same step as leaving _checking, so that no request comes between and checks again.
+        self._checking.pop(attempt.bad, None)
+        if not done.cancelled() and done.exception() is None:
+            self._remember(attempt.user, attempt.good, attempt.bad, done.result() and attempt.known)
 
     def _remember(self, user: str, good: bytes, bad: bytes, right: bool) -> None:
         if right:
