@@ -7,17 +7,21 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
 from service.accounts import AccountRef
+from service.clock import SystemClock
+from service.config import Config
+from service.daemon import Daemon
 from service.detection.engine import DetectionEngine
 from service.detection.metrics import ScoreExposition
 from service.exposition import snapshot
 from service.samples import Sample
-from service.web import HttpServer, MetricsPage, ServingBudget, build_app
+from service.web import METRICS_PAGE, HttpServer, MetricsPage, ServingBudget, build_app
 
 
 class Clock:
@@ -170,3 +174,21 @@ def test_scores_page_leaves_out_an_account_the_engine_forgot_meanwhile() -> None
     )()  # type: ignore[assignment]
     page = forgetful.render().decode()
     assert 'account="kept"' in page and 'account="forgotten"' not in page
+
+
+@pytest.mark.parametrize("scores", [True, False])
+async def test_the_anomaly_scores_can_be_left_out_of_the_page(tmp_path: Path, scores: bool) -> None:
+    config = Config.model_validate(
+        {"database": {"url": f"sqlite:///{tmp_path / 'page.db'}"}, "http": {"anomaly_scores": scores}}
+    )
+    daemon = Daemon(config, clock=SystemClock(), registry=CollectorRegistry())
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    daemon.detection_engine.observe(Sample(AccountRef("x", "someone"), at, 100))
+    daemon.board.keep_only({AccountRef("x", "someone")})
+    try:
+        page = (await daemon.http._app[METRICS_PAGE].get()).decode()
+    finally:
+        daemon.engine.dispose()
+        await daemon.http.stop()
+    assert ("flockwatch_anomaly_score{" in page) is scores
+    assert 'flockwatch_account_state{account="someone",platform="x",state="pending"} 1.0' in page
