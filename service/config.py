@@ -161,7 +161,7 @@ class RetentionConfig(Strict):
     """How long samples are kept at each resolution; rollups are made before raw samples go."""
 
     raw: Duration = timedelta(days=90)
-    hourly: Duration = timedelta(days=400)
+    hourly: Duration = timedelta(days=180)
     daily: Duration | None = None  # None: kept for ever
     events: Duration = timedelta(days=400)  # account events and ended detections
     every: Duration = timedelta(hours=1)
