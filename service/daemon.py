@@ -96,7 +96,9 @@ class Daemon:
         self._pollers: dict[str, Poller] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._down: dict[str, str] = {}  # task -> why it is not running
-        self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of, clock)
+        self.scheduler = PollScheduler(
+            self._poll_group, config.poll.jitter, self._interval_of, clock, batch_size=self._batch_size
+        )
         host, port = parse_listen(config.http.listen)
         sections = [self.exposition.render, *([self.scores.render] if config.http.anomaly_scores else [])]
         guard = web_guard(config.http.web_config_file)
@@ -394,6 +396,10 @@ class Daemon:
             await self._mark_unpollable(platform, accounts)
             return []
         return await poller.poll(accounts, deadline)
+
+    def _batch_size(self, platform: str) -> int:
+        poller = self._poller(platform)
+        return poller.source.batch_size if poller is not None else 100
 
     def _poller(self, platform: str) -> Poller | None:
         if platform not in self._pollers:
