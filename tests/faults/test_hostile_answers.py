@@ -105,7 +105,9 @@ async def test_one_poisoned_answer_stays_one_account_s_problem(
     # polled again after the fault, and (nothing lost) stored
     assert len(platform.ledger.by_handle().get(VICTIM, [])) > victim_answers
     # the others never stopped: several polls each while the fault lasted (a request may take up to poll.timeout)
-    assert min(during.get(h, 0) for h in HANDLES if h != VICTIM) >= 2, sorted(during.items(), key=lambda kv: kv[1])[:8]
+    assert min(during.get(h, 0) for h in HANDLES if h != VICTIM) >= 2, sorted(
+        during.items(), key=lambda kv: kv[1]
+    )[:8]
 
 
 def _answers(platform: LedgerPlatform) -> dict[str, int]:
