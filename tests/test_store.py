@@ -112,3 +112,20 @@ def test_a_stable_id_moves_to_the_handle_that_now_answers_for_it(store: Store) -
     store.write([], [AccountUpdate(_id(store, new), T0, AccountState.ACTIVE, None, "42", "newname")])
     ids = {a.ref: a.platform_id for a in store.watched()}
     assert ids == {old: None, new: "42"}
+
+
+def test_a_latest_sample_dated_in_the_future_does_not_freeze_the_account(store: Store) -> None:
+    """A sample written by a clock that ran years ahead (or imported by mistake) would otherwise stay the
+    account's latest for ever, and `status` would never move again."""
+    from datetime import UTC, datetime
+
+    store.watch(GARGRON, T0)
+    account_id = _id(store, GARGRON)
+    now = datetime.now(UTC)
+    store.write([(account_id, Sample(GARGRON, now + timedelta(days=3650), 1))], [])
+    store.write([(account_id, Sample(GARGRON, now, 9_500))], [])
+    (row,) = store.status()
+    assert row.latest is not None and row.latest.followers == 9_500
+    store.write([(account_id, Sample(GARGRON, now - timedelta(hours=1), 9_400))], [])  # a replayed backlog
+    (row,) = store.status()
+    assert row.latest is not None and row.latest.followers == 9_500

@@ -356,6 +356,7 @@ class Store:
 
 
 _WINDOWS = (timedelta(hours=24), timedelta(days=7))
+FUTURE_TOLERANCE = timedelta(minutes=5)  # a time further ahead of the clock than this is a clock's mistake
 _ACCOUNT_QUERY = select(models.table(models.Account))
 
 
@@ -449,7 +450,8 @@ def _insert_samples(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> 
 
 
 def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> None:
-    """Keep each account's newest sample on its row; an older sample (a replayed backlog) never overwrites it."""
+    """Keep each account's newest sample on its row; an older sample (a replayed backlog) never overwrites it,
+    unless the kept one is dated in the future (a clock that ran ahead): then the account would freeze."""
     newest: dict[int, Sample] = {}
     for account_id, sample in samples:
         kept = newest.get(account_id)
@@ -457,11 +459,18 @@ def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> Non
             newest[account_id] = sample
     if not newest:
         return
+    now = datetime.now(UTC)
     table = models.table(models.Account)
     statement = (
         update(table)
         .where(table.c.id == bindparam("row_id"))
-        .where(or_(table.c.latest_at.is_(None), table.c.latest_at < bindparam("at")))
+        .where(
+            or_(
+                table.c.latest_at.is_(None),
+                table.c.latest_at < bindparam("at"),
+                table.c.latest_at > bindparam("ceiling"),
+            )
+        )
         .values(
             latest_at=bindparam("at"),
             latest_followers=bindparam("followers"),
@@ -475,6 +484,7 @@ def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> Non
             {
                 "row_id": i,
                 "at": s.observed_at,
+                "ceiling": max(s.observed_at, now) + FUTURE_TOLERANCE,
                 "followers": s.followers,
                 "following": s.following,
                 "posts": s.posts,
