@@ -16,7 +16,7 @@ mkdir -p "$out"
 chmod 755 "$out"
 cd "$out"
 
-names="DNS:flockwatch,DNS:localhost,IP:127.0.0.1"
+names="DNS:flockwatch,DNS:flockwatch-2,DNS:localhost,IP:127.0.0.1"
 for extra in "$@"; do names="$names,DNS:$extra"; done
 
 if [ ! -f ca.key ]; then

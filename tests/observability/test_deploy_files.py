@@ -40,7 +40,7 @@ def test_compose_matches_the_compose_spec() -> None:
 
 def test_compose_runs_the_whole_stack_from_pinned_images() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"flockwatch", "postgres", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"flockwatch", "flockwatch-2", "postgres", "prometheus", "alertmanager", "grafana"}
     for name, service in services.items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image version"
@@ -85,7 +85,12 @@ def test_compose_wiring_matches_the_configuration_files() -> None:
     prometheus = load_yaml(DEPLOY / "prometheus/prometheus.yml")
     listen = load_yaml(DEPLOY / "flockwatch.yml")["http"]["listen"]
     scrape = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "flockwatch")
-    assert scrape["static_configs"][0]["targets"] == [f"flockwatch:{listen.rsplit(':', 1)[1]}"]
+    port = listen.rsplit(":", 1)[1]
+    assert scrape["static_configs"][0]["targets"] == [f"flockwatch:{port}", f"flockwatch-2:{port}"]
+    replicas = [COMPOSE["services"][name] for name in ("flockwatch", "flockwatch-2")]
+    names = {replica["environment"]["FLOCKWATCH_CLUSTER__NAME"] for replica in replicas}
+    data = {next(v for v in replica["volumes"] if v.endswith(":/var/lib/flockwatch")) for replica in replicas}
+    assert len(names) == 2 and len(data) == 2, "two replicas, each with its own name and spool volume"
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     datasources = (ROOT / "grafana/provisioning/datasources/flockwatch.yaml").read_text(encoding="utf-8")
     needed = set(re.findall(r"\$\{(\w+)\}", datasources))
@@ -180,13 +185,13 @@ def test_core_manifests_match_the_kubernetes_schemas() -> None:
         if os.environ.get("CI") == "true":
             raise
         pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
-    for kind in ("ConfigMap", "Deployment", "Service"):
+    for kind in ("ConfigMap", "StatefulSet", "Service"):
         kubernetes_validate.validate(kubernetes_documents()[kind], "1.37.0", strict=True)
 
 
 def test_manifests_refer_to_each_other() -> None:
     docs = kubernetes_documents()
-    deployment, service, monitor = docs["Deployment"], docs["Service"], docs["ServiceMonitor"]
+    deployment, service, monitor = docs["StatefulSet"], docs["Service"], docs["ServiceMonitor"]
     pod = deployment["spec"]["template"]
     labels = pod["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -202,6 +207,11 @@ def test_manifests_refer_to_each_other() -> None:
     assert "secretKeyRef" in secret["valueFrom"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["serviceName"] == service["metadata"]["name"]
+    claims = {claim["metadata"]["name"] for claim in deployment["spec"]["volumeClaimTemplates"]}
+    spool = next(env for env in container["env"] if env["name"] == "FLOCKWATCH_SPOOL__PATH")["value"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert "spool" in claims and spool.startswith(mounts["spool"] + "/"), "each replica keeps its spool on its own volume"
     listed = set(load_yaml(KUBERNETES / "kustomization.yaml")["resources"])
     assert listed == {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
 
