@@ -113,7 +113,8 @@ class Daemon:
 
     async def start(self) -> None:
         """Migrate, write the spool's backlog, load the watchlist and states, start polling and serving.
-        Raises ``DatabaseError`` if the database is unusable."""
+        Raises ``DatabaseError`` if the database is unusable, ``SpoolBusy`` if another daemon uses the spool."""
+        self.spool.claim()
         await self._wait_for_database()
         await asyncio.to_thread(upgrade, self.engine)
         if self.spool.pending_samples or self.spool.pending_batches:

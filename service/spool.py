@@ -10,7 +10,9 @@ where ``flockwatch spool`` shows it and can put it back.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -70,12 +72,17 @@ class Quarantined:
     body: str
 
 
+class SpoolBusy(Exception):
+    """Another process (a second daemon) is using this spool."""
+
+
 class Spool:
     """An append-only log of batches on local disk (``path=None``: in memory, for tests and tools)."""
 
     def __init__(self, path: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self._owner: int | None = None  # the file descriptor of the lock a daemon holds while it runs
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
@@ -89,6 +96,19 @@ class Spool:
             self.pending_samples = int(
                 self._db.execute("SELECT coalesce(sum(samples), 0) FROM pending").fetchone()[0]
             )
+
+    def claim(self) -> None:
+        """Hold the spool for this process: two daemons sharing a spool (or a SQLite database beside it) would
+        poll every account twice. Raises ``SpoolBusy`` when another process holds it."""
+        if self.path is None or self._owner is not None:
+            return
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise SpoolBusy(f"another flockwatch process is using the spool {self.path}") from None
+        self._owner = lock
 
     def append(self, batch: Batch) -> None:
         """Durably add ``batch``; when this returns, the batch survives SIGKILL and power loss."""
@@ -173,6 +193,9 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._owner is not None:
+            os.close(self._owner)  # closing the descriptor releases the lock
+            self._owner = None
 
 
 def _marks(values: Sequence[object]) -> str:

@@ -99,3 +99,14 @@ def test_the_spool_knows_when_it_is_over_its_cap(tmp_path: Path) -> None:
     assert spool.full
     spool.remove([seq for seq, _ in spool.oldest(10_000)])
     assert not spool.full
+
+
+def test_a_second_process_cannot_take_a_spool_in_use(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "spool.db"
+    Spool(path).claim()
+    code = f"from pathlib import Path; from service.spool import Spool; Spool(Path({str(path)!r})).claim()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "another flockwatch process is using the spool" in result.stderr

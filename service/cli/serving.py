@@ -24,6 +24,7 @@ from service.daemon import Daemon
 from service.demo import demo_config, demo_platform
 from service.durations import parse_duration
 from service.simulator.server import SimulatedPlatform
+from service.spool import SpoolBusy
 from service.store.database import DatabaseError
 from service.webconfig import WebConfigError, load_web_config
 
@@ -75,7 +76,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     try:
         await daemon.start()
-    except (DatabaseError, OSError) as exc:
+    except (DatabaseError, OSError, SpoolBusy) as exc:
         await daemon.stop()
         raise CommandError(str(exc)) from None
     _announce(daemon, demo, speed)

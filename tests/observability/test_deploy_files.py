@@ -40,7 +40,14 @@ def test_compose_matches_the_compose_spec() -> None:
 
 def test_compose_runs_the_whole_stack_from_pinned_images() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"flockwatch", "flockwatch-2", "postgres", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {
+        "flockwatch",
+        "flockwatch-2",
+        "postgres",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     for name, service in services.items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image version"
@@ -207,11 +214,16 @@ def test_manifests_refer_to_each_other() -> None:
     assert "secretKeyRef" in secret["valueFrom"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["serviceName"] == service["metadata"]["name"]
+    assert (
+        deployment["spec"]["replicas"] == 2
+        and deployment["spec"]["serviceName"] == service["metadata"]["name"]
+    )
     claims = {claim["metadata"]["name"] for claim in deployment["spec"]["volumeClaimTemplates"]}
     spool = next(env for env in container["env"] if env["name"] == "FLOCKWATCH_SPOOL__PATH")["value"]
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
-    assert "spool" in claims and spool.startswith(mounts["spool"] + "/"), "each replica keeps its spool on its own volume"
+    assert "spool" in claims and spool.startswith(mounts["spool"] + "/"), (
+        "each replica keeps its spool on its own volume"
+    )
     listed = set(load_yaml(KUBERNETES / "kustomization.yaml")["resources"])
     assert listed == {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
 
