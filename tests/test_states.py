@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import select
+from prometheus_client import CollectorRegistry
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
 from service.accounts import AccountRef
 from service.board import Board
 from service.clock import ManualClock
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
+from service.metrics import ServiceMetrics
 from service.samples import Sample
-from service.spool import Batch
+from service.spool import Batch, Spool
 from service.states import AccountStates
 from service.store import models
+from service.store.database import upgrade
 from service.store.repository import Store, WatchedAccount
+from service.writer import SampleWriter
 from tests.detection.helpers import START, organic_gains, series
 
 DRIPPING = AccountRef("x", "dripping")
@@ -128,3 +134,34 @@ async def _load(run: Run) -> tuple[int, int]:
 
     loaded = await run.states.load([run.account()], take)
     return loaded.restored, loaded.rebuilt
+
+
+async def test_detections_found_while_the_database_is_down_are_stored_after_it_returns(
+    tmp_path: Path,
+) -> None:
+    """A regular-growth phase that opens and ends during an outage: its row is written once the database is
+    back, with the times the engine saw, and ended."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    database = create_engine(f"sqlite:///{folder / 'flockwatch.db'}", poolclass=NullPool)
+    upgrade(database)
+    store = Store(database)
+    store.watch(DRIPPING, START)
+    (account,) = store.watched()
+    writer = SampleWriter(store, ServiceMetrics(CollectorRegistry()), Spool(tmp_path / "spool.db"))
+    recorder = DetectionRecorder(DetectionEngine())
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10 + organic_gains(10, 20, seed=3))
+
+    folder.rename(tmp_path / "away")
+    for sample in samples:
+        pairs = [(account.id, sample)]
+        await writer.take(Batch(pairs, [], recorder.judge(pairs)))
+    assert not await writer.flush()
+    (tmp_path / "away").rename(folder)
+    assert await writer.flush()
+
+    (row,) = _rows(store, "regular_growth")
+    assert row.started_at == START + timedelta(days=30)
+    assert row.ended_at == START + timedelta(days=40)
+    assert store.sample_count() == len(samples)
+    writer.spool.close()
