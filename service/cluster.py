@@ -22,117 +22,160 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from service.config import ClusterConfig
 from service.store.database import lock_space
 
 log = logging.getLogger(__name__)
 
-DETACHED_GRACE = 30.0  # seconds of polling on after a lock connection timed out (below KEEPALIVE_FLOOR)
+DETACHED_GRACE = 30.0  # seconds of polling on after the last good heartbeat, with others around
 KEEPALIVE_FLOOR = 45.0  # PostgreSQL ends a silent lock session no sooner than this (keepalives set below)
 KEEPALIVES = {"tcp_keepalives_idle": "25", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "4"}
-DOWN_SIGNS = ("refused", "shutting down", "starting up", "administrator command", "closed the connection")
+# The lock session's own side: a silent network fails its queries within about 15 s.
+CLIENT_TIMEOUTS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "connect_timeout": 5,
+}
 MEMBER = 2**31 - 1  # second key of the shared lock every replica holds while it lives (never a shard number)
 GONE_AFTER = timedelta(minutes=10)  # rows of replicas not seen this long are deleted
 
 Change = Callable[[set[int]], Awaitable[None]]
+HandOver = Callable[[set[int]], Awaitable[bool]]
+
+
+class BeatFailed(Exception):
+    """A heartbeat's statement failed, the session and its locks are fine."""
 
 
 class Cluster:
     def __init__(self, engine: Engine, config: ClusterConfig, name: str) -> None:
-        self.engine = engine
         self.shards = config.shards
         self.heartbeat = config.heartbeat
         self.name = name
         self.shared = engine.dialect.name == "postgresql"
+        # The lock session gets an engine of its own whose connections give up within seconds when the network
+        # goes silent, instead of waiting for TCP to time out (about 15 minutes).
+        self.engine = open_lock_engine(engine) if self.shared else engine
         self.held: set[int] = set() if self.shared else set(range(self.shards))
+        self.leaving: set[int] = set()  # held shards being handed over: no new polls of them
         self._conn: Connection | None = None
         # the first key of every shard lock (this database and schema); the shard is the second
         self._space = 0
-        self._lost_at: float | None = None  # time.monotonic() when the lock connection failed
+        self._last_beat = time.monotonic()  # when the locks were last known to be ours
+        self._alone = True  # whether this replica was the only one at the last good heartbeat
+        self._detached = False
+        self._beating: asyncio.Task[tuple[int, list[int]]] | None = None
         self._settle_until = 0.0
         self._lock = threading.Lock()  # the lock connection is used from one thread at a time
 
     def owns(self, account_id: int) -> bool:
-        return account_id % self.shards in self.held
+        shard = account_id % self.shards
+        return shard in self.held and shard not in self.leaving
 
     @property
     def fraction(self) -> float:
         """The share of the watchlist (and of each platform's rate budget) this replica has."""
         return len(self.held) / self.shards
 
-    async def beat(self, acquire: Change, release: Change) -> None:
-        """One heartbeat: stay alive, then even out the shards (``release`` runs before a shard is let go,
-        ``acquire`` after one is taken)."""
+    async def beat(self, acquire: Change, hand_over: HandOver, stop: Change) -> None:
+        """One heartbeat: stay alive, then even out the shards. ``acquire`` runs after shards are taken,
+        ``hand_over`` before they are given back (False: not now), ``stop`` when polling them must stop at
+        once (the locks may be gone)."""
         if not self.shared:
             return
+        if self._beating is None:
+            self._beating = asyncio.create_task(asyncio.to_thread(self._beat))
+        done, _ = await asyncio.wait({self._beating}, timeout=self.heartbeat.total_seconds() * 2)
+        if not done:  # the database went silent: the beat hangs until the connection's timeouts end it
+            await self._cut_off(stop, TimeoutError("no answer to the heartbeat"))
+            return
+        beating, self._beating = self._beating, None
         try:
-            live, free = await asyncio.to_thread(self._beat)
-        except Exception as exc:  # the lock connection is gone: our locks may be gone with it
-            await self._detached(release, exc)
+            live, free = beating.result()
+        except BeatFailed as exc:  # a statement failed; the session (and its locks) is fine
+            log.warning("a cluster heartbeat failed; the next one tries again", extra={"reason": str(exc)})
             return
-        if self._lost_at is not None:
-            await self._reattach(release)
+        except Exception as exc:  # the lock connection failed: our locks may be gone with it
+            await asyncio.to_thread(self._drop_connection)
+            await self._cut_off(stop, exc)
             return
-        await self._even_out(live, free, acquire, release)
+        self._last_beat, self._alone = time.monotonic(), live <= 1
+        if self._detached:
+            await self._reattach(stop)
+        else:
+            await self._even_out(live, free, acquire, hand_over)
 
-    async def _even_out(self, live: int, free: list[int], acquire: Change, release: Change) -> None:
+    async def _even_out(self, live: int, free: list[int], acquire: Change, hand_over: HandOver) -> None:
         fair = math.ceil(self.shards / max(live, 1))
         if len(self.held) > fair:
             extra = set(sorted(self.held)[fair:])
-            await release(extra)
+            self.leaving |= extra
+            if not await hand_over(extra):
+                self.leaving -= extra
+                return
             await asyncio.to_thread(self._unlock, extra)
             self.held -= extra
+            self.leaving -= extra
             log.info(
                 "shards given back", extra={"shards": len(extra), "held": len(self.held), "replicas": live}
             )
         elif len(self.held) < fair and free and time.monotonic() >= self._settle_until:
             taken = await asyncio.to_thread(self._try_lock, free, fair - len(self.held))
             if taken:
-                self.held |= taken
-                log.info(
-                    "shards taken", extra={"shards": len(taken), "held": len(self.held), "replicas": live}
-                )
-                await acquire(taken)
+                await self._take(taken, acquire, live)
 
-    async def leave(self, release: Change) -> None:
+    async def _take(self, taken: set[int], acquire: Change, live: int) -> None:
+        self.held |= taken
+        try:
+            await acquire(taken)
+        except Exception:  # unlocked again, so that this replica or another takes them at the next heartbeat
+            self.held -= taken
+            await asyncio.to_thread(self._unlock, taken)
+            raise
+        log.info("shards taken", extra={"shards": len(taken), "held": len(self.held), "replicas": live})
+
+    async def leave(self, hand_over: HandOver) -> None:
         """Give every shard back (the caller saved what it needs) and say goodbye."""
         if not self.shared:
             return
-        await release(set(self.held))
+        await hand_over(set(self.held))
         try:
             await asyncio.to_thread(self._close)
         finally:
             self.held = set()
 
-    async def _detached(self, release: Change, exc: Exception) -> None:
-        """The lock connection failed. A database that is down or restarting (refused, closed) cannot give our
-        shards to anyone: polling goes on into the spool. Any other failure (a timeout: maybe only we are cut
-        off) keeps polling for ``DETACHED_GRACE``, well before PostgreSQL ends our session and frees the locks
-        (the lock session's keepalives take at least ``KEEPALIVE_FLOOR``), then stops."""
-        await asyncio.to_thread(self._drop_connection)
-        now = time.monotonic()
-        if self._lost_at is None:
-            self._lost_at = now
+    async def _cut_off(self, stop: Change, exc: BaseException) -> None:
+        """The lock connection failed or went silent. Alone at the last good heartbeat, this replica polls on
+        into its spool (nobody else can take its shards). With others, it polls on for ``DETACHED_GRACE``
+        from the last good heartbeat, well before PostgreSQL ends a silent lock session and frees its locks
+        (the session's keepalives take at least ``KEEPALIVE_FLOOR``), then stops polling."""
+        if not self._detached:
+            self._detached = True
             log.error(
                 "lost the cluster's lock connection; polling the held shards goes on while it reconnects",
-                extra={"reason": _first_line(exc), "held": len(self.held)},
+                extra={"reason": _first_line(exc), "held": len(self.held), "alone": self._alone},
             )
-        if not self.held or _database_down(exc) or now - self._lost_at < DETACHED_GRACE:
+        if not self.held or self._alone or time.monotonic() - self._last_beat < DETACHED_GRACE:
             return
         log.error("still cut off from the database: polling stops until shards are held again")
         lost, self.held = set(self.held), set()
-        await release(lost)
+        await stop(lost)
 
-    async def _reattach(self, release: Change) -> None:
+    async def _reattach(self, stop: Change) -> None:
         """Connected again: take back the shards held before; any another replica took meanwhile is given up."""
         kept = await asyncio.to_thread(self._try_lock, sorted(self.held), len(self.held))
         gone = self.held - kept
         if gone:
-            await release(gone)
+            await stop(gone)
         self.held = kept
-        self._lost_at = None
+        self._detached = False
         # Let every replica take its own shards back before anyone takes free ones.
         self._settle_until = time.monotonic() + 2 * self.heartbeat.total_seconds()
         log.info("the cluster's lock connection is back", extra={"held": len(kept), "lost": len(gone)})
@@ -159,26 +202,37 @@ class Cluster:
     def _beat(self) -> tuple[int, list[int]]:
         with self._lock:
             conn = self._connection()
-            now = conn.scalar(text("SELECT now()"))
-            assert isinstance(now, datetime)
-            conn.execute(
-                text(
-                    "INSERT INTO replicas (name, started_at, seen_at, shards) VALUES (:name, :now, :now, :held) "
-                    "ON CONFLICT (name) DO UPDATE SET seen_at = :now, shards = :held"
-                ),
-                {"name": self.name, "now": now, "held": len(self.held)},
-            )
-            conn.execute(text("DELETE FROM replicas WHERE seen_at < :gone"), {"gone": now - GONE_AFTER})
-            locks = conn.execute(
-                text(
-                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = :c AND objsubid = 2 "
-                    "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ),
-                {"c": self._space},
-            ).all()
-            live = sum(1 for (objid,) in locks if objid == MEMBER)
-            held_anywhere = {int(objid) for (objid,) in locks if objid != MEMBER}
-            conn.commit()
+            try:
+                return self._beat_on(conn)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception as exc:
+                if conn.invalidated:
+                    raise
+                conn.rollback()
+                raise BeatFailed(_first_line(exc)) from exc
+
+    def _beat_on(self, conn: Connection) -> tuple[int, list[int]]:
+        now = conn.scalar(text("SELECT now()"))
+        assert isinstance(now, datetime)
+        conn.execute(
+            text(
+                "INSERT INTO replicas (name, started_at, seen_at, shards) VALUES (:name, :now, :now, :held) "
+                "ON CONFLICT (name) DO UPDATE SET seen_at = :now, shards = :held"
+            ),
+            {"name": self.name, "now": now, "held": len(self.held)},
+        )
+        conn.execute(text("DELETE FROM replicas WHERE seen_at < :gone"), {"gone": now - GONE_AFTER})
+        locks = conn.execute(
+            text(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = :c AND objsubid = 2 "
+                "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"c": self._space},
+        ).all()
+        live = sum(1 for (objid,) in locks if objid == MEMBER)
+        held_anywhere = {int(objid) for (objid,) in locks if objid != MEMBER}
+        conn.commit()
         return live, [s for s in range(self.shards) if s not in held_anywhere]
 
     def _try_lock(self, free: list[int], wanted: int) -> set[int]:
@@ -223,9 +277,9 @@ class Cluster:
             self._conn = None
 
 
-def _database_down(exc: BaseException) -> bool:
-    """The server said no (or went away) rather than staying silent: it is down or restarting."""
-    return any(sign in str(getattr(exc, "orig", None) or exc).lower() for sign in DOWN_SIGNS)
+def open_lock_engine(engine: Engine) -> Engine:
+    """An engine for the lock session: same database, no pool, short client-side timeouts."""
+    return create_engine(engine.url, poolclass=NullPool, connect_args=CLIENT_TIMEOUTS)
 
 
 def _first_line(exc: BaseException) -> str:

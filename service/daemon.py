@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from service.detection.recorder import DetectionRecorder
 from service.exposition import AccountExposition
 from service.metrics import ServiceMetrics
 from service.poller import Poller
-from service.samples import AccountState
+from service.samples import AccountState, Sample
 from service.scheduler import PollScheduler
 from service.sources.base import Source
 from service.sources.hosts import guarded_transport
@@ -48,7 +49,7 @@ from service.sources.registry import UnsupportedPlatform, build_source
 from service.spool import Batch, Spool
 from service.states import AccountStates
 from service.store.database import DatabaseError, check_reachable, open_engine, safe_url, upgrade
-from service.store.repository import AccountUpdate, Store, WatchedAccount
+from service.store.repository import AccountUpdate, DetectionRow, Store, WatchedAccount
 from service.store.rollups import Maintenance
 from service.web import HttpServer, build_app, web_guard
 from service.writer import SampleWriter
@@ -56,7 +57,12 @@ from service.writer import SampleWriter
 log = logging.getLogger(__name__)
 
 WATCHLIST_REFRESH = timedelta(seconds=30)
+CHANGES_LOOKBACK = 1_000  # watchlist changes read again behind the newest seen
 RESTART_DELAY = 5.0
+THREADS = 8
+# seconds of writing the spool's backlog before polling starts (the rest goes on meanwhile)
+STARTUP_FLUSH = 30.0
+HAND_OVER_WAIT = 30.0
 
 
 class Daemon:
@@ -92,10 +98,13 @@ class Daemon:
         self.cluster = Cluster(self.engine, config.cluster, replica_name(config))
         self.accounts: dict[int, WatchedAccount] = {}  # the watched accounts this daemon polls
         self._version = 0  # the newest watchlist change taken in
+        self._seen_changes: set[int] = set()  # the changes taken in, within CHANGES_LOOKBACK of the newest
         self._sources: dict[str, Source] = {}
         self._pollers: dict[str, Poller] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._down: dict[str, str] = {}  # task -> why it is not running
+        self._started = False
+        self._threads: ThreadPoolExecutor | None = None
         self.scheduler = PollScheduler(
             self._poll_group, config.poll.jitter, self._interval_of, clock, batch_size=self._batch_size
         )
@@ -115,19 +124,30 @@ class Daemon:
         """Migrate, write the spool's backlog, load the watchlist and states, start polling and serving.
         Raises ``DatabaseError`` if the database is unusable, ``SpoolBusy`` if another daemon uses the spool."""
         self.spool.claim()
+        # Database work runs in threads of the daemon's own; at stop, one stuck in a call is left behind.
+        self._threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="flockwatch")
+        asyncio.get_running_loop().set_default_executor(self._threads)
+        await self.http.start()  # /healthz answers while the rest starts; /readyz says what is not ready yet
         await self._wait_for_database()
         await asyncio.to_thread(upgrade, self.engine)
         if self.spool.pending_samples or self.spool.pending_batches:
             log.info(
                 "writing what the spool kept from the last run", extra={"samples": self.spool.pending_samples}
             )
-            await self.writer.flush()
+            # A large backlog goes on in the background once polling runs: first its start, for the states.
+            await self.writer.flush(deadline=time.monotonic() + STARTUP_FLUSH)
         await asyncio.to_thread(self._sync_config_watchlist)
         self._version = await asyncio.to_thread(self.store.watchlist_version)
+        recent = await asyncio.to_thread(
+            self.store.watchlist_changes, max(self._version - CHANGES_LOOKBACK, 0)
+        )
+        self._seen_changes = {
+            seq for seq, _ in recent if seq <= self._version
+        }  # the watchlist read next has them
         watched = await asyncio.to_thread(self.store.watched)
         await self.states.load_platforms()
         if self.cluster.shared:
-            await self.cluster.beat(self._acquire, self._release)
+            await self.cluster.beat(self._acquire, self._hand_over, self._stop_polling)
         else:
             await self._take_in(watched)
         self.scheduler.start()
@@ -137,7 +157,7 @@ class Daemon:
         self._supervise("watchlist", self._refresh_loop)
         self._supervise("checkpoint", self._checkpoint_loop)
         self._supervise("maintenance", self._maintenance_loop)
-        await self.http.start()
+        self._started = True
         log.info(
             "flockwatch started",
             extra={
@@ -177,23 +197,37 @@ class Daemon:
         for name, task in self._tasks.items():
             if name != "writer":
                 task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        left = await self.writer.drain(seconds=max(deadline - time.monotonic(), 1.0) * 0.7)
-        await self._save_states(deadline)
+        # the writer ends after its chunk under way; a database call that hangs is left behind, not waited for
+        await asyncio.wait(set(self._tasks.values()), timeout=max(deadline - time.monotonic(), 1.0) * 0.3)
+        # Nothing was polled if it never started: what the spool holds waits for the next start.
+        left = (
+            await self.writer.drain(seconds=max(deadline - time.monotonic(), 1.0) * 0.7)
+            if self._started
+            else 0
+        )
+        if self._started:
+            await self._save_states(deadline)
         await self._leave_cluster()
         for source in self._sources.values():
             await source.aclose()
         await self.http.stop()
+        self.writer.shutdown()
         self.spool.close()
         self.engine.dispose()
+        self._let_threads_go()
         if left:
             log.error(
                 "database unreachable at exit: samples kept in the spool for the next start",
                 extra={"samples": left, "spool": str(self.spool.path)},
             )
         log.info("flockwatch stopped", extra={"unwritten_samples": left, "polls_cancelled": cancelled})
+
+    def _let_threads_go(self) -> None:
+        """Stop waiting for the daemon's threads: asyncio.run would wait for a call stuck in the database."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+            self._threads = None
 
     async def _save_states(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -210,8 +244,8 @@ class Daemon:
         log.info("detection states saved", extra={"accounts": saved})
 
     async def _leave_cluster(self) -> None:
-        async def nothing(_shards: set[int]) -> None:
-            return None
+        async def nothing(_shards: set[int]) -> bool:
+            return True
 
         try:
             await asyncio.wait_for(self.cluster.leave(nothing), timeout=5)
@@ -233,24 +267,30 @@ class Daemon:
             [a for a in watched if a.id % self.cluster.shards in shards and a.id not in self.accounts]
         )
 
-    async def _release(self, shards: set[int]) -> None:
-        """Shards to give back: stop starting polls of them, let the running ones finish, write what was
-        taken and save their states, so whoever takes them next goes on exactly from here."""
+    async def _hand_over(self, shards: set[int]) -> bool:
+        """Shards to give back (``cluster.leaving`` holds them already, so no new poll starts): let the polls
+        under way finish, write what was taken and save the accounts' states, so whoever takes them next goes
+        on exactly from here. False (keep them for now) when the database cannot take it."""
         leaving = [a for a in self.accounts.values() if a.id % self.cluster.shards in shards]
-        if not leaving:
-            return
-        ids = {a.id for a in leaving}
-        self.scheduler.plan([a for a in self.accounts.values() if a.id not in ids])
-        await self.scheduler.settle(seconds=30)
-        await self.writer.flush(deadline=time.monotonic() + 30)
-        with contextlib.suppress(Exception):
+        self._replan()
+        await self.scheduler.settle(seconds=HAND_OVER_WAIT)
+        if not await self.writer.flush(deadline=time.monotonic() + HAND_OVER_WAIT):
+            self.cluster.leaving -= shards
+            self._replan()
+            return False
+        with contextlib.suppress(Exception):  # a state not saved is rebuilt from samples by the next holder
             await self.states.checkpoint(leaving)
-        self._let_go(list(ids))
+        self._let_go([a.id for a in leaving])
+        return True
+
+    async def _stop_polling(self, shards: set[int]) -> None:
+        """Shards that may no longer be ours (the lock connection was lost): stop polling them at once."""
+        self._let_go([a.id for a in self.accounts.values() if a.id % self.cluster.shards in shards])
 
     async def _cluster_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cluster.heartbeat.total_seconds())
-            await self.cluster.beat(self._acquire, self._release)
+            await self.cluster.beat(self._acquire, self._hand_over, self._stop_polling)
 
     def _sync_config_watchlist(self) -> None:
         now = self.clock.now()
@@ -261,30 +301,38 @@ class Daemon:
             self.store.watch_many(refs, now, interval)
 
     async def refresh_watchlist(self) -> None:
-        """Take in the watchlist changes made since the last look (`watch add|remove|recheck`)."""
-        version, changed = await asyncio.to_thread(self.store.watchlist_changes, self._version)
-        if not changed:
-            self._version = version
-            self._replan()
+        """Take in the watchlist changes made since the last look (`watch add|remove|recheck`). A stretch before
+        the newest change seen is read again, each change taken once: on PostgreSQL a change may commit after a
+        later-numbered one."""
+        rows = await asyncio.to_thread(self.store.watchlist_changes, max(self._version - CHANGES_LOOKBACK, 0))
+        new = [(seq, account_id) for seq, account_id in rows if seq not in self._seen_changes]
+        if not new:
             return
-        rows = await asyncio.to_thread(self.store.accounts_by_id, changed)
+        self._version = max(self._version, *(seq for seq, _ in new))
+        self._seen_changes |= {seq for seq, _ in new}
+        self._seen_changes = {seq for seq in self._seen_changes if seq > self._version - CHANGES_LOOKBACK}
+        changed = {account_id for _, account_id in new}
+        stored = await asyncio.to_thread(self.store.accounts_by_id, changed)
         gone = [
             i
             for i in changed
-            if i in self.accounts and not (rows.get(i, (False,))[0] and self.owns(rows[i][1]))
+            if i in self.accounts and not (i in stored and stored[i][0] and self.owns(stored[i][1]))
         ]
-        self._let_go(gone)
-        fresh = [a for watched, a in rows.values() if watched and self.owns(a) and a.id not in self.accounts]
-        for watched, account in rows.values():
+        fresh = [
+            a for watched, a in stored.values() if watched and self.owns(a) and a.id not in self.accounts
+        ]
+        for watched, account in stored.values():
             kept = self.accounts.get(account.id)
-            if watched and kept is not None:
+            if watched and kept is not None:  # a new interval, or a recheck: what the user asked for
                 kept.interval, kept.next_poll_at, kept.backoff_step = (
                     account.interval,
                     account.next_poll_at,
                     account.backoff_step,
                 )
+        self._let_go(gone)
         await self._take_in(fresh)
-        self._version = version
+        if not fresh and not gone:
+            self._replan()
 
     async def _take_in(self, accounts: Sequence[WatchedAccount]) -> None:
         """Start polling ``accounts``: on the board, their states loaded, in the schedule."""
@@ -324,10 +372,11 @@ class Daemon:
         self._replan()
 
     def _replan(self) -> None:
+        polled = [a for a in self.accounts.values() if self.owns(a)]  # not the shards being handed over
         # stretch intervals first when the watchlist would outrun a platform's rate limit
-        wanted = [(a.ref, self.config.interval_for(a.ref, a.interval)) for a in self.accounts.values()]
+        wanted = [(a.ref, self.config.interval_for(a.ref, a.interval)) for a in polled]
         self.cycles.plan(self.config, wanted, fraction=self.cluster.fraction)
-        self.scheduler.plan(list(self.accounts.values()))
+        self.scheduler.plan(polled)
 
     def _interval_of(self, account: WatchedAccount) -> timedelta:
         wanted = self.config.interval_for(account.ref, account.interval)
@@ -392,11 +441,18 @@ class Daemon:
         if self.spool.full:
             self.metrics.polls_skipped.labels(platform, "spool_full").inc(len(accounts))
             return accounts
+        # a batch that waited for its turn may hold accounts handed over or let go meanwhile
+        accounts = [a for a in accounts if a.id in self.accounts and self.owns(a)]
         poller = self._poller(platform)
         if poller is None:
             await self._mark_unpollable(platform, accounts)
             return []
         return await poller.poll(accounts, deadline)
+
+    def _judge(self, samples: Sequence[tuple[int, Sample]]) -> list[DetectionRow]:
+        """The engine judges the samples of accounts this daemon polls (a late answer for an account let go
+        meanwhile is stored, but its state is its new holder's)."""
+        return self.recorder.judge([pair for pair in samples if pair[0] in self.accounts])
 
     def _batch_size(self, platform: str) -> int:
         poller = self._poller(platform)
@@ -410,7 +466,7 @@ class Daemon:
                 return None
             self._sources[platform] = source
             self._pollers[platform] = Poller(
-                source, self.writer, self.board, self.metrics, self.clock, self.recorder.judge
+                source, self.writer, self.board, self.metrics, self.clock, self._judge
             )
         return self._pollers[platform]
 
@@ -440,7 +496,7 @@ class Daemon:
     # -- health --------------------------------------------------------------------------------------------
 
     async def _readiness(self) -> list[str]:
-        problems = []
+        problems = [] if self._started else ["starting: the database, the spool's backlog, detection states"]
         try:
             await asyncio.wait_for(asyncio.to_thread(check_reachable, self.engine), timeout=3)
         except Exception as exc:  # any failure to answer means not ready; the reason is reported
@@ -448,7 +504,9 @@ class Daemon:
         if not self.scheduler.running:
             problems.append("scheduler: not running")
         if self.spool.full:
-            problems.append(f"spool: full ({self.spool.live_bytes:,} bytes): polling paused")
+            problems.append(f"spool: full ({self.spool.size:,} bytes): polling paused")
+        if self.writer.spool_failing:
+            problems.append(f"spool: cannot append ({self.writer.spool_failing})")
         problems += [f"{name}: task failed ({why}), restarting" for name, why in sorted(self._down.items())]
         return problems
 

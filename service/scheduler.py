@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from service.clock import Clock, SystemClock
 from service.store.repository import WatchedAccount
+
+log = logging.getLogger(__name__)
 
 GroupKey = tuple[str, float]  # platform, interval in seconds
 # Polls the accounts of one platform within the deadline (time.monotonic); returns those it did not reach.
@@ -148,11 +151,22 @@ class PollScheduler:
     def _finished(self, ids: set[int], task: asyncio.Task[Sequence[WatchedAccount]]) -> None:
         self._polling -= ids
         self._in_flight.discard(task)
-        if task.cancelled() or task.exception() is not None:
+        if task.cancelled():
             return
-        for account in task.result():
-            if account.id in self._due:
-                self._due[account.id] = time.monotonic()  # not reached: due again at the next tick
+        failure = task.exception()
+        if failure is not None:
+            log.error(
+                "a poll failed; its accounts are due again", exc_info=failure, extra={"accounts": len(ids)}
+            )
+            self._due_again(ids)
+            return
+        self._due_again({account.id for account in task.result()})
+
+    def _due_again(self, ids: set[int]) -> None:
+        """Accounts a poll did not reach (or could not take in) are due at the next tick."""
+        now = time.monotonic()
+        for account_id in ids & self._due.keys():
+            self._due[account_id] = now
 
     async def settle(self, seconds: float) -> None:
         """Wait (at most ``seconds``) for the polls under way to finish, scheduling on as before."""

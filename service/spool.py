@@ -76,6 +76,14 @@ class SpoolBusy(Exception):
     """Another process (a second daemon) is using this spool."""
 
 
+class UnreadableBatch(ValueError):
+    """A pending batch that cannot be read back (damaged, or written by a release with another format)."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+
+
 class Spool:
     """An append-only log of batches on local disk (``path=None``: in memory, for tests and tools)."""
 
@@ -96,6 +104,9 @@ class Spool:
             self.pending_samples = int(
                 self._db.execute("SELECT coalesce(sum(samples), 0) FROM pending").fetchone()[0]
             )
+        self.size = (
+            self._live_bytes()
+        )  # kept up to date by whoever changes the spool: reading it takes no lock
 
     def claim(self) -> None:
         """Hold the spool for this process: two daemons sharing a spool (or a SQLite database beside it) would
@@ -117,6 +128,7 @@ class Spool:
             self._db.execute("INSERT INTO pending (samples, body) VALUES (?, ?)", (len(batch.samples), body))
             self._db.commit()
             self.pending_samples += len(batch.samples)
+            self.size += len(body)
 
     def oldest(self, records: int) -> list[tuple[int, Batch]]:
         """The oldest pending batches, about ``records`` records in all (at least one batch)."""
@@ -124,7 +136,12 @@ class Spool:
         count = 0
         with self._lock:
             for seq, body in self._db.execute("SELECT seq, body FROM pending ORDER BY seq"):
-                batch = decode(body)
+                try:
+                    batch = decode(body)
+                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                    if taken:
+                        break  # write what comes before it first
+                    raise UnreadableBatch(seq, f"{type(exc).__name__}: {exc}") from exc
                 if taken and count + len(batch) > records:
                     break
                 taken.append((seq, batch))
@@ -140,6 +157,21 @@ class Spool:
             self._db.execute(f"DELETE FROM pending WHERE seq IN ({_marks(seqs)})", list(seqs))
             self._db.commit()
             self.pending_samples -= int(removed)
+            self.size = self._live_bytes_locked()
+
+    def set_aside(self, seq: int, reason: str, at: datetime) -> None:
+        """Move a pending batch that cannot be read back to the quarantine, as the text it is."""
+        with self._lock:
+            row = self._db.execute("SELECT samples, body FROM pending WHERE seq = ?", (seq,)).fetchone()
+            if row is None:
+                return
+            self._db.execute(
+                "INSERT INTO quarantine (at, kind, reason, body) VALUES (?, 'unreadable', ?, ?)",
+                (at.isoformat(), reason, row[1]),
+            )
+            self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+            self._db.commit()
+            self.pending_samples -= int(row[0])
 
     def quarantine(self, record: Batch, reason: str, at: datetime) -> None:
         with self._lock:
@@ -160,17 +192,22 @@ class Spool:
         ]
 
     def requeue(self) -> int:
-        """Put every quarantined record back in line for the database (after fixing what refused it)."""
+        """Put every quarantined record back in line for the database (after fixing what refused it); a body
+        that cannot be read back stays in quarantine."""
         with self._lock:
             rows = self._db.execute("SELECT id, body FROM quarantine ORDER BY id").fetchall()
-            for _, body in rows:
-                self._db.execute(
-                    "INSERT INTO pending (samples, body) VALUES (?, ?)", (len(decode(body).samples), body)
-                )
-            self._db.execute("DELETE FROM quarantine")
+            moved = []
+            for row_id, body in rows:
+                try:
+                    samples = len(decode(body).samples)
+                except (ValueError, TypeError, KeyError, IndexError):
+                    continue
+                self._db.execute("INSERT INTO pending (samples, body) VALUES (?, ?)", (samples, body))
+                self._db.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
+                self.pending_samples += samples
+                moved.append(row_id)
             self._db.commit()
-            self.pending_samples += sum(len(decode(body).samples) for _, body in rows)
-        return len(rows)
+        return len(moved)
 
     @property
     def pending_batches(self) -> int:
@@ -180,15 +217,21 @@ class Spool:
     @property
     def live_bytes(self) -> int:
         """Bytes the spool's content takes (free pages left by trimming are reused, not counted)."""
+        return self._live_bytes()
+
+    def _live_bytes(self) -> int:
         with self._lock:
-            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            return self._live_bytes_locked()
+
+    def _live_bytes_locked(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._db.execute("PRAGMA page_size").fetchone()[0]
         return int((pages - free) * size)
 
     @property
     def full(self) -> bool:
-        return self.live_bytes >= self.max_bytes
+        return self.size >= self.max_bytes
 
     def close(self) -> None:
         with self._lock:
@@ -205,9 +248,13 @@ def _marks(values: Sequence[object]) -> str:
 # -- encoding: plain JSON, readable with any SQLite client; times as integer microseconds (exact) --------
 
 
+FORMAT = 1  # of a spooled batch's body; a body of another format is set aside, never guessed at
+
+
 def encode(batch: Batch) -> str:
     return json.dumps(
         {
+            "v": FORMAT,
             "s": [_sample_fields(account_id, sample) for account_id, sample in batch.samples],
             "u": [_update_fields(update) for update in batch.updates],
             "d": [_detection_fields(detection) for detection in batch.detections],
@@ -218,6 +265,8 @@ def encode(batch: Batch) -> str:
 
 def decode(body: str) -> Batch:
     data = json.loads(body)
+    if not isinstance(data, dict) or data.get("v") != FORMAT:
+        raise ValueError(f"not a spooled batch of format {FORMAT}")
     return Batch(
         samples=[_sample_of(fields) for fields in data.get("s", [])],
         updates=[_update_of(fields) for fields in data.get("u", [])],

@@ -35,6 +35,7 @@ REBUILD_DAYS = 30  # what a state rebuilt from samples reads: every detector's m
 FINE_DAYS = 2  # of those, the last days at full resolution; before that one sample an hour
 CHUNK = 500  # accounts changed on the event loop between two yields
 REBUILD_GROUP = 200
+REPLAY_GROUP = 2_000
 PLATFORMS_STATE = "platforms"
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -112,9 +113,10 @@ class AccountStates:
         thin: bool = False,
     ) -> int:
         """Feed the samples stored after each account's state to the engine and the board, in time order."""
-        # A rebuild reads weeks per account: a few hundred accounts at a time keep memory bounded.
-        ids = sorted(after)
-        group = REBUILD_GROUP if thin else max(len(ids), 1)
+        # A few hundred (a rebuild reads weeks per account) or thousand accounts at a time keep memory bounded;
+        # accounts saved at about the same time go together, so no group reads far behind its own states.
+        ids = sorted(after, key=lambda i: after[i])
+        group = REBUILD_GROUP if thin else REPLAY_GROUP
         replayed = 0
         for start in range(0, len(ids), group):
             part = {i: after[i] for i in ids[start : start + group]}

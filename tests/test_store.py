@@ -129,3 +129,35 @@ def test_a_latest_sample_dated_in_the_future_does_not_freeze_the_account(store: 
     store.write([(account_id, Sample(GARGRON, now - timedelta(hours=1), 9_400))], [])  # a replayed backlog
     (row,) = store.status()
     assert row.latest is not None and row.latest.followers == 9_500
+
+
+def test_two_updates_of_one_account_in_one_write_leave_both_state_changes(store: Store) -> None:
+    store.watch(GARGRON, T0)
+    account_id = _id(store, GARGRON)
+    store.write([], [AccountUpdate(account_id, T0, AccountState.ACTIVE)])
+    later = [T0 + timedelta(hours=h) for h in (1, 2)]
+    store.write(  # a backlog written in one chunk: failed, then recovered
+        [],
+        [
+            AccountUpdate(account_id, later[0], AccountState.ERRORING, "HTTP 503"),
+            AccountUpdate(account_id, later[1], AccountState.ACTIVE),
+        ],
+    )
+    (account,) = store.watched()
+    assert (account.state, account.last_polled_at) == (AccountState.ACTIVE, later[1])
+    assert [detail for _, kind, detail in store.events(GARGRON)] == [
+        "pending -> active",
+        "active -> erroring: HTTP 503",
+        "erroring -> active",
+    ]
+
+
+def test_an_older_update_written_late_changes_nothing(store: Store) -> None:
+    """A quarantined record put back, or a former holder's backlog, arrives after newer ones."""
+    store.watch(GARGRON, T0)
+    account_id = _id(store, GARGRON)
+    store.write([], [AccountUpdate(account_id, T0 + timedelta(hours=2), AccountState.ACTIVE)])
+    store.write([], [AccountUpdate(account_id, T0 + timedelta(hours=1), AccountState.NOT_FOUND, "gone")])
+    (account,) = store.watched()
+    assert (account.state, account.last_error) == (AccountState.ACTIVE, None)
+    assert [detail for _, _, detail in store.events(GARGRON)] == ["pending -> active"]

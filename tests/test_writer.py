@@ -83,14 +83,40 @@ async def test_a_record_the_database_refuses_is_quarantined_and_every_other_reco
     assert {a.ref: a.state for a in store.watched()}[refs[3]] is AccountState.ACTIVE
 
 
-async def test_the_writer_survives_anything_a_store_raises_and_keeps_the_spool() -> None:
+async def test_a_database_that_refuses_everything_quarantines_nothing_and_keeps_the_spool() -> None:
+    """A read-only database after a failover, missing permissions or a bug: not the records' fault."""
+    from sqlalchemy.exc import InternalError
+
+    class ReadOnly(Store):
+        def write_batch(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise InternalError("INSERT", {}, Exception("cannot execute INSERT in a read-only transaction"))
+
     class Broken(Store):
         def write_batch(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
             raise RuntimeError("a bug")
 
-    engine = create_engine("sqlite://")
-    upgrade(engine)
-    writer = SampleWriter(Broken(engine), ServiceMetrics(CollectorRegistry()))
-    writer.submit([(1, Sample(ACCOUNT, T0, 5))], [])
-    assert await writer.flush()  # isolated down to the record, which went to quarantine
-    assert [k.kind for k in writer.spool.quarantined()] == ["sample"]
+    for store_class in (ReadOnly, Broken):
+        engine = create_engine("sqlite://")
+        upgrade(engine)
+        registry = CollectorRegistry()
+        writer = SampleWriter(store_class(engine), ServiceMetrics(registry))
+        writer.submit([(1, Sample(ACCOUNT, T0 + timedelta(minutes=m), 5)) for m in range(16)], [])
+        assert not await writer.flush()
+        assert writer.spool.quarantined() == [] and writer.buffered == 16
+        assert registry.get_sample_value("flockwatch_database_up") == 0
+
+
+async def test_a_spooled_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_is_written(store: Store) -> None:
+    store.watch(ACCOUNT, T0)
+    account_id = store.account_ids([ACCOUNT])[ACCOUNT]
+    writer = SampleWriter(store, ServiceMetrics(CollectorRegistry()))
+    writer.submit([(account_id, Sample(ACCOUNT, T0, 1))], [])
+    with writer.spool._lock:  # a body of a format this release does not know
+        writer.spool._db.execute("INSERT INTO pending (samples, body) VALUES (1, '{\"v\": 99}')")
+        writer.spool._db.commit()
+    writer.submit([(account_id, Sample(ACCOUNT, T0 + timedelta(hours=1), 2))], [])
+
+    assert await writer.flush()
+
+    assert [s.followers for s in store.history(ACCOUNT)] == [1, 2]
+    assert [k.kind for k in writer.spool.quarantined()] == ["unreadable"]

@@ -91,7 +91,8 @@ def upgrade() -> None:
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('at', service.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_watchlist_changes_account_id_accounts'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('seq', name=op.f('pk_watchlist_changes'))
+    sa.PrimaryKeyConstraint('seq', name=op.f('pk_watchlist_changes')),
+    sqlite_autoincrement=True,
     )
     # Events repeated at one moment (none are expected) would stop the unique constraint: keep the first.
     op.execute(

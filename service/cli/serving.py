@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import signal
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,7 +40,18 @@ def run(args: argparse.Namespace) -> int:
     if args.web_config_file:
         config = _with_http(config, web_config_file=_web_config_file(args.web_config_file))
     logs.configure(config.log.level, config.log.format)
-    return asyncio.run(_serve(config, SystemClock()))
+    return _exit_now(asyncio.run(_serve(config, SystemClock())))
+
+
+def _exit_now(code: int) -> int:
+    """Exit at once when a thread is still stuck in a database call: everything was written or is in the
+    spool, and waiting for the call would outlast the service manager's stop timeout."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -47,7 +61,9 @@ def demo(args: argparse.Namespace) -> int:
     web_config = _web_config_file(args.web_config_file) if args.web_config_file else None
     db_url = args.db or _fresh_demo_database()
     logs.configure("info")
-    return asyncio.run(_serve_demo(db_url, args.listen, args.speed, _poll_every(args.poll_every), web_config))
+    return _exit_now(
+        asyncio.run(_serve_demo(db_url, args.listen, args.speed, _poll_every(args.poll_every), web_config))
+    )
 
 
 async def _serve_demo(

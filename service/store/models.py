@@ -195,6 +195,8 @@ class WatchlistChange(Base):
     """Every change to the watchlist, in order: a running daemon reads the ones after the last it saw."""
 
     __tablename__ = "watchlist_changes"
+    # never reuse a number, even once retention emptied the table: daemons read the changes after the last seen
+    __table_args__ = {"sqlite_autoincrement": True}
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

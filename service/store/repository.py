@@ -183,12 +183,12 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.max(models.WatchlistChange.seq))) or 0)
 
-    def watchlist_changes(self, after: int) -> tuple[int, set[int]]:
-        """The newest change number and the ids of the accounts changed after ``after``."""
+    def watchlist_changes(self, after: int) -> list[tuple[int, int]]:
+        """(change number, account id) of every watchlist change numbered after ``after``."""
         table = models.WatchlistChange
         with self.engine.connect() as conn:
             rows = conn.execute(select(table.seq, table.account_id).where(table.seq > after)).all()
-        return max((seq for seq, _ in rows), default=after), {account_id for _, account_id in rows}
+        return [(seq, account_id) for seq, account_id in rows]
 
     def account_ids(self, refs: Iterable[AccountRef]) -> dict[AccountRef, int]:
         with self.engine.connect() as conn:
@@ -217,6 +217,8 @@ class Store:
             conn = session.connection()
             written.samples, written.earliest = _insert_samples(conn, samples)
             _note_latest(conn, samples)
+            if written.earliest is not None:
+                note_late_samples(conn, written.earliest)
             _apply_updates(conn, updates)
             for change in updates:
                 if change.platform_id or change.platform_handle:
@@ -248,6 +250,8 @@ class Store:
                     set_={
                         name: statement.excluded[name] for name in ("as_of", "engine", "board", "saved_at")
                     },
+                    # a replica's late checkpoint never replaces a newer state saved by the account's next holder
+                    where=table.c.as_of <= statement.excluded.as_of,
                 )
                 conn.execute(
                     statement,
@@ -449,6 +453,28 @@ def _insert_samples(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> 
     return len(inserted), min((at for (at,) in inserted), default=None)
 
 
+ROLLUP_WATERMARK = "rollup_watermark"  # hours before it are rolled up
+ROLLUP_DIRTY = "rollup_dirty"  # the earliest sample written behind the watermark since the rollups last ran
+
+
+def note_late_samples(conn: Connection, earliest: datetime) -> None:
+    """Samples written behind the rollup watermark (a spool backlog, an import) mark their hours for rolling
+    up again, in the same transaction: the mark survives a crash or a skipped maintenance run."""
+    settings = models.table(models.Setting)
+    watermark = conn.scalar(select(settings.c.value).where(settings.c.name == ROLLUP_WATERMARK))
+    if watermark is None or earliest >= datetime.fromisoformat(watermark):
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(settings).values(name=ROLLUP_DIRTY, value=earliest.isoformat())
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"value": statement.excluded.value},
+            where=settings.c.value > statement.excluded.value,  # ISO times in UTC compare as text
+        )
+    )
+
+
 def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> None:
     """Keep each account's newest sample on its row; an older sample (a replayed backlog) never overwrites it,
     unless the kept one is dated in the future (a clock that ran ahead): then the account would freeze."""
@@ -498,45 +524,61 @@ _STATE_EVENT = text(
     "INSERT INTO account_events (account_id, at, kind, detail) "
     "SELECT id, :at, 'state', state || ' -> ' || :new_state || COALESCE(': ' || :error, '') "
     "FROM accounts WHERE id = :row_id AND state <> :new_state "
+    "AND (last_polled_at IS NULL OR last_polled_at <= :at) "
     "ON CONFLICT (account_id, at, kind, detail) DO NOTHING"
-)
+).bindparams(bindparam("at", type_=models.UtcDateTime()))
 
 
 def _apply_updates(conn: Connection, updates: Sequence[AccountUpdate]) -> None:
-    """Each account's state, error and poll time: a state change leaves an event, all in bulk statements."""
-    if not updates:
-        return
-    rows = [
-        {
-            "row_id": u.account_id,
-            "at": u.polled_at,
-            "new_state": u.state.value,
-            "error": u.error,
-            "next_poll": u.next_poll_at,
-            "step": u.backoff_step,
-        }
-        for u in updates
-    ]
-    conn.execute(_STATE_EVENT, rows)
-    table = models.table(models.Account)
-    conn.execute(
-        update(table)
-        .where(table.c.id == bindparam("row_id"), table.c.state != bindparam("new_state"))
-        .values(state_changed_at=bindparam("at")),
-        rows,
-    )
-    conn.execute(
-        update(table)
-        .where(table.c.id == bindparam("row_id"))
-        .values(
-            state=bindparam("new_state"),
-            last_error=bindparam("error"),
-            last_polled_at=bindparam("at"),
-            next_poll_at=bindparam("next_poll"),
-            backoff_step=bindparam("step"),
-        ),
-        rows,
-    )
+    """Each account's state, error and poll time: a state change leaves an event, all in bulk statements. An
+    update older than what the row holds (a late backlog, a quarantined record put back) changes nothing."""
+    for round_ in _rounds(updates):
+        rows = [
+            {
+                "row_id": u.account_id,
+                "at": u.polled_at,
+                "new_state": u.state.value,
+                "error": u.error,
+                "next_poll": u.next_poll_at,
+                "step": u.backoff_step,
+            }
+            for u in round_
+        ]
+        conn.execute(_STATE_EVENT, rows)
+        table = models.table(models.Account)
+        newer = or_(table.c.last_polled_at.is_(None), table.c.last_polled_at <= bindparam("at"))
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.state != bindparam("new_state"), newer)
+            .values(state_changed_at=bindparam("at")),
+            rows,
+        )
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"), newer)
+            .values(
+                state=bindparam("new_state"),
+                last_error=bindparam("error"),
+                last_polled_at=bindparam("at"),
+                next_poll_at=bindparam("next_poll"),
+                backoff_step=bindparam("step"),
+            ),
+            rows,
+        )
+
+
+def _rounds(updates: Sequence[AccountUpdate]) -> list[list[AccountUpdate]]:
+    """The updates in rounds that name each account once, in order: a bulk statement sees the table as it was
+    before it, so two updates of one account in one statement would both compare with the old state."""
+    rounds: list[list[AccountUpdate]] = []
+    seen: dict[int, int] = {}
+    for change in updates:
+        index = seen.get(change.account_id, 0)
+        seen[change.account_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(change)
+    return rounds
 
 
 def _apply_identity(session: Session, change: AccountUpdate) -> None:
@@ -609,7 +651,10 @@ def _upsert_detections(conn: Connection, detections: Sequence[DetectionRow]) -> 
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
-        index_elements=["key"], set_={name: statement.excluded[name] for name in _DETECTION_UPDATES}
+        index_elements=["key"],
+        set_={name: statement.excluded[name] for name in _DETECTION_UPDATES},
+        where=table.c.updated_at
+        <= statement.excluded.updated_at,  # an older version never undoes a newer one
     )
     rows = [{"key": d.key, **{name: getattr(d, name) for name in _DETECTION_FIELDS}} for d in latest.values()]
     conn.execute(statement, rows)

@@ -22,10 +22,12 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 from service.config import RetentionConfig
 from service.store import models
 from service.store.database import lock_key
+from service.store.repository import ROLLUP_DIRTY, ROLLUP_WATERMARK
 
 log = logging.getLogger(__name__)
 
-WATERMARK = "rollup_watermark"
+WATERMARK = ROLLUP_WATERMARK
+DIRTY = ROLLUP_DIRTY
 STEP = timedelta(hours=6)  # raw samples read per statement when rolling up
 DELETE_STEP = timedelta(hours=6)
 LOCK = "maintenance"  # one maintenance run at a time across replicas (a PostgreSQL advisory lock)
@@ -63,31 +65,43 @@ class Maintenance:
                 _unlock(lock)
 
     def roll_up(self, now: datetime, dirty_from: datetime | None, report: MaintenanceReport) -> None:
+        """Hours from the watermark (or the earliest late sample) to the last complete hour; days once complete."""
         until = _floor(now, HOUR)
+        marked = self._setting(DIRTY)
         start = self._watermark() or self._oldest_sample()
         if start is None:
             return
-        if dirty_from is not None and dirty_from < start:
-            start = dirty_from
+        for late in (dirty_from, datetime.fromisoformat(marked) if marked else None):
+            if late is not None and late < start:
+                start = late
         start = _floor(start, HOUR)
         while start < until:
             end = min(start + STEP, until)
             with self.engine.begin() as conn:
                 report.hours += _roll_hours(conn, start, end)
-                report.days += _roll_days(conn, _floor(start, DAY), _floor(end - HOUR, DAY) + DAY)
+                # A day is summed from its hours once they are all there (not 24 times a day).
+                report.days += _roll_days(conn, _floor(start, DAY), _floor(end, DAY))
                 _set(conn, WATERMARK, end.isoformat())
             start = end
+        if marked:
+            with self.engine.begin() as conn:  # unless a writer marked an earlier hour meanwhile
+                settings = models.table(models.Setting)
+                conn.execute(delete(settings).where(settings.c.name == DIRTY, settings.c.value == marked))
 
     def roll_up_range(self, start: datetime, end: datetime) -> MaintenanceReport:
         """Roll up the hours from ``start`` to ``end`` (after an import), whatever the watermark says."""
         report = MaintenanceReport()
-        at = _floor(start, HOUR)
-        while at < end:
-            step_end = min(at + STEP, _floor(end, HOUR) + HOUR)
+        at, last = _floor(start, HOUR), _floor(end, HOUR) + HOUR
+        while at < last:
+            step_end = min(at + STEP, last)
             with self.engine.begin() as conn:
                 report.hours += _roll_hours(conn, at, step_end)
-                report.days += _roll_days(conn, _floor(at, DAY), _floor(step_end - HOUR, DAY) + DAY)
             at = step_end
+        day = _floor(start, DAY)
+        while day < last:  # each day once, from all its hours
+            with self.engine.begin() as conn:
+                report.days += _roll_days(conn, day, day + DAY)
+            day += DAY
         return report
 
     def expire(self, now: datetime, report: MaintenanceReport) -> None:
@@ -127,9 +141,13 @@ class Maintenance:
         return deleted
 
     def _watermark(self) -> datetime | None:
-        with self.engine.connect() as conn:
-            value = conn.scalar(select(models.Setting.value).where(models.Setting.name == WATERMARK))
+        value = self._setting(WATERMARK)
         return datetime.fromisoformat(value) if value else None
+
+    def _setting(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            value: str | None = conn.scalar(select(models.Setting.value).where(models.Setting.name == name))
+        return value
 
     def _oldest_sample(self) -> datetime | None:
         with self.engine.connect() as conn:
@@ -287,9 +305,12 @@ def _set(conn: Connection, name: str, value: str) -> None:
 def _lock(conn: Connection) -> bool:
     if conn.dialect.name != "postgresql":
         return True
-    return bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(conn, LOCK)}))
+    got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(conn, LOCK)}))
+    conn.commit()  # the session lock stays; the connection must not sit idle in a transaction meanwhile
+    return got
 
 
 def _unlock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(conn, LOCK)})
+        conn.commit()
