@@ -198,7 +198,8 @@ class Daemon:
             if name != "writer":
                 task.cancel()
         # the writer ends after its chunk under way; a database call that hangs is left behind, not waited for
-        await asyncio.wait(set(self._tasks.values()), timeout=max(deadline - time.monotonic(), 1.0) * 0.3)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks.values()), timeout=max(deadline - time.monotonic(), 1.0) * 0.3)
         # Nothing was polled if it never started: what the spool holds waits for the next start.
         left = (
             await self.writer.drain(seconds=max(deadline - time.monotonic(), 1.0) * 0.7)

@@ -73,6 +73,7 @@ def test_an_unreachable_database_exits_2_with_a_clear_message_and_no_password(
 ) -> None:
     url = f"postgresql+psycopg://flockwatch:hunter2secret@127.0.0.1:{_closed_port()}/flockwatch"
     monkeypatch.setenv("FLOCKWATCH_DATABASE__URL", url)
+    monkeypatch.setenv("FLOCKWATCH_DATABASE__START_TIMEOUT", "1s")  # the daemon waits this long for it first
     monkeypatch.setenv("FLOCKWATCH_HTTP__LISTEN", "127.0.0.1:0")
     assert main(["run"]) == 2
     err = capsys.readouterr().err

@@ -106,7 +106,9 @@ async def test_a_database_that_refuses_everything_quarantines_nothing_and_keeps_
         assert registry.get_sample_value("flockwatch_database_up") == 0
 
 
-async def test_a_spooled_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_is_written(store: Store) -> None:
+async def test_a_spooled_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_is_written(
+    store: Store,
+) -> None:
     store.watch(ACCOUNT, T0)
     account_id = store.account_ids([ACCOUNT])[ACCOUNT]
     writer = SampleWriter(store, ServiceMetrics(CollectorRegistry()))

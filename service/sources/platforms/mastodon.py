@@ -70,7 +70,9 @@ PLATFORM = Platform(
     budgets={"": RateBudget(300, timedelta(minutes=5))},  # per instance
     rate_headers=("x-ratelimit-",),
     instance=instance,
-    batch_size=40,
+    # one wave of concurrent lookups: a batch is taken into the spool as soon as its answers are in, instead of
+    # holding its first answers while four more waves go out
+    batch_size=CONCURRENT_LOOKUPS,
     build=build,
 )
 
