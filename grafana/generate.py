@@ -583,10 +583,16 @@ def account() -> Json:
             [target(f"flockwatch_posts{a}", "posts")],
         ),
     ]
+    # Raw samples where they are kept (retention.raw), the daily rollups before the oldest raw sample.
     history = """
         SELECT s.observed_at AS time, s.followers AS followers, s.following AS following
         FROM samples s JOIN accounts a ON a.id = s.account_id
         WHERE a.platform = '$platform' AND a.handle = '$account' AND $__timeFilter(s.observed_at)
+        UNION ALL
+        SELECT d.last_at AS time, d.last_followers AS followers, d.last_following AS following
+        FROM samples_daily d JOIN accounts a ON a.id = d.account_id
+        WHERE a.platform = '$platform' AND a.handle = '$account' AND $__timeFilter(d.last_at)
+          AND NOT EXISTS (SELECT 1 FROM samples s2 WHERE s2.account_id = a.id AND s2.observed_at <= d.last_at)
         ORDER BY 1"""
     detections_sql = """
         SELECT d.started_at, d.ended_at, d.kind, d.severity, d.detector, d.summary
@@ -596,7 +602,8 @@ def account() -> Json:
     panels += [
         timeseries(
             "$title_noun history (database)",
-            "Every stored sample from the flockwatch database, for history older than Prometheus keeps.",
+            "Every stored sample from the flockwatch database, for history older than Prometheus keeps; before the "
+            "raw samples' retention, one point a day from the daily rollups.",
             (0, 44, 24, 8),
             [sql_target(history)],
             datasource=POSTGRES,

@@ -49,6 +49,27 @@ def store_history(engine: Engine) -> None:
                     for day in range(40)
                 ],
             )
+        # before the raw samples' retention only daily rollups are left; one day overlaps the raw samples
+        conn.execute(
+            insert(models.DailyRollup),
+            [
+                {
+                    "account_id": ids["founding@demo.example"],
+                    "bucket": T0 + timedelta(days=day),
+                    "first_at": T0 + timedelta(days=day),
+                    "first_followers": 1_000 + 10 * day,
+                    "last_at": T0 + timedelta(days=day, hours=23),
+                    "last_followers": 1_000 + 10 * day,
+                    "min_followers": 1_000,
+                    "max_followers": 9_000,
+                    "samples": 96,
+                    "last_following": 150,
+                    "last_posts": 40,
+                    "followers_step": 1,
+                }
+                for day in range(-10, 1)
+            ],
+        )
         conn.execute(
             insert(models.Detection).values(
                 platform="mastodon",
@@ -69,7 +90,9 @@ def store_history(engine: Engine) -> None:
 
 def expand(sql: str, backend: str) -> str:
     if backend == "postgresql":
-        frame = f"BETWEEN '{T0.isoformat()}' AND '{(T0 + timedelta(days=90)).isoformat()}'"
+        frame = (
+            f"BETWEEN '{(T0 - timedelta(days=30)).isoformat()}' AND '{(T0 + timedelta(days=90)).isoformat()}'"
+        )
         sql = re.sub(r"\$__timeFilter\(([\w.]+)\)", rf"\1 {frame}", sql)
     else:
         sql = re.sub(r"\$__timeFilter\(([\w.]+)\)", r"\1 IS NOT NULL", sql)
@@ -83,6 +106,8 @@ def test_panel_sql_returns_only_the_accounts_rows(engine: Engine, sql: str) -> N
         rows = conn.execute(text(expand(sql, engine.dialect.name))).mappings().all()
     assert rows, sql
     if "followers" in rows[0]:
-        assert len(rows) == 40 and rows[-1]["followers"] == 9_500 + 768 * 39
+        # ten days from the daily rollups, then the 40 raw samples (the rollup day they cover is left out)
+        assert [row["followers"] for row in rows[:10]] == [1_000 + 10 * day for day in range(-10, 0)]
+        assert len(rows) == 50 and rows[-1]["followers"] == 9_500 + 768 * 39
     else:
         assert [row["summary"] for row in rows] == ["gained +768/day for 7 days with sd 0"]
