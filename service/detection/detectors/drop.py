@@ -88,8 +88,8 @@ class _Loss:
 
 
 class DropDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(DROP, per_sample=True)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(DROP, per_sample=True, noun=noun)
         self.platform_signal: tuple[float, float, float] | None = None  # (start, end, relative change)
         self._cusum = 0.0
         self._scale = 1.0

@@ -80,8 +80,8 @@ class _Plateau:
 
 
 class RegularGrowthDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(REGULAR_GROWTH, per_sample=False)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(REGULAR_GROWTH, per_sample=False, noun=noun)
         self._plateau: _Plateau | None = None
 
     def save(self, out: StateWriter) -> None:
