@@ -44,7 +44,7 @@ SPREAD_PERIODS: Final = 25  # the spread on more: one busy day in a month is the
 class Process:
     """An account's own growth process, as its recent history shows it."""
 
-    __slots__ = ("certainty", "days", "measured", "noise", "periods", "rate", "spread", "typical")
+    __slots__ = ("certainty", "days", "downside", "measured", "noise", "periods", "rate", "spread", "typical")
 
     def __init__(
         self,
@@ -56,10 +56,12 @@ class Process:
         certainty: float,
         measured: float = 0.0,
         typical: float = -1.0,
+        downside: float = -1.0,
     ) -> None:
         self.rate = rate  # usual net gain per day
-        self.spread = spread  # variance of one day's gain
+        self.spread = spread  # variance of one day's gain, from the days above the usual rate
         self.typical = spread if typical < 0.0 else typical  # the same from the median deviation
+        self.downside = spread if downside < 0.0 else downside  # from the days below the usual rate
         self.noise = noise  # variance per day of the gain over minutes to hours (0: not measured)
         self.measured = measured  # sub-daily differences the noise rests on
         self.days = days  # history it rests on
@@ -167,12 +169,13 @@ def fit(rates: list[float], days: float, followers: int, noise: float, measured:
     # A count cannot vary by less than Poisson noise (of arrivals, or of departures), nor its rounding.
     floor = max(abs(rate), step * step / 12.0, 1e-3)
     observed = max(tail_variance(spreading, rate), floor) if weight else floor
+    lower = max(tail_variance(spreading, rate, below=True), floor) if weight else floor
     typical = max(mad_sd(spreading, rate) ** 2, floor) if weight else floor
     spread = _blend(prior_spread, observed, weight)
     typical = _blend(prior_spread, typical, weight)
-    return Process(
-        rate, spread, noise, days, n, PRIOR_SHAPE + positive * days, measured, min(typical, spread)
-    )
+    downside = _blend(prior_spread, lower, weight)
+    certainty = PRIOR_SHAPE + positive * days
+    return Process(rate, spread, noise, days, n, certainty, measured, min(typical, spread), downside)
 
 
 def _blend(prior: float, observed: float, weight: int) -> float:
@@ -190,8 +193,9 @@ def newborn(followers: int, gained: int, days: float, noise: tuple[float, float]
     return Process(rate, spread, noise[0], days, 0, NEWBORN_SHAPE + max(gained, 0), noise[1])
 
 
-def tail_variance(values: list[float], centre: float) -> float:
-    """The variance of the upper side: twice the mean squared deviation above ``centre`` (the median).
+def tail_variance(values: list[float], centre: float, below: bool = False) -> float:
+    """The variance of the upper side (or the lower, ``below``): twice the mean squared deviation above
+    ``centre`` (the median).
 
     Not the median absolute deviation: over-dispersed growth has heavy tails it does not see (an account
     whose busy days bring ten times its quiet ones), and one busy day in a month is the account's own
@@ -201,9 +205,22 @@ def tail_variance(values: list[float], centre: float) -> float:
     """
     total = 0.0
     for value in values:
-        if value > centre:
+        if (value < centre) if below else (value > centre):
             total += (value - centre) * (value - centre)
     return 2.0 * total / max(len(values) - 1, 1)
+
+
+def shift_variance(rates: list[float]) -> float:
+    """Variance of a day's rate from successive differences (half their mean square), the two largest
+    cut to the third: a change of level (a drip switching on or off over a day or two, a purge) moves one
+    or two differences, not all, while an over-dispersed account's busy and slow days move many."""
+    squares = sorted([(rates[i] - rates[i - 1]) ** 2 for i in range(1, len(rates))])
+    n = len(squares)
+    if n == 0:
+        return 0.0
+    if n >= 6:
+        squares[-1] = squares[-2] = squares[-3]
+    return 0.5 * sum(squares, 0.0) / n
 
 
 def log_nb_tail(k: float, mean: float, variance: float) -> float:

@@ -95,6 +95,8 @@ class AccountHistory:
     __slots__ = (
         "_anchor",
         "_bounds",
+        "_earlier",
+        "_earlier_of",
         "_excluded",
         "_last_gap",
         "_last_rate",
@@ -135,6 +137,8 @@ class AccountHistory:
         self.hold_noise = False  # set while a burst is being followed: its samples are not noise
         self._process: Process | None = None
         self._process_of = -1
+        self._earlier: Process | None = None
+        self._earlier_of = -1
         # Gains already reported as inauthentic inflow are not the account's own growth: each period's
         # such gain (made only once there is one), and the open period's.
         self._excluded: array[float] | None = None
@@ -145,6 +149,7 @@ class AccountHistory:
         open one or the last closed one); a negative gain puts it back."""
         excluded = self._excluded
         anchor = self._anchor
+        self._process = self._earlier = None  # the fits no longer hold
         if anchor is None or at >= anchor.at or self._pushed == 0:
             self._pending += gain
         elif excluded is not None and len(excluded):
@@ -221,6 +226,11 @@ class AccountHistory:
         cached = self._process
         if cached is not None and of == self._process_of:
             return cached
+        # The fit with this period (burst reads it as the period closes) is the fit without the next one
+        # (drop reads it as the next closes): kept for that, unless an exclusion came in between.
+        earlier = self._earlier
+        if earlier is not None and of == self._earlier_of:
+            return earlier
         rates = self.rates(SPREAD_PERIODS - (0 if current is None else 1))
         days = self._span(min(len(rates), FIT_PERIODS - (0 if current is None else 1)))
         followers = self.last.followers if self.last is not None else 0
@@ -230,6 +240,8 @@ class AccountHistory:
             followers = current.followers
         noise, measured = self.noise()
         made = fit(rates, days, followers, noise, measured, step) if rates else newborn(followers, 0, 0.0)
+        if cached is not None and self._process_of > self._earlier_of:
+            self._earlier, self._earlier_of = cached, self._process_of
         self._process = made
         self._process_of = of
         return made
@@ -375,7 +387,7 @@ class AccountHistory:
         if excluded and len(excluded) != len(self._bounds) - 1:
             raise SnapshotError("snapshot history is inconsistent")
         self._usual_of = -1
-        self._process = None
+        self._process = self._earlier = None
 
 
 def save_point(out: StateWriter, point: Point | None) -> None:

@@ -16,6 +16,7 @@ import math
 from typing import Final
 
 from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
+from service.detection.evidence import SPREAD_PERIODS, shift_variance
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, day_to_day_sd, percent, signed
@@ -139,11 +140,20 @@ class DropDetector(Detector):
 
     def _update_reference(self, history: AccountHistory, period: Period) -> bool:
         if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
-            reference, scale, periods = history.usual(period.step)
-            if periods < MIN_REFERENCE_PERIODS:
+            process = history.process(period.step)
+            if process.periods < MIN_REFERENCE_PERIODS:
                 return False
-            self._reference = reference
-            self._scale = max(scale, day_to_day_sd(history.rates(SCALE_PERIODS)))
+            self._reference = process.rate
+            # The account's own day-to-day swings, from successive days (a change of level, such as a
+            # drip switching off, moves one of them), their heavy tail included: on an over-dispersed
+            # account a slow day is a loss. Never less than Poisson noise of the usual rate.
+            rates = history.rates(SPREAD_PERIODS)
+            self._scale = max(
+                math.sqrt(shift_variance(rates)),
+                day_to_day_sd(rates[-SCALE_PERIODS:]),
+                math.sqrt(abs(process.rate)),
+                1.0,
+            )
         return self._reference is not None
 
     def _on_period(self, period: Period) -> list[Finding]:
@@ -174,20 +184,17 @@ class DropDetector(Detector):
         return [self._finding(self._run)]
 
     def _confirmed(self, run: _Loss, period: Period, z: float) -> bool:
-        if run.loss < max(3 * period.step, 10):
+        if run.loss <= 2 * period.step:  # within the count's rounding
             return False
         # Two days of unusual loss, confirmed by the CUSUM, or by the account having turned from clear
         # growth to losing (the fall after a bought phase, when the drip was noisy enough to hide it).
-        turned = (
-            run.reference >= GROWING_SCALES * self._scale and run.loss >= TURNED_SHARE * run.followers_before
-        )
+        turned = run.reference >= GROWING_SCALES * self._scale
         if self._losing_days >= 1.9 and (self._cusum >= CUSUM_THRESHOLD or turned):
             return True
         # One period is enough only for a loss far beyond a day's usual movement (further still for an
-        # account that is shrinking anyway).
+        # account that is shrinking anyway). Judged against the account's own days, not a percentage.
         usual_move = 2 * self._scale + (2 if run.reference >= 0 else 3) * abs(run.reference)
-        big = -period.gain >= max(PURGE_SHARE * run.followers_before, usual_move * period.days)
-        return z >= PURGE_Z and big
+        return z >= PURGE_Z and -period.gain >= usual_move * period.days
 
     def _note_platform_signal(self, period: Period, z: float) -> None:
         before = period.followers - period.gain
@@ -204,7 +211,7 @@ class DropDetector(Detector):
         if reference is None or point.at - hourly.time(0) < SUSTAINED:
             return []
         loss = hourly.count(0) - point.followers
-        if loss < max(3 * point.step, 10):
+        if loss <= 2 * point.step:
             return []
         middle = next(i for i in range(len(hourly)) if point.at - hourly.time(i) <= SUSTAINED / 2)
         if hourly.count(middle) <= point.followers or hourly.count(0) <= hourly.count(middle):
