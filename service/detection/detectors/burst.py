@@ -342,7 +342,12 @@ class BurstDetector(Detector):
         process = self._process
         if process is not None:
             # A period that closed during the rise has the rise in it: judge by the periods before it.
-            return history.process_before_last() if at < history.closed_at() else process
+            if at < history.closed_at():
+                return history.process_before_last()
+            # An account in the tail of a crowd (a starter pack, a viral day) gains faster than its usual
+            # rate for days: the last period's own growth is the yardstick while it is the higher.
+            latest = history.rates(1)
+            return process.at_rate(latest[0]) if latest and latest[0] > process.rate else process
         first = history.started()  # a new account: a prior, and what it gained before the rise
         if first is None or at <= first.at:
             return newborn(followers, 0, 0.0)
@@ -379,8 +384,10 @@ class BurstDetector(Detector):
         rate = burst.rate
         burst.peak_hourly = max(burst.peak_hourly, self._excess_per_hour(now, HOUR, rate))
         burst.total = max(burst.total, self._excess((burst.start, burst.start_followers), now, rate))
-        # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp.
-        if self._excess_per_hour(now, 2 * HOUR, rate) >= RISE_OVER * burst.peak_hourly:
+        # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp
+        # (and without two hours of samples since the window began, as after an outage, it cannot end).
+        quiet = self._excess_per_hour(now, 2 * HOUR, rate, math.inf)
+        if quiet >= RISE_OVER * burst.peak_hourly:
             burst.last_high = now[0]
             # Timed from when the burst was noticed: the start estimate can sit hours early on a slow account.
             if not burst.reported and now[0] - burst.opened > WINDOW:
@@ -462,11 +469,14 @@ class BurstDetector(Detector):
             peak = max(peak, BurstDetector._excess(then, now, rate) / ((now[0] - then[0]) / HOUR))
         return peak
 
-    def _excess_per_hour(self, now: tuple[float, int], span: float, rate: float) -> float:
-        """Excess per hour over the last ``span`` (or the shortest longer span the samples allow)."""
+    def _excess_per_hour(
+        self, now: tuple[float, int], span: float, rate: float, unknown: float = 0.0
+    ) -> float:
+        """Excess per hour over the last ``span`` (or the shortest longer span the samples allow);
+        ``unknown`` when the samples do not reach that far back."""
         then = self._recent.span_back(now[0], span)
         if then is None:
-            return 0.0
+            return unknown
         return self._excess(then, now, rate) / ((now[0] - then[0]) / HOUR)
 
     # Daily samples: one period raises the step, the next ones tell its shape.
