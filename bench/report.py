@@ -19,6 +19,15 @@ FAMILY_ORDER = [
     "purge",
     "churn",
     "platform_purge",
+    "github_campaign",
+    "newborn_burst",
+    "staircase",
+    "drip_feed",
+    "seller_drip_daily",
+    "seller_drip_15min",
+    "refill",
+    "sawtooth_drop",
+    "heavy_fall",
 ]
 # (family, minimum recall within its window) as the issue sets them
 TARGETS = {
@@ -27,6 +36,7 @@ TARGETS = {
     "drip_jitter30_15min": 0.85,
     "burst_15min": 0.95,
     "fall": 0.9,
+    "github_campaign": 0.9,  # issue 9: fake-star waves flagged within 6 h
 }
 MAX_FALSE_ALARMS = 0.01
 THROUGHPUT_TARGET = 100_000

@@ -214,13 +214,24 @@ def shift_variance(rates: list[float]) -> float:
     """Variance of a day's rate from successive differences (half their mean square), the two largest
     cut to the third: a change of level (a drip switching on or off over a day or two, a purge) moves one
     or two differences, not all, while an over-dispersed account's busy and slow days move many."""
-    squares = sorted([(rates[i] - rates[i - 1]) ** 2 for i in range(1, len(rates))])
-    n = len(squares)
-    if n == 0:
+    n = len(rates) - 1
+    if n <= 0:
         return 0.0
+    total = first = second = third = 0.0  # the sum, and the three largest squares
+    for i in range(1, len(rates)):
+        d = rates[i] - rates[i - 1]
+        square = d * d
+        total += square
+        if square > third:
+            if square > first:
+                first, second, third = square, first, second
+            elif square > second:
+                second, third = square, second
+            else:
+                third = square
     if n >= 6:
-        squares[-1] = squares[-2] = squares[-3]
-    return 0.5 * sum(squares, 0.0) / n
+        total -= first + second - 2.0 * third
+    return 0.5 * total / n
 
 
 def log_nb_tail(k: float, mean: float, variance: float) -> float:

@@ -107,6 +107,7 @@ class AccountHistory:
         "_process",
         "_process_of",
         "_pushed",
+        "_rates",
         "_steps",
         "_usual",
         "_usual_of",
@@ -143,6 +144,9 @@ class AccountHistory:
         # such gain (made only once there is one), and the open period's.
         self._excluded: array[float] | None = None
         self._pending = 0.0
+        # The closed periods' rates, worked out once while the detectors read them as a period closes
+        # (and dropped when it is pushed, so nothing boxed stays between periods).
+        self._rates: list[float] | None = None
 
     def exclude(self, gain: float, at: float) -> None:
         """Leave ``gain``, which arrived from ``at`` on, out of the account's own growth (its period's, the
@@ -150,6 +154,7 @@ class AccountHistory:
         excluded = self._excluded
         anchor = self._anchor
         self._process = self._earlier = None  # the fits no longer hold
+        self._rates = None
         if anchor is None or at >= anchor.at or self._pushed == 0:
             self._pending += gain
         elif excluded is not None and len(excluded):
@@ -211,6 +216,10 @@ class AccountHistory:
             return 0.0, 0.0
         return self._noise_sum / self._noise_weight, self._noise_count
 
+    def pending(self) -> float:
+        """Gain of the open period already reported as inauthentic inflow."""
+        return self._pending
+
     def closed_at(self) -> float:
         """When the latest period closed (its end; the start of the open period)."""
         return self._anchor.at if self._anchor is not None and self._pushed else -math.inf
@@ -248,8 +257,8 @@ class AccountHistory:
 
     def process_before_last(self) -> Process:
         """The process as it stood before the latest period closed (not cached: needed only when a rise
-        was under way as a period closed)."""
-        rates = self.rates(SPREAD_PERIODS + 1)[:-1]
+        under way as a period closed is judged)."""
+        rates = self._all_rates()[-SPREAD_PERIODS - 1 : -1]
         days = self._span(min(len(rates), FIT_PERIODS) + 1) - self._span(1)
         if not rates:
             first = self._bounds
@@ -267,6 +276,7 @@ class AccountHistory:
     def push(self, period: Period) -> None:
         """Keep the period ``add`` just returned (after the detectors read the history without it)."""
         self._pushed += 1
+        self._rates = None
         bounds = self._bounds
         if not len(bounds):
             bounds.append(period.start, period.followers - period.gain)
@@ -310,7 +320,21 @@ class AccountHistory:
     def rates(self, last: int) -> list[float]:
         """The rates of the account's own growth in the last ``last`` periods, oldest first (computed as
         Period computes them, less any gain reported as inauthentic inflow)."""
+        rates = self._rates
+        if rates is None:
+            rates = self._rates = self._all_rates()
+        return rates[-last:] if 0 < last < len(rates) else (rates[:] if last > 0 else [])
+
+    def raw_rates(self, last: int) -> list[float]:
+        """The rates of the last ``last`` periods as counted, inauthentic inflow included."""
+        if self._excluded is None:
+            return self.rates(last)
         n = min(last, len(self._bounds) - 1)
+        v = self._bounds.tail(n + 1) if n > 0 else []
+        return [(v[2 * k + 3] - v[2 * k + 1]) / ((v[2 * k + 2] - v[2 * k]) / DAY) for k in range(max(n, 0))]
+
+    def _all_rates(self) -> list[float]:
+        n = len(self._bounds) - 1
         if n <= 0:
             return []
         # Counts are whole numbers below 2**53, so their float difference is the exact integer gain.
@@ -388,6 +412,7 @@ class AccountHistory:
             raise SnapshotError("snapshot history is inconsistent")
         self._usual_of = -1
         self._process = self._earlier = None
+        self._rates = None
 
 
 def save_point(out: StateWriter, point: Point | None) -> None:

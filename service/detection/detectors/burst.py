@@ -41,7 +41,7 @@ HOUR: Final = 3_600.0
 WINDOW: Final = 6 * HOUR  # a delivered step arrives within this
 KEPT: Final = 2 * WINDOW  # the one sample kept from before the window must be at most this old
 MAX_KEPT: Final = 800  # raw samples kept at most
-TRIM_AT: Final = 8  # dead samples are cut off in batches of this many (each cut copies the window)
+TRIM_AT: Final = 4  # dead samples are cut off in batches of this many (each cut copies the window)
 SUBDAILY_GAP: Final = 0.5 * DAY
 # Sub-daily samples test a window at every sample (about 3,000 a month at 15-minute polls), hence odds
 # beyond 1 in 10^7; a daily period is one test a day.
@@ -287,6 +287,7 @@ class BurstDetector(Detector):
         super().__init__(BURST, per_sample=True, noun=noun)
         self._recent = _Recent()
         self._process: Process | None = None  # fitted as each period closes; a prior before the first
+        self._local: Process | None = None  # the same at the last period's rate, when that is the higher
         self._rate = 0.0  # its usual rate, which the window's minima are measured against
         self._burst: _Burst | None = None
         self._daily_step: _DailyStep | None = None
@@ -296,6 +297,7 @@ class BurstDetector(Detector):
         super().save(out)
         self._recent.save(out)
         save_process(out, self._process)
+        save_process(out, self._local)
         out.number(self._rate)
         out.number(self._after)
         out.flag(self._burst is not None)
@@ -309,6 +311,7 @@ class BurstDetector(Detector):
         super().load(state)
         self._recent.load(state)
         self._process = load_process(state)
+        self._local = load_process(state)
         self._rate, self._after = state.number(), state.number()
         self._burst = _Burst.load(state) if state.flag() else None
         self._daily_step = _DailyStep.load(state) if state.flag() else None
@@ -332,22 +335,32 @@ class BurstDetector(Detector):
         return findings
 
     def _update(self, history: AccountHistory, period: Period) -> None:
-        process = self._process = history.process(period.step, period)
+        self._settle(history.process(period.step, period), (period.gain - history.pending()) / period.days)
+
+    def _refit(self, history: AccountHistory, step: int) -> None:
+        """After a step was left out of the account's own growth: its process without it."""
+        if self._process is not None:
+            latest = history.rates(1)
+            self._settle(history.process(step), latest[0] if latest else 0.0)
+
+    def _settle(self, process: Process, latest: float) -> None:
+        self._process = process
+        # An account in the tail of a crowd (a starter pack, a viral day) gains faster than its usual rate
+        # for days: the last period's own growth is the yardstick while it is the higher.
+        self._local = process.at_rate(latest) if latest > process.rate else None
         if process.rate != self._rate:
             self._rate = process.rate
             self._recent.rebase(process.rate)
 
-    def _reference(self, history: AccountHistory, at: float, followers: int) -> Process:
-        """The account's process as it stood before a rise that began at ``at`` from ``followers``."""
+    def _reference(self, history: AccountHistory, at: float, followers: int, exact: bool = True) -> Process:
+        """The account's process as it stood before a rise that began at ``at`` from ``followers`` (for a
+        cheap look, not ``exact``, the current one will do)."""
         process = self._process
         if process is not None:
             # A period that closed during the rise has the rise in it: judge by the periods before it.
-            if at < history.closed_at():
+            if exact and at < history.closed_at():
                 return history.process_before_last()
-            # An account in the tail of a crowd (a starter pack, a viral day) gains faster than its usual
-            # rate for days: the last period's own growth is the yardstick while it is the higher.
-            latest = history.rates(1)
-            return process.at_rate(latest[0]) if latest and latest[0] > process.rate else process
+            return self._local if self._local is not None else process
         first = history.started()  # a new account: a prior, and what it gained before the rise
         if first is None or at <= first.at:
             return newborn(followers, 0, 0.0)
@@ -360,7 +373,7 @@ class BurstDetector(Detector):
         days = (point.at - low_at) / DAY
         if days <= 0.0:
             return False
-        process = self._reference(history, low_at, low_count)
+        process = self._reference(history, low_at, low_count, exact=False)
         excess = point.followers - low_count - process.rate * days
         return excess > 0.0 and excess >= 2.0 * point.step and not process.plausible(excess, days, CHEAP_Z)
 
@@ -402,6 +415,7 @@ class BurstDetector(Detector):
         if not _sharp(burst):
             return []  # a busy few hours (the time of day, a lively hour), not a delivery
         history.exclude(burst.total, burst.start)
+        self._refit(history, point.step)
         return [self._ended(self._step(burst, point), burst.last_high)]
 
     def _rise(
@@ -487,8 +501,10 @@ class BurstDetector(Detector):
         if step is not None:
             return [self._daily_shape(step, period, process, excess, history)]
         rounding = period.step if period.step > 1 else 0  # a rounded count may be off by a step
+        if excess - rounding <= 0.0 or process.plausible(excess - rounding, period.days, CHEAP_Z):
+            return []
         surprise = process.log_surprise(excess - rounding, period.days)
-        if excess <= 0.0 or surprise >= LOG_ALPHA_DAY:
+        if surprise >= LOG_ALPHA_DAY:
             return []
         step = self._daily_step = _DailyStep.begin(period, excess, surprise, process)
         history.exclude(excess, period.end)

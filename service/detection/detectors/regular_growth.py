@@ -136,8 +136,9 @@ class RegularGrowthDetector(Detector):
         if period.gain <= 0:  # every window ends with this period
             self.score = 0.0
             return []
-        recent = history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period)
-        plateau = _find_plateau(recent) or _held_step(history.periods_then(SPREAD_PERIODS - 1, period))
+        plateau = _find_plateau(history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period))
+        if plateau is None and _may_hold(history.raw_rates(HELD_REFERENCE + max(HELD_WINDOWS)), period.rate):
+            plateau = _held_step(history.periods_then(SPREAD_PERIODS - 1, period))
         if plateau is None:
             self.score = 0.0
             return []
@@ -325,6 +326,16 @@ def _decays(window: list[Period]) -> bool:
     first = sum(p.gain for p in window[:half]) / sum((p.days for p in window[:half]), 0.0)
     second = sum(p.gain for p in window[half:]) / sum((p.days for p in window[half:]), 0.0)
     return second < 0.65 * first
+
+
+def _may_hold(rates: list[float], latest: float) -> bool:
+    """A cheap look before any held step is tested: the last 2-4 rates well above the ones before."""
+    rates.append(latest)
+    for full in HELD_WINDOWS:
+        before = rates[-full - 7 : -full]
+        if before and min(rates[-full:]) >= 2.0 * max(median(before), 1.0):
+            return True
+    return False
 
 
 def _held_step(recent: list[Period]) -> _Plateau | None:
