@@ -99,9 +99,14 @@ class Process:
         floor = 1.0 / (1.0 / PRIOR_RATE + self.days)
         rate = self.rate
         turnover = self.turnover()
-        if turnover <= 0.0:
-            turnover = max(rate, 0.0) if rate > 0.0 else self.spread
-        arrivals = max(rate, 0.5 * (turnover + rate), floor)
+        if turnover > 0.0:
+            arrivals = max(rate, 0.5 * (turnover + rate), floor)
+        elif rate > 0.0:
+            arrivals = max(rate, floor)
+        else:
+            # A shrinking account seen only daily: its day-to-day spread is mostly how its arrivals vary
+            # (busy and slow days), not how many arrive; a day's worth of its standard deviation arrives.
+            arrivals = max(math.sqrt(self.spread), floor)
         return arrivals, max(arrivals - rate, 0.0)
 
     def arrivals(self) -> float:

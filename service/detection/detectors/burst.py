@@ -450,7 +450,8 @@ class BurstDetector(Detector):
         burst = _Burst(start[0], start[1], best, rate, opened=now[0])
         burst.peak_hourly = self._peak_hourly(window, rate)
         burst.surprise = surprise
-        burst.rested = process.days
+        first_seen = history.started()  # a new account: its history runs up to the rise
+        burst.rested = process.days if first_seen is None else (start[0] - first_seen.at) / DAY
         burst.usual_hourly = max(rate, process.arrivals()) / 24.0
         return burst
 
@@ -536,7 +537,8 @@ class BurstDetector(Detector):
         share = burst.total / max(burst.start_followers, 1)
         self.score = _score(burst.surprise)
         severity = Severity.CRITICAL if burst.total >= 3 * usual and share >= 0.01 else Severity.WARNING
-        surge = burst.rate != self._rate  # a step on top of a faster pace already under way
+        # A step on top of a faster pace already under way (for a new account, its rate so far is usual).
+        surge = self._process is not None and burst.rate != self._rate
         before = (
             f"the {_rate(burst.rate)}/day it was gaining just before (usually {_rate(self._rate)}/day)"
             if surge

@@ -54,6 +54,9 @@ SHORTEST_PLATEAU: Final = min(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP: Final = 3.0
 REFERENCE_PERIODS: Final = 14
 MIN_REFERENCE_PERIODS: Final = 4
+# A plateau is judged against a week of the account's own growth: a few days of an over-dispersed new
+# account's history can sit far below where it settles.
+PLATEAU_REFERENCE_PERIODS: Final = 7
 HELD_WINDOWS: Final = (2, 3, 4)  # full periods at the new level
 HELD_ALPHA: Final = 1e-2
 PARTIAL_ALPHA: Final = 5e-2  # two full periods after a partial one: three gains of evidence
@@ -295,7 +298,7 @@ def _onset_in_gap(before: list[Period], mean: float) -> bool:
 def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     # The allowed spread follows the days covered: a missed sample should not delay the verdict.
     max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), SHORTEST_PLATEAU), MAX_WINDOW)]
-    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < MIN_REFERENCE_PERIODS:
+    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < PLATEAU_REFERENCE_PERIODS:
         return False
     before = recent[: -w.n]
     reference = _reference(before)
