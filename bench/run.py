@@ -201,7 +201,7 @@ def _real_series() -> list[tuple[str, list[str]]]:
             if d.ended_at
             else f"{d.kind}: {d.summary}"  # type: ignore[attr-defined]
             for d in found.values()
-            if d.kind in ("regular_growth", "drop")  # type: ignore[attr-defined]
+            if d.kind == "regular_growth" or d.severity != "info"  # type: ignore[attr-defined]
         ]
         out.append((path.name, lines))
     return out
