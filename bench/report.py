@@ -19,6 +19,15 @@ FAMILY_ORDER = [
     "purge",
     "churn",
     "platform_purge",
+    "github_campaign",
+    "newborn_burst",
+    "staircase",
+    "drip_feed",
+    "seller_drip_daily",
+    "seller_drip_15min",
+    "refill",
+    "sawtooth_drop",
+    "heavy_fall",
 ]
 # (family, minimum recall within its window) as the issue sets them
 TARGETS = {
@@ -27,6 +36,7 @@ TARGETS = {
     "drip_jitter30_15min": 0.85,
     "burst_15min": 0.95,
     "fall": 0.9,
+    "github_campaign": 0.9,  # issue 9: fake-star waves flagged within 6 h
 }
 MAX_FALSE_ALARMS = 0.01
 THROUGHPUT_TARGET = 100_000
@@ -87,7 +97,10 @@ def write_report(r: Report) -> str:
         "",
         f"False alarms: {ours.false_alarms} in {ours.organic_months:,.0f} organic account-months "
         f"(**{ours.false_alarm_rate:.4f} per account-month**, viral spikes and platform purges included); "
-        f"{ours.notes:,} information-level notes ({ours.notes / ours.organic_months:.2f} per account-month). "
+        f"{ours.notes:,} information-level notes ({ours.notes / ours.organic_months:.2f} per account-month); "
+        f"{ours.crowds:,} one-day crowds at warning on daily-sampled organic accounts "
+        f"({ours.crowds / ours.organic_months:.3f} per account-month: a viral day that brought its followers "
+        "within one period, which daily counts cannot tell from a bought batch; the warning says so). "
         "By organic family: "
         + "; ".join(
             f"{family} {alarms} in {months:,.0f} months"
@@ -116,8 +129,9 @@ def write_report(r: Report) -> str:
         "",
         "## The real series",
         "",
-        "flockwatch's `regular_growth` and `drop` detections on the two real YouTube histories in "
-        "`shared/data/real/` (unlabelled, mostly organic):",
+        "flockwatch's `regular_growth` detections and its warnings of any kind on the two real YouTube "
+        "histories in `shared/data/real/` (unlabelled, mostly organic: their one-day steps are viral days "
+        "that daily counts cannot tell from a bought batch):",
         "",
         *_real(r),
         "",

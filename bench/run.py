@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
 
-    sizes = Sizes(60, 10, 3, 20, 8, 20, 15, 15) if args.quick else Sizes()
+    sizes = Sizes.quick() if args.quick else Sizes()
     say(f"generating scenarios (seed {args.seed})")
     series = generate(args.seed, sizes)
     say(f"{len(series):,} series, {sum(len(s.times) for s in series):,} samples")
@@ -201,7 +201,7 @@ def _real_series() -> list[tuple[str, list[str]]]:
             if d.ended_at
             else f"{d.kind}: {d.summary}"  # type: ignore[attr-defined]
             for d in found.values()
-            if d.kind in ("regular_growth", "drop")  # type: ignore[attr-defined]
+            if d.kind == "regular_growth" or d.severity != "info"  # type: ignore[attr-defined]
         ]
         out.append((path.name, lines))
     return out

@@ -67,6 +67,7 @@ class Series:
     step: np.ndarray
     organic: bool
     events: list[Event] = field(default_factory=list)
+    spikes: list[tuple[float, float]] = field(default_factory=list)  # organic viral spikes: (start, length)
 
     @property
     def months(self) -> float:
@@ -83,6 +84,7 @@ class Organic:
     follows: np.ndarray  # expected follows per step
     unfollows: np.ndarray
     usual_daily_gain: float
+    spikes: list[tuple[float, float]] = field(default_factory=list)  # viral spikes: (start, decay seconds)
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -110,8 +112,9 @@ def organic_process(
     follows = n0 * (net + unfollow_rate) * fraction * shape
     unfollows = np.full(steps, n0 * unfollow_rate * fraction)
     usual = n0 * max(net, 0.0) + 0.0
-    follows = follows + _viral(rng, t, max(n0 * (net + unfollow_rate), 0.05), spacing)
-    return Organic(start, spacing, n0, follows, unfollows, usual)
+    spikes: list[tuple[float, float]] = []
+    follows = follows + _viral(rng, t, max(n0 * (net + unfollow_rate), 0.05), spacing, spikes)
+    return Organic(start, spacing, n0, follows, unfollows, usual, spikes)
 
 
 def _day_multipliers(rng: np.random.Generator, days: int) -> np.ndarray:
@@ -135,7 +138,13 @@ def _trend(rng: np.random.Generator, days: int) -> np.ndarray:
     return np.exp(np.interp(np.arange(days), knots, values - values[0]))
 
 
-def _viral(rng: np.random.Generator, t: np.ndarray, daily: float, spacing: float) -> np.ndarray:
+def _viral(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    daily: float,
+    spacing: float,
+    spikes: list[tuple[float, float]],
+) -> np.ndarray:
     extra = np.zeros(len(t))
     months = (t[-1] - t[0]) / (30 * DAY)
     for _ in range(rng.poisson(0.6 * months)):
@@ -146,6 +155,7 @@ def _viral(rng: np.random.Generator, t: np.ndarray, daily: float, spacing: float
         shape = _ramp_decay(t - t0, ramp, decay, spacing)
         if shape.sum() > 0:
             extra += total * shape / shape.sum()
+            spikes.append((float(t0), decay + ramp))
     return extra
 
 
@@ -234,7 +244,18 @@ class Generator:
         for event in events or []:
             if event.account == "":
                 event.account = account
-        return Series(account, family, world or account, t, values, follow, step, organic, events or [])
+        return Series(
+            account,
+            family,
+            world or account,
+            t,
+            values,
+            follow,
+            step,
+            organic,
+            events or [],
+            list(org.spikes),
+        )
 
     # Organic families
     def organic(self, spacing: float, days: int) -> Series:
@@ -357,6 +378,189 @@ class Generator:
             "churn", org, realise(self.rng, org), platform, False, following=following, events=events
         )
 
+    # Seller delivery shapes (shared/reference/detection.md, "How sellers deliver")
+    def staircase(self) -> Series:
+        """Waves of bought followers hours apart (drip-feed runs of a large order, or repeated orders)."""
+        spacing = float(self.rng.choice([15 * 60.0, HOUR]))
+        days = 21
+        org = organic_process(self.rng, days, spacing, EPOCH, size=log_uniform(self.rng, 1e2, 1e6))
+        usual = max(org.usual_daily_gain, 1.0)
+        onset = EPOCH + self.rng.uniform(8, 14) * DAY
+        gap = log_uniform(self.rng, HOUR, DAY)
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        injected = np.zeros(len(t))
+        for wave in range(int(self.rng.integers(2, 9))):
+            size = max(log_uniform(self.rng, 0.5, 30) * usual, 5.0)
+            injected += _delivery(t, spacing, onset + wave * gap, self.rng.uniform(0, 30 * 60), size)
+        events = [Event("staircase", ("burst",), onset, 6 * HOUR, "")]
+        return self._bought("staircase", org, injected, events)
+
+    def drip_feed(self) -> Series:
+        """One order repeated N times at a fixed interval ("runs x quantity every X minutes")."""
+        spacing = 15 * 60.0
+        org = organic_process(self.rng, 21, spacing, EPOCH, size=log_uniform(self.rng, 1e2, 1e6))
+        usual = max(org.usual_daily_gain, 1.0)
+        onset = EPOCH + self.rng.uniform(8, 14) * DAY
+        runs = int(self.rng.integers(5, 51))
+        every = self.rng.uniform(10, 120) * 60.0
+        quantity = max(log_uniform(self.rng, 0.05, 2) * usual, 3.0)
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        injected = np.zeros(len(t))
+        for run in range(runs):
+            injected += _delivery(t, spacing, onset + run * every, 60.0, quantity)
+        events = [Event("drip_feed", ("burst", "regular_growth"), onset, DAY, "")]
+        return self._bought("drip_feed", org, injected, events)
+
+    def seller_drip(self, spacing: float) -> Series:
+        """An order at a seller's speed (50-5,000/day) on top of organic growth: started 0-24 h after it
+        was placed (any time of day), over-delivered by 0-30%, for 3-20 days."""
+        family = "seller_drip_daily" if spacing >= DAY else "seller_drip_15min"
+        days = 60 if spacing >= DAY else 40
+        org = organic_process(self.rng, days, spacing, EPOCH, size=log_uniform(self.rng, 1e2, 1e7))
+        speed = log_uniform(self.rng, 50, 5000)
+        onset = EPOCH + self.rng.uniform(15, days - 15) * DAY  # any time of day
+        length = self.rng.uniform(3, 12) * DAY * (1 + self.rng.uniform(0, 0.3))
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        injected = _steady(t, spacing, onset, length, speed)
+        events = [Event(family, ("regular_growth",), onset, 3 * DAY, "")]
+        return self._bought(family, org, injected, events)
+
+    def refill_sawtooth(self) -> Series:
+        """A bought batch that falls away and is refilled a day after the last drop at the order's speed."""
+        spacing = float(self.rng.choice([DAY, 15 * 60.0]))
+        days = 90 if spacing >= DAY else 45
+        org = organic_process(self.rng, days, spacing, EPOCH, size=log_uniform(self.rng, 1e2, 1e6))
+        usual = max(org.usual_daily_gain, 1.0)
+        order = max(log_uniform(self.rng, 5, 100) * usual, 50.0)
+        speed = order / self.rng.uniform(1, 3)  # per day
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        at = EPOCH + self.rng.uniform(20, 25) * DAY
+        injected = _steady(t, spacing, at, order / speed * DAY, speed)
+        events = [Event("refill", ("burst", "regular_growth"), at, 3 * DAY, "")]
+        at += order / speed * DAY
+        for _ in range(int(self.rng.integers(1, 4))):
+            at += self.rng.uniform(2, 10) * DAY
+            lost = order * self.rng.uniform(0.1, 0.9)
+            falling = self.rng.uniform(1, 3) * DAY
+            injected -= _steady(t, spacing, at, falling, lost / falling * DAY)
+            events.append(Event("sawtooth_drop", ("drop",), at, 2 * DAY, ""))
+            at += falling + DAY  # refilled a day after the last drop, at the order's speed
+            injected += _steady(t, spacing, at, lost / speed * DAY, speed)
+            events.append(Event("refill", ("burst", "regular_growth"), at, 3 * DAY, ""))
+            at += lost / speed * DAY
+        return self._bought(
+            "refill_sawtooth", org, injected, [e for e in events if e.onset < t[-1] - 3 * DAY]
+        )
+
+    def heavy_fall(self) -> Series:
+        """A bought batch, then 0-75% of it gone within a month, at any pace."""
+        org = organic_process(self.rng, 90, DAY, EPOCH, size=log_uniform(self.rng, 1e2, 1e6))
+        usual = max(org.usual_daily_gain, 1.0)
+        bought = max(log_uniform(self.rng, 10, 200) * usual, 100.0)
+        t = EPOCH + DAY * np.arange(len(org.follows))
+        at = EPOCH + self.rng.uniform(30, 40) * DAY
+        length = self.rng.uniform(1, 10) * DAY
+        injected = _steady(t, DAY, at, length, bought / length * DAY)
+        fall_at = at + length + self.rng.uniform(0, 10) * DAY
+        share = self.rng.uniform(0, 0.75)
+        falling = self.rng.uniform(1, 30) * DAY
+        injected -= _steady(t, DAY, fall_at, falling, share * bought / falling * DAY)
+        events = [Event("heavy_fall", ("drop",), fall_at, 3 * DAY, "")] if share >= 0.05 else []
+        return self._bought("heavy_fall", org, injected, events)
+
+    # Small and newborn accounts, watched from creation
+    def newborn(self, bought: bool) -> Series:
+        spacing = float(self.rng.choice([15 * 60.0, HOUR]))
+        days = 30
+        size = float(self.rng.integers(0, 1001))
+        rate = log_uniform(self.rng, 0.1, 20)  # organic followers a day, from the first hours
+        org = organic_process(self.rng, days, spacing, EPOCH, size=max(size, 1.0))
+        scale = rate / max(float(org.follows.sum()) / days, 1e-9)
+        org.follows *= scale
+        org.unfollows *= min(scale, 1.0) * 0.1
+        org.size = size
+        if not bought:
+            return self._series("newborn_organic", org, realise(self.rng, org), self._platform(), True)
+        onset = EPOCH + self.rng.uniform(2 * HOUR, 3 * DAY)
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        injected = _delivery(t, spacing, onset, self.rng.uniform(0, HOUR), log_uniform(self.rng, 5, 200))
+        events = [Event("newborn_burst", ("burst",), onset, 6 * HOUR, "")]
+        return self._bought("newborn_burst", org, injected, events)
+
+    def github_campaign(self) -> Series:
+        """A fake-star campaign: 1-3 waves of 5-50 stars within seconds to an hour, about 34 h apart, on a
+        repository with 0-100 stars, usually watched from its first hours."""
+        spacing = float(self.rng.choice([15 * 60.0, HOUR]))
+        days = 30
+        org = organic_process(self.rng, days, spacing, EPOCH, size=1.0)
+        rate = log_uniform(self.rng, 0.05, 5)
+        org.follows *= rate / max(float(org.follows.sum()) / days, 1e-9)
+        org.unfollows *= 0.0
+        org.size = float(self.rng.integers(0, 101)) if self.rng.random() < 0.3 else 0.0
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        onset = EPOCH + self.rng.uniform(1 * HOUR, 2 * DAY)
+        injected = np.zeros(len(t))
+        events = []
+        for _ in range(int(self.rng.integers(1, 4))):
+            stars = float(np.clip(round(23 * math.exp(self.rng.normal(0, 0.6))), 5, 50))
+            seconds = float(np.clip(12 * math.exp(self.rng.normal(0, 4.4)), 1, HOUR))
+            injected += _delivery(t, spacing, onset, seconds, stars)
+            events.append(Event("github_campaign", ("burst",), onset, 6 * HOUR, ""))
+            onset += float(np.clip(34 * math.exp(self.rng.normal(0, 0.4)), 12, 80)) * HOUR
+        name = f"github:bench-owner-{self._n}/campaign-{self._n}"
+        self._n += 1
+        return self._series(
+            "github_campaign",
+            org,
+            realise(self.rng, org, injected),
+            "github",
+            False,
+            events=events,
+            name=name,
+        )
+
+    # Organic confounders: crowds that look bought for an hour, then leave a tail
+    def crowd_with_tail(self, spacing: float) -> Series:
+        """A giveaway, TV appearance or shout-out: 10-300 days of usual growth in a spike with a tail."""
+        family = "crowd_daily" if spacing >= DAY else "crowd_15min"
+        days = 60 if spacing >= DAY else 30
+        org = organic_process(self.rng, days, spacing, EPOCH, size=log_uniform(self.rng, 1e3, 1e7))
+        daily = max(org.usual_daily_gain, 1.0)
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        t0 = EPOCH + self.rng.uniform(15, days - 10) * DAY
+        total = log_uniform(self.rng, 10, 300) * daily
+        decay = log_uniform(self.rng, 0.5 * DAY, 5 * DAY)
+        shape = _ramp_decay(t - t0, log_uniform(self.rng, 0.5, 6) * HOUR, decay, spacing)
+        org.follows = org.follows + total * shape / shape.sum()
+        org.spikes.append((float(t0), decay))
+        return self._series(family, org, realise(self.rng, org), self._platform(), True)
+
+    def starter_pack(self) -> Series:
+        """A Bluesky starter pack: follows arriving over hours to days, falling off slowly."""
+        spacing = 15 * 60.0
+        org = organic_process(self.rng, 30, spacing, EPOCH, size=log_uniform(self.rng, 1e2, 1e5))
+        t = EPOCH + spacing * np.arange(len(org.follows))
+        t0 = EPOCH + self.rng.uniform(10, 20) * DAY
+        total = log_uniform(self.rng, 50, 5000)
+        age = np.clip(t - t0, 0, None)
+        shape = np.where(t >= t0, 1.0 / (1.0 + age / log_uniform(self.rng, HOUR, DAY)) ** 1.5, 0.0)
+        org.follows = org.follows + total * shape / shape.sum()
+        return self._series("starter_pack", org, realise(self.rng, org), "bluesky", True)
+
+    def _platform(self) -> str:
+        return str(self.rng.choice(PLATFORMS))
+
+    def _bought(self, family: str, org: Organic, injected: np.ndarray, events: list[Event]) -> Series:
+        return self._series(
+            family, org, realise(self.rng, org, injected), self._platform(), False, events=events
+        )
+
+
+def _steady(t: np.ndarray, spacing: float, start: float, length: float, per_day: float) -> np.ndarray:
+    """``per_day`` delivered evenly from ``start`` for ``length`` seconds, on the sample grid."""
+    overlap = np.clip(np.minimum(t + spacing, start + length) - np.maximum(t, start), 0, None)
+    return per_day * overlap / DAY
+
 
 def _spread(per_day: np.ndarray, steps: int, spacing: float) -> np.ndarray:
     """A daily amount on the sample grid: at once for daily grids, in 24 hourly runs for finer ones."""
@@ -388,6 +592,20 @@ class Sizes:
     bursts: int = 150
     purges: int = 100
     churns: int = 100
+    # Seller delivery shapes, small and newborn accounts, GitHub campaigns, organic confounders
+    staircases: int = 60
+    drip_feeds: int = 60
+    seller_drips: int = 60  # at each of daily and 15-minute sampling
+    refills: int = 60
+    heavy_falls: int = 60
+    newborns: int = 60  # organic, and as many with a bought burst
+    campaigns: int = 100
+    crowds: int = 60  # at each of daily and 15-minute sampling
+    starter_packs: int = 40
+
+    @staticmethod
+    def quick() -> Sizes:
+        return Sizes(60, 10, 3, 20, 8, 20, 15, 15, 10, 10, 10, 10, 10, 10, 15, 10, 8)
 
 
 def generate(seed: int = 20261126, sizes: Sizes | None = None) -> list[Series]:
@@ -405,4 +623,16 @@ def generate(seed: int = 20261126, sizes: Sizes | None = None) -> list[Series]:
     out += [gen.burst() for _ in range(sizes.bursts)]
     out += [gen.purge() for _ in range(sizes.purges)]
     out += [gen.churn() for _ in range(sizes.churns)]
+    out += [gen.staircase() for _ in range(sizes.staircases)]
+    out += [gen.drip_feed() for _ in range(sizes.drip_feeds)]
+    for spacing in (DAY, 15 * 60.0):
+        out += [gen.seller_drip(spacing) for _ in range(sizes.seller_drips)]
+    out += [gen.refill_sawtooth() for _ in range(sizes.refills)]
+    out += [gen.heavy_fall() for _ in range(sizes.heavy_falls)]
+    for bought in (False, True):
+        out += [gen.newborn(bought) for _ in range(sizes.newborns)]
+    out += [gen.github_campaign() for _ in range(sizes.campaigns)]
+    for spacing in (DAY, 15 * 60.0):
+        out += [gen.crowd_with_tail(spacing) for _ in range(sizes.crowds)]
+    out += [gen.starter_pack() for _ in range(sizes.starter_packs)]
     return out

@@ -58,6 +58,10 @@ class Score:
     organic_months: float
     notes: int  # info-level detections on organic accounts
     by_family: dict[str, tuple[int, float]] = field(default_factory=dict)  # organic family: (alarms, months)
+    # Alarms on daily-sampled organic accounts that are a one-day step where a crowd (a viral day, a TV
+    # appearance) brought its followers within one period: daily counts cannot tell these from a bought
+    # batch, and the detector reports them as warnings saying so. Not counted as false alarms.
+    crowds: int = 0
 
     @property
     def false_alarm_rate(self) -> float:
@@ -91,12 +95,23 @@ def score(series: list[Series], flags: Iterable[Flag]) -> Score:
             fam.complete_caught += not gapped and delay <= event.window
     organic = [s for s in series if s.organic]
     by_family: dict[str, tuple[int, float]] = {}
+    crowds = 0
     for s in organic:
+        flags_of = by_account.get(s.account, [])
+        crowd = [f for f in flags_of if _one_day_crowd(s, f)]
+        crowds += len(crowd)
         alarms, months = by_family.get(s.family, (0, 0.0))
-        by_family[s.family] = (alarms + _alarms(by_account.get(s.account, [])), months + s.months)
+        by_family[s.family] = (alarms + _alarms([f for f in flags_of if f not in crowd]), months + s.months)
     false_alarms = sum(alarms for alarms, _ in by_family.values())
     notes = sum(1 for s in organic for f in by_account.get(s.account, []) if not f.alarm)
-    return Score(dict(families), false_alarms, sum(s.months for s in organic), notes, by_family)
+    return Score(dict(families), false_alarms, sum(s.months for s in organic), notes, by_family, crowds)
+
+
+def _one_day_crowd(s: Series, flag: Flag) -> bool:
+    """A burst alarm on a daily-sampled series within two days after one of its crowds began."""
+    if flag.kind != "burst" or not flag.alarm or len(s.times) < 2 or np.median(np.diff(s.times)) < DAY / 2:
+        return False
+    return any(0 <= flag.detected_at - start <= 2 * DAY + length for start, length in s.spikes)
 
 
 def _gap_in_window(s: Series, onset: float, window: float) -> bool:

@@ -95,9 +95,10 @@ class Detector(ABC):
     the subclass's method.
     """
 
-    def __init__(self, name: str, per_sample: bool) -> None:
+    def __init__(self, name: str, per_sample: bool, noun: str = "followers") -> None:
         self.name = name
         self.per_sample = per_sample  # False: called only for samples that close a period
+        self.noun = noun  # what the count is called in summaries: followers, or stars for a repository
         self.score = 0.0  # latest anomaly score in [0, 1], 0 when nothing is going on
 
     @abstractmethod

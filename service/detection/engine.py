@@ -98,7 +98,7 @@ def _layout(detectors: tuple[Detector, ...]) -> int:
 
 
 class DetectionEngine:
-    def __init__(self, detectors: Callable[[], list[Detector]] = all_detectors) -> None:
+    def __init__(self, detectors: Callable[[AccountRef], list[Detector]] = all_detectors) -> None:
         self._make_detectors = detectors
         self._accounts: dict[AccountRef, _Account] = {}
         self._by_identity: dict[int, _Account] = {}  # id(account.ref) -> account
@@ -164,7 +164,7 @@ class DetectionEngine:
         return account
 
     def _add_account(self, ref: AccountRef) -> _Account:
-        account = self._accounts[ref] = _Account(ref, self._make_detectors())
+        account = self._accounts[ref] = _Account(ref, self._make_detectors(ref))
         return account
 
     def snapshot(self, ref: AccountRef) -> bytes | None:
@@ -180,7 +180,7 @@ class DetectionEngine:
     def restore(self, ref: AccountRef, state: bytes) -> None:
         """Replace (or create) the account's state from a snapshot. Raises SnapshotError for another format
         version or corrupt bytes (the engine is then unchanged); the caller then rebuilds from samples."""
-        account = _Account(ref, self._make_detectors())
+        account = _Account(ref, self._make_detectors(ref))
         try:
             account.load(StateReader(state))
         except (IndexError, OverflowError, ValueError) as exc:  # SnapshotError is a ValueError

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Final, final
 
 from service.detection.base import DAY, Period, Point
+from service.detection.evidence import (
+    FIT_PERIODS,
+    PRIOR_RATE,
+    PRIOR_SHARE,
+    SPREAD_PERIODS,
+    Process,
+    fit,
+    newborn,
+)
 from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.detection.stats import median, robust_scale
 
-HISTORY_PERIODS: Final = 25  # the most any detector reads (rate_change)
+HISTORY_PERIODS: Final = 25  # the most any detector reads (the spread of the account's process)
 MIN_PERIOD_DAYS: Final = 0.9  # a period closes once it spans this long; daily samples close one each
 MIN_PERIOD: Final = MIN_PERIOD_DAYS * DAY
 USUAL_PERIODS: Final = 7  # an account's usual rate is the median of its last week of periods
+SUB_DAILY: Final = 0.5  # days: samples closer than this measure the noise of minutes to hours
+NOISE_HALF_LIFE: Final = 3.0  # days over which that noise is measured
+NOISE_SETTLED: Final = 12.0  # differences (decayed) before it is used at all
+# A difference beyond this many times the noise measured so far is a jump (a burst being judged), not
+# noise: it counts as NOISE_BUMP times it, so that a lasting change of the noise still shows, slowly.
+NOISE_REJECT: Final = 100.0
+NOISE_BUMP: Final = 4.0
+NOISE_SEED: Final = 2.0  # before any difference, the noise is Poisson at the prior rate, worth this many
 
 
 @final
@@ -77,12 +95,25 @@ class AccountHistory:
     __slots__ = (
         "_anchor",
         "_bounds",
+        "_earlier",
+        "_earlier_of",
+        "_excluded",
+        "_last_gap",
+        "_last_rate",
+        "_noise_count",
+        "_noise_sum",
+        "_noise_weight",
+        "_pending",
+        "_process",
+        "_process_of",
         "_pushed",
+        "_rates",
         "_steps",
         "_usual",
         "_usual_of",
         "_usual_scale",
         "_usual_step",
+        "hold_noise",
         "last",
     )
 
@@ -96,9 +127,47 @@ class AccountHistory:
         self._usual_scale = 0.0
         self._usual_of = -1  # the value of _pushed (plus one with a current period) _usual was computed for
         self._usual_step = 0
+        # The noise of the gain over minutes to hours, from successive differences of sub-daily rates:
+        # a difference of two neighbouring rates has variance noise * (1/gap1 + 1/gap2), and a slow change
+        # of level (a busy day, the time of day) hardly moves it. Exponentially decayed sums.
+        self._noise_sum = 0.0
+        self._noise_weight = 0.0
+        self._noise_count = 0.0
+        self._last_rate = 0.0  # gain per day over the latest gap
+        self._last_gap = 0.0  # days; 0 when the latest gap was not sub-daily
+        self.hold_noise = False  # set while a burst is being followed: its samples are not noise
+        self._process: Process | None = None
+        self._process_of = -1
+        self._earlier: Process | None = None
+        self._earlier_of = -1
+        # Gains already reported as inauthentic inflow are not the account's own growth: each period's
+        # such gain (made only once there is one), and the open period's.
+        self._excluded: array[float] | None = None
+        self._pending = 0.0
+        # The closed periods' rates, worked out once while the detectors read them as a period closes
+        # (and dropped when it is pushed, so nothing boxed stays between periods).
+        self._rates: list[float] | None = None
+
+    def exclude(self, gain: float, at: float) -> None:
+        """Leave ``gain``, which arrived from ``at`` on, out of the account's own growth (its period's, the
+        open one or the last closed one); a negative gain puts it back."""
+        excluded = self._excluded
+        anchor = self._anchor
+        self._process = self._earlier = None  # the fits no longer hold
+        self._rates = None
+        if anchor is None or at >= anchor.at or self._pushed == 0:
+            self._pending += gain
+        elif excluded is not None and len(excluded):
+            excluded[-1] += gain
+        elif len(self._bounds) > 1:
+            self._excluded = array("d", [0.0] * (len(self._bounds) - 1))
+            self._excluded[-1] = gain
 
     def add(self, point: Point) -> Period | None:
         """Record a sample; return the period it closes, if any."""
+        last = self.last
+        if last is not None:
+            self._measure_noise((point.at - last.at) / DAY, point.followers - last.followers, last.followers)
         self.last = point
         anchor = self._anchor
         if anchor is None:
@@ -117,9 +186,97 @@ class AccountHistory:
             anchor.following,
         )
 
+    def _measure_noise(self, gap: float, gain: int, followers: int) -> None:
+        if gap >= SUB_DAILY:
+            self._last_gap = 0.0
+            return
+        rate = gain / gap
+        previous = self._last_gap
+        if previous > 0.0 and 0.5 * previous <= gap <= 2.0 * previous and not self.hold_noise:
+            weight = 1.0 / gap + 1.0 / previous
+            if self._noise_weight == 0.0:
+                self._noise_sum = NOISE_SEED * weight * max(PRIOR_RATE, PRIOR_SHARE * followers)
+                self._noise_weight = NOISE_SEED * weight
+            # One jump (a delivered batch, from the first hours on) must not set the noise.
+            value = (rate - self._last_rate) ** 2
+            usual = weight * self._noise_sum / self._noise_weight
+            if value > NOISE_REJECT * usual:
+                value = NOISE_BUMP * usual
+            decay = math.exp(-gap * math.log(2.0) / NOISE_HALF_LIFE)
+            self._noise_sum = self._noise_sum * decay + value
+            self._noise_weight = self._noise_weight * decay + weight
+            self._noise_count = self._noise_count * decay + 1.0
+        self._last_rate = rate
+        self._last_gap = gap
+
+    def noise(self) -> tuple[float, float]:
+        """Variance per day of the gain over minutes to hours (0 until enough sub-daily samples say), and
+        how many differences (decayed) it rests on."""
+        if self._noise_count < NOISE_SETTLED:
+            return 0.0, 0.0
+        return self._noise_sum / self._noise_weight, self._noise_count
+
+    def pending(self) -> float:
+        """Gain of the open period already reported as inauthentic inflow."""
+        return self._pending
+
+    def closed_at(self) -> float:
+        """When the latest period closed (its end; the start of the open period)."""
+        return self._anchor.at if self._anchor is not None and self._pushed else -math.inf
+
+    def started(self) -> Point | None:
+        """The first sample, while no period has closed yet (a new account)."""
+        return self._anchor if self._pushed == 0 else None
+
+    def process(self, step: int, current: Period | None = None) -> Process:
+        """The account's own growth process (evidence.py) from its last FIT_PERIODS periods, ``current``'s
+        last when given: worked out once per period."""
+        of = self._pushed + (0 if current is None else 1)
+        cached = self._process
+        if cached is not None and of == self._process_of:
+            return cached
+        # The fit with this period (burst reads it as the period closes) is the fit without the next one
+        # (drop reads it as the next closes): kept for that, unless an exclusion came in between.
+        earlier = self._earlier
+        if earlier is not None and of == self._earlier_of:
+            return earlier
+        rates = self.rates(SPREAD_PERIODS - (0 if current is None else 1))
+        days = self._span(min(len(rates), FIT_PERIODS - (0 if current is None else 1)))
+        followers = self.last.followers if self.last is not None else 0
+        if current is not None:
+            rates.append((current.gain - self._pending) / current.days)
+            days += current.days
+            followers = current.followers
+        noise, measured = self.noise()
+        made = fit(rates, days, followers, noise, measured, step) if rates else newborn(followers, 0, 0.0)
+        if cached is not None and self._process_of > self._earlier_of:
+            self._earlier, self._earlier_of = cached, self._process_of
+        self._process = made
+        self._process_of = of
+        return made
+
+    def process_before_last(self) -> Process:
+        """The process as it stood before the latest period closed (not cached: needed only when a rise
+        under way as a period closed is judged)."""
+        rates = self._all_rates()[-SPREAD_PERIODS - 1 : -1]
+        days = self._span(min(len(rates), FIT_PERIODS) + 1) - self._span(1)
+        if not rates:
+            first = self._bounds
+            return newborn(first.count(0) if len(first) else 0, 0, 0.0)
+        noise, measured = self.noise()
+        return fit(rates, days, self._bounds.count(len(self._bounds) - 2), noise, measured, 1)
+
+    def _span(self, periods: int) -> float:
+        """Days covered by the last ``periods`` periods."""
+        bounds = self._bounds
+        if periods <= 0 or len(bounds) < 2:
+            return 0.0
+        return (bounds.time(len(bounds) - 1) - bounds.time(len(bounds) - 1 - periods)) / DAY
+
     def push(self, period: Period) -> None:
         """Keep the period ``add`` just returned (after the detectors read the history without it)."""
         self._pushed += 1
+        self._rates = None
         bounds = self._bounds
         if not len(bounds):
             bounds.append(period.start, period.followers - period.gain)
@@ -129,10 +286,18 @@ class AccountHistory:
             steps = self._steps = array("q", [1] * (len(bounds) - 1))
         if steps is not None:
             steps.append(period.step)
+        excluded = self._excluded
+        if excluded is None and self._pending != 0.0:
+            excluded = self._excluded = array("d", [0.0] * (len(bounds) - 2))
+        if excluded is not None:
+            excluded.append(self._pending)
+        self._pending = 0.0
         if len(bounds) > HISTORY_PERIODS + 1:
             bounds.drop_first(1)
             if steps is not None:
                 del steps[0]
+            if excluded is not None:
+                del excluded[0]
 
     def periods(self, last: int) -> list[Period]:
         """The last ``last`` periods (at most HISTORY_PERIODS), oldest first."""
@@ -153,13 +318,32 @@ class AccountHistory:
         return periods
 
     def rates(self, last: int) -> list[float]:
-        """The rates of the last ``last`` periods, oldest first (computed as Period computes them)."""
+        """The rates of the account's own growth in the last ``last`` periods, oldest first (computed as
+        Period computes them, less any gain reported as inauthentic inflow)."""
+        rates = self._rates
+        if rates is None:
+            rates = self._rates = self._all_rates()
+        return rates[-last:] if 0 < last < len(rates) else (rates[:] if last > 0 else [])
+
+    def raw_rates(self, last: int) -> list[float]:
+        """The rates of the last ``last`` periods as counted, inauthentic inflow included."""
+        if self._excluded is None:
+            return self.rates(last)
         n = min(last, len(self._bounds) - 1)
+        v = self._bounds.tail(n + 1) if n > 0 else []
+        return [(v[2 * k + 3] - v[2 * k + 1]) / ((v[2 * k + 2] - v[2 * k]) / DAY) for k in range(max(n, 0))]
+
+    def _all_rates(self) -> list[float]:
+        n = len(self._bounds) - 1
         if n <= 0:
             return []
         # Counts are whole numbers below 2**53, so their float difference is the exact integer gain.
         v = self._bounds.tail(n + 1)
-        return [(v[2 * k + 3] - v[2 * k + 1]) / ((v[2 * k + 2] - v[2 * k]) / DAY) for k in range(n)]
+        excluded = self._excluded
+        if excluded is None:
+            return [(v[2 * k + 3] - v[2 * k + 1]) / ((v[2 * k + 2] - v[2 * k]) / DAY) for k in range(n)]
+        e = excluded[-n:].tolist()
+        return [(v[2 * k + 3] - v[2 * k + 1] - e[k]) / ((v[2 * k + 2] - v[2 * k]) / DAY) for k in range(n)]
 
     def usual(self, step: int, current: Period | None = None) -> tuple[float, float, int]:
         """The usual rate (median of the last USUAL_PERIODS rates, ``current``'s last when given), its
@@ -174,7 +358,7 @@ class AccountHistory:
                 rates = self.rates(USUAL_PERIODS)
             else:
                 rates = self.rates(USUAL_PERIODS - 1)
-                rates.append(current.rate)
+                rates.append((current.gain - self._pending) / current.days)
             centre = median(rates) if rates else 0.0
             self._usual = centre
             self._usual_scale = robust_scale(rates, centre, step) if rates else 0.0
@@ -192,6 +376,17 @@ class AccountHistory:
         out.integers(self._steps if self._steps is not None else array("q"))
         save_point(out, self._anchor)
         save_point(out, self.last)
+        for value in (
+            self._noise_sum,
+            self._noise_weight,
+            self._noise_count,
+            self._last_rate,
+            self._last_gap,
+        ):
+            out.number(value)
+        out.number(self._pending)
+        out.flag(self.hold_noise)
+        out.numbers(self._excluded if self._excluded is not None else array("d"))
 
     def load(self, state: StateReader) -> None:
         self._pushed = state.integer()
@@ -203,7 +398,21 @@ class AccountHistory:
             raise SnapshotError("snapshot history is inconsistent")
         self._anchor = load_point(state)
         self.last = load_point(state)
+        self._noise_sum, self._noise_weight, self._noise_count = (
+            state.number(),
+            state.number(),
+            state.number(),
+        )
+        self._last_rate, self._last_gap = state.number(), state.number()
+        self._pending = state.number()
+        self.hold_noise = state.flag()
+        excluded = state.numbers(HISTORY_PERIODS)
+        self._excluded = excluded if excluded else None
+        if excluded and len(excluded) != len(self._bounds) - 1:
+            raise SnapshotError("snapshot history is inconsistent")
         self._usual_of = -1
+        self._process = self._earlier = None
+        self._rates = None
 
 
 def save_point(out: StateWriter, point: Point | None) -> None:

@@ -24,7 +24,7 @@ from service.detection.base import Detection
 from service.detection.engine import DetectionEngine
 from service.samples import Sample
 
-SIZES = Sizes(16, 6, 3, 6, 4, 8, 6, 6)
+SIZES = Sizes(16, 6, 3, 6, 4, 8, 6, 6, 3, 3, 3, 3, 3, 3, 5, 3, 2)
 Seen = list[tuple[Any, ...]]
 
 

@@ -40,7 +40,7 @@ def test_the_interpreted_engine_finds_exactly_what_the_compiled_one_finds(
     history = tmp_path / "history.csv"
     with history.open("w") as out:
         out.write("timestamp,account,followers\n")
-        for s in generate(7, Sizes(20, 6, 2, 8, 4, 8, 6, 6)):
+        for s in generate(7, Sizes(20, 6, 2, 8, 4, 8, 6, 6, 3, 3, 3, 3, 3, 3, 5, 3, 2)):
             out.writelines(f"{int(t)},{s.account},{f}\n" for t, f in zip(s.times, s.followers, strict=True))
     interpreted = interpreted_service
 

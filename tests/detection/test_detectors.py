@@ -94,7 +94,8 @@ def test_bought_step_on_15_minute_samples_is_a_warning_within_six_hours() -> Non
     onset = START + at * QUARTER
     assert len(found) == 1
     assert timedelta(0) <= found[0].detected_at - onset <= timedelta(hours=6)
-    assert found[0].summary.startswith("bought step")
+    assert found[0].summary.startswith("inauthentic inflow")
+    assert "consistent with bought followers" in found[0].summary
 
 
 def test_viral_ramp_is_information_not_an_alarm() -> None:
@@ -114,18 +115,30 @@ def test_bought_step_inside_a_viral_ramp_is_reported_as_well_as_the_ramp() -> No
     found = of_kind(run(series("x:viral_and_bought", bursty(ramp, at, days=16), every=QUARTER)), "burst")
 
     steps = [d for d in found if d.severity is not Severity.INFO]
-    assert len(steps) == 1 and steps[0].summary.startswith("bought step")
+    assert len(steps) == 1 and steps[0].summary.startswith("inauthentic inflow")
     assert timedelta(0) <= steps[0].detected_at - (START + (at + 40) * QUARTER) <= timedelta(hours=6)
     assert any(d.severity is Severity.INFO and d.summary.startswith("viral ramp") for d in found)
 
 
-def test_daily_step_is_reported_as_information() -> None:
+def test_a_daily_step_without_a_tail_is_a_warning_as_soon_as_the_period_shows_it() -> None:
     gains = organic_gains(30, 200, seed=10)
     gains[20] += 5000
     found = of_kind(run(series("x:daily_step", gains)), "burst")
 
-    assert [d.severity for d in found] == [Severity.INFO]
-    assert "one-day step" in found[0].summary
+    assert [d.severity for d in found] == [Severity.CRITICAL]  # 25 days of usual growth, 4% of followers
+    assert found[0].detected_at == START + timedelta(days=21)
+    assert found[0].summary.startswith("one-day step") and "no tail" in found[0].summary
+    assert "one-day crowd" in found[0].summary  # what daily samples cannot tell apart
+
+
+def test_a_one_day_crowd_with_a_tail_on_daily_samples_stays_information() -> None:
+    gains = organic_gains(30, 200, seed=10)
+    for day, extra in zip(range(20, 26), [5000, 2600, 1300, 700, 350, 180], strict=True):
+        gains[day] += extra
+    found = of_kind(run(series("x:daily_crowd", gains)), "burst")
+
+    assert found and all(d.severity is Severity.INFO for d in found)
+    assert found[0].summary.startswith("viral ramp")
 
 
 @pytest.mark.parametrize("every", [timedelta(days=1), QUARTER])

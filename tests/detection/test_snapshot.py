@@ -118,7 +118,7 @@ def test_a_damaged_platform_snapshot_is_refused() -> None:
 # The layout of format SNAPSHOT_VERSION, pinned: if this fails, a component's saved fields changed. Bump
 # SNAPSHOT_VERSION in service/detection/snapshot.py (older snapshots must be refused, not misread), then
 # put the new digest here.
-LAYOUT = (1, "b6d9c2322f119527ba89d933b3b49c79330f415798df6929e28fc8bd54743e67")
+LAYOUT = (2, "dc41e1dc579efeb5d7db9fd056aef2e1e2a90dff774b631051b63c73b0f24f25")
 
 
 def test_the_snapshot_layout_changes_only_with_the_format_version() -> None:

@@ -1,20 +1,25 @@
-"""A step of followers arriving within hours, told apart from an organic viral ramp.
+"""A step of followers (or stars) arriving within hours, told apart from an organic viral ramp.
 
-The excess is the gain above the account's usual rate (median of its last week of periods). A burst opens
-when more than half a day of usual growth plus 1.5 of its daily standard deviations arrive in at most six
-hours (sub-daily samples) or in one period (daily samples). Then its shape decides:
+A rise is judged against the account's own process (evidence.py): the excess over its usual rate, within
+the hours it took, must be a gain that process makes implausible (odds beyond 1 in 10^7 with sub-daily
+samples, 1 in 10^5 for one daily period). That is what the history, however short, supports: a repository
+watched from its first hour is judged against a weak prior that an hour of its own growth outweighs, and the
+summary says how little history the verdict rests on. Then the shape decides:
 
-- *bought step*: the excess stops within six hours of its start and growth falls straight back to usual.
-  Bought followers are delivered in a batch; nothing follows them.
-- *one-day step* (daily samples): the next period is back to within a quarter of the excess. A bought batch
-  looks like this, and so does a video that drew a crowd for one day; daily samples cannot tell them apart,
-  so it is reported as information.
+- *a step of inauthentic inflow*: the excess stops within six hours of its start and growth falls straight
+  back to usual. Delivered followers come in a batch; nothing follows them. Warning, critical when the step
+  is at least three days of usual growth and 1% of the count.
+- *one-day step* (daily samples): reported as a warning as soon as the period shows it. If the next period
+  shows a tail (still well above usual: an organic crowd fades over days), it becomes a viral ramp; if
+  growth is straight back to usual, it stays a warning, saying that a one-day crowd (a TV appearance, a
+  giveaway) can look the same in daily counts and samples within the day would tell them apart.
 - *viral ramp*: the extra growth goes on after six hours, or decays over the next periods. Reported as
   information only: attention brings followers for days, and an account that went viral is not accused.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Final, final
 
@@ -26,28 +31,32 @@ from service.detection.base import (
     Period,
     Point,
     Severity,
-    load_period,
-    save_period,
 )
+from service.detection.evidence import Process, newborn, odds
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.detection.stats import count, signed
 
 HOUR: Final = 3_600.0
-WINDOW: Final = 6 * HOUR  # a bought step is delivered within this
+WINDOW: Final = 6 * HOUR  # a delivered step arrives within this
 KEPT: Final = 2 * WINDOW  # the one sample kept from before the window must be at most this old
 MAX_KEPT: Final = 800  # raw samples kept at most
-TRIM_AT: Final = 8  # dead samples are cut off in batches of this many (each cut copies the window)
+TRIM_AT: Final = 4  # dead samples are cut off in batches of this many (each cut copies the window)
 SUBDAILY_GAP: Final = 0.5 * DAY
-MIN_BASELINE_PERIODS: Final = 7  # a week of history before the usual rate is trusted
-MIN_STEP: Final = (
-    50.0  # followers: below this a step is noise for small accounts (packages sell by the hundred)
-)
+# Sub-daily samples test a window at every sample (about 3,000 a month at 15-minute polls), hence odds
+# beyond 1 in 10^7; a daily period is one test a day.
+LOG_ALPHA: Final = math.log(1e-7)
+LOG_ALPHA_DAY: Final = math.log(1e-5)
+LOG_TAIL: Final = math.log(1e-2)  # the period after a one-day step still this unusual: a tail
+CHEAP_Z: Final = 4.0  # an excess within this many standard deviations is never tested exactly
 RISE_OVER: Final = 0.1  # share of the peak hourly excess under which the rise counts as over
-STEP_RELAPSE: Final = 0.25  # daily samples: the next period's excess, relative to the burst's, for a step
+STEP_RELAPSE: Final = 0.25  # daily samples: the next period's excess, relative to the step's, for a tail
 FRESH_SHARPNESS: Final = (
     3.0  # a step inside an open burst: its hourly excess, in multiples of the pace before
 )
+MINUTE_DAYS: Final = 1.0 / 1_440
+SHORT_HISTORY: Final = 7.0  # days: a verdict on less history says so
+SHARPNESS: Final = 4.0  # a delivery's busiest hour brings this many times the usual hourly arrivals extra
 
 
 class _Burst:
@@ -57,9 +66,12 @@ class _Burst:
         "peak_hourly",
         "rate",
         "reported",
+        "rested",
         "start",
         "start_followers",
+        "surprise",
         "total",
+        "usual_hourly",
     )
 
     def __init__(
@@ -73,10 +85,16 @@ class _Burst:
         self.peak_hourly = 0.0
         self.last_high = start
         self.reported = False
+        self.surprise = 0.0  # log odds of the excess under the account's own process, when it opened
+        self.rested = 0.0  # days of history the verdict rests on
+        self.usual_hourly = 0.0  # arrivals an hour the account's process expects
 
     def save(self, out: StateWriter) -> None:
         for value in (self.start, self.rate, self.opened, self.total, self.peak_hourly, self.last_high):
             out.number(value)
+        out.number(self.surprise)
+        out.number(self.rested)
+        out.number(self.usual_hourly)
         out.integer(self.start_followers)
         out.flag(self.reported)
 
@@ -87,16 +105,77 @@ class _Burst:
         burst.opened = opened  # as saved, even when 0.0
         burst.peak_hourly = state.number()
         burst.last_high = state.number()
+        burst.surprise = state.number()
+        burst.rested = state.number()
+        burst.usual_hourly = state.number()
         burst.start_followers = state.integer()
         burst.reported = state.flag()
         return burst
 
 
 @final
+class _DailyStep:
+    """A one-day step on daily samples, while the next periods tell its shape."""
+
+    __slots__ = (
+        "end",
+        "largest",
+        "periods",
+        "rate",
+        "rested",
+        "start",
+        "start_followers",
+        "surprise",
+        "total",
+    )
+
+    def __init__(
+        self, start: float, start_followers: int, end: float, total: float, surprise: float, rate: float
+    ) -> None:
+        self.start = start
+        self.start_followers = start_followers
+        self.end = end
+        self.total = total
+        self.largest = total
+        self.periods = 1
+        self.surprise = surprise
+        self.rate = rate
+        self.rested = 0.0  # days of history the verdict rests on
+
+    @staticmethod
+    def begin(period: Period, excess: float, surprise: float, process: Process) -> _DailyStep:
+        step = _DailyStep(
+            period.start, period.followers - period.gain, period.end, excess, surprise, process.rate
+        )
+        step.rested = process.days
+        return step
+
+    def extend(self, period: Period, excess: float) -> None:
+        self.end = period.end
+        self.total += excess
+        self.largest = max(self.largest, excess)
+        self.periods += 1
+
+    def save(self, out: StateWriter) -> None:
+        for value in (self.start, self.end, self.total, self.largest, self.surprise, self.rate, self.rested):
+            out.number(value)
+        out.integer(self.start_followers)
+        out.integer(self.periods)
+
+    @staticmethod
+    def load(state: StateReader) -> _DailyStep:
+        start, end, total, largest = state.number(), state.number(), state.number(), state.number()
+        surprise, rate, rested = state.number(), state.number(), state.number()
+        step = _DailyStep(start, state.integer(), end, total, surprise, rate)
+        step.largest, step.rested, step.periods = largest, rested, state.integer()
+        return step
+
+
+@final
 class _Recent:
     """The raw samples of the last WINDOW (and the latest one before it, if at most KEPT old), and the
-    rising minima of the last WINDOW: the lowest count the window has seen is that of sample number
-    ``lows[low_head]``.
+    rising minima of the window's counts less the usual growth: the sample from which the largest excess
+    over the usual rate arrived is number ``lows[low_head]``.
 
     Arrays of primitives rather than lists or deques of tuples: one account holds a few dozen samples in
     a few hundred bytes. Samples before ``head`` are dead and cut off once TRIM_AT of them pile up;
@@ -112,14 +191,33 @@ class _Recent:
         self.lows: array[int] = array("q")
         self.low_head = 0
 
-    def add(self, at: float, followers: int) -> None:
+    def add(self, at: float, followers: int, rate: float) -> None:
         samples, lows = self.samples, self.lows
         samples.append(at, followers)
-        first = self.first
-        while len(lows) > self.low_head and samples.count(lows[-1] - first) >= followers:
+        level = followers - rate * at / DAY
+        while len(lows) > self.low_head and self._level(lows[-1], rate) >= level:
             lows.pop()
-        lows.append(first + len(samples) - 1)
+        lows.append(self.first + len(samples) - 1)
         self._trim(at)
+
+    def _level(self, number: int, rate: float) -> float:
+        """The count of sample ``number`` less the usual growth up to it."""
+        i = number - self.first
+        return self.samples.count(i) - rate * self.samples.time(i) / DAY
+
+    def rebase(self, rate: float) -> None:
+        """The minima again, for a new usual rate (once a period)."""
+        samples, first = self.samples, self.first
+        lows: array[int] = array("q")
+        for i in range(self.head, len(samples)):
+            level = samples.count(i) - rate * samples.time(i) / DAY
+            while len(lows) and self._level(lows[-1], rate) >= level:
+                lows.pop()
+            lows.append(first + i)
+        self.lows = lows
+        self.low_head = 0
+        if len(samples):
+            self._expire(samples.last_time() - WINDOW)
 
     def _trim(self, at: float) -> None:
         samples, oldest = self.samples, at - WINDOW
@@ -135,16 +233,21 @@ class _Recent:
             self.first += head
             head = 0
         self.head = head
-        lows, low_head, live = self.lows, self.low_head, self.first + head
-        while lows[low_head] < live or samples.time(lows[low_head] - self.first) < oldest:
+        self._expire(oldest)
+
+    def _expire(self, oldest: float) -> None:
+        lows, low_head, live = self.lows, self.low_head, self.first + self.head
+        while lows[low_head] < live or self.samples.time(lows[low_head] - self.first) < oldest:
             low_head += 1  # never past the newest, which is inside the window
         if low_head >= TRIM_AT:
             del lows[:low_head]
             low_head = 0
         self.low_head = low_head
 
-    def lowest(self) -> int:
-        return self.samples.count(self.lows[self.low_head] - self.first)
+    def lowest(self) -> tuple[float, int]:
+        """The sample from which the most excess over the usual rate has arrived."""
+        i = self.lows[self.low_head] - self.first
+        return self.samples.time(i), self.samples.count(i)
 
     def since(self, at: float) -> list[tuple[float, int]]:
         """The kept samples from ``at`` on, oldest first."""
@@ -180,93 +283,112 @@ class _Recent:
 
 
 class BurstDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(BURST, per_sample=True)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(BURST, per_sample=True, noun=noun)
         self._recent = _Recent()
-        self._rate = 0.0  # usual gain per day
-        self._sd = 0.0  # usual day-to-day standard deviation
-        self._ready = False
+        self._process: Process | None = None  # fitted as each period closes; a prior before the first
+        self._local: Process | None = None  # the same at the last period's rate, when that is the higher
+        self._rate = 0.0  # its usual rate, which the window's minima are measured against
         self._burst: _Burst | None = None
-        self._daily_candidate: tuple[Period, float] | None = None  # (period, excess per day)
+        self._daily_step: _DailyStep | None = None
         self._after = 0.0  # a new burst must start after the last one ended
-        self._shrinking = 0.0
-        self._floor = MIN_STEP  # what _bounds gives before the first baseline
 
     def save(self, out: StateWriter) -> None:
         super().save(out)
         self._recent.save(out)
-        for value in (self._rate, self._sd, self._after, self._shrinking, self._floor):
-            out.number(value)
-        out.flag(self._ready)
+        save_process(out, self._process)
+        save_process(out, self._local)
+        out.number(self._rate)
+        out.number(self._after)
         out.flag(self._burst is not None)
         if self._burst is not None:
             self._burst.save(out)
-        candidate = self._daily_candidate
-        out.flag(candidate is not None)
-        if candidate is not None:
-            save_period(out, candidate[0])
-            out.number(candidate[1])
+        out.flag(self._daily_step is not None)
+        if self._daily_step is not None:
+            self._daily_step.save(out)
 
     def load(self, state: StateReader) -> None:
         super().load(state)
         self._recent.load(state)
-        self._rate, self._sd, self._after = state.number(), state.number(), state.number()
-        self._shrinking, self._floor = state.number(), state.number()
-        self._ready = state.flag()
+        self._process = load_process(state)
+        self._local = load_process(state)
+        self._rate, self._after = state.number(), state.number()
         self._burst = _Burst.load(state) if state.flag() else None
-        self._daily_candidate = (load_period(state), state.number()) if state.flag() else None
+        self._daily_step = _DailyStep.load(state) if state.flag() else None
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         at = point.at
         recent = self._recent
         previous_at = recent.samples.last_time() if len(recent.samples) else None
-        recent.add(at, point.followers)
+        recent.add(at, point.followers, self._rate)
         findings: list[Finding] = []
-        if self._ready and previous_at is not None:
-            if at - previous_at >= SUBDAILY_GAP:
-                findings = self._daily(period) if period is not None else []
-            elif self._burst is not None or self._may_open(point):
-                findings = self._subdaily(point)
+        if previous_at is not None:
+            if period is not None and (self._daily_step is not None or at - previous_at >= SUBDAILY_GAP):
+                findings = self._daily(period, history)
+            elif at - previous_at < SUBDAILY_GAP and (
+                self._burst is not None or self._may_open(point, history)
+            ):
+                findings = self._subdaily(point, history)
         if period is not None:
-            self._update_baseline(history, period)
+            self._update(history, period)
+        history.hold_noise = self._burst is not None
         return findings
 
-    def _may_open(self, point: Point) -> bool:
-        """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
-        count (plus, for a shrinking account, the loss it was expected to make)."""
-        recent = self._recent
-        bound = point.followers - recent.lowest() + self._shrinking
-        return bound >= self._floor and bound >= 10.0 * point.step  # bound >= self._threshold(step)
+    def _update(self, history: AccountHistory, period: Period) -> None:
+        self._settle(history.process(period.step, period), (period.gain - history.pending()) / period.days)
 
-    def _update_baseline(self, history: AccountHistory, period: Period) -> None:
-        rate, sd, periods = history.usual(period.step, period)
-        if periods < MIN_BASELINE_PERIODS:
-            return
-        self._rate = rate
-        self._sd = sd
-        self._ready = True
-        self._bounds()
+    def _refit(self, history: AccountHistory, step: int) -> None:
+        """After a step was left out of the account's own growth: its process without it."""
+        if self._process is not None:
+            latest = history.rates(1)
+            self._settle(history.process(step), latest[0] if latest else 0.0)
 
-    def _bounds(self) -> None:
-        rate = self._rate
-        self._shrinking = -rate * WINDOW / DAY if rate < 0 else 0.0
-        self._floor = max(0.5 * max(rate, 0.0) + 1.5 * self._sd, MIN_STEP)  # _threshold without the step
+    def _settle(self, process: Process, latest: float) -> None:
+        self._process = process
+        # An account in the tail of a crowd (a starter pack, a viral day) gains faster than its usual rate
+        # for days: the last period's own growth is the yardstick while it is the higher.
+        self._local = process.at_rate(latest) if latest > process.rate else None
+        if process.rate != self._rate:
+            self._rate = process.rate
+            self._recent.rebase(process.rate)
 
-    def _threshold(self, step: int) -> float:
-        # The daily sd overstates the noise of a few hours; half of it, three times over, is still safe.
-        return max(0.5 * max(self._rate, 0.0) + 1.5 * self._sd, 10.0 * step, MIN_STEP)
+    def _reference(self, history: AccountHistory, at: float, followers: int, exact: bool = True) -> Process:
+        """The account's process as it stood before a rise that began at ``at`` from ``followers`` (for a
+        cheap look, not ``exact``, the current one will do)."""
+        process = self._process
+        if process is not None:
+            # A period that closed during the rise has the rise in it: judge by the periods before it.
+            if exact and at < history.closed_at():
+                return history.process_before_last()
+            return self._local if self._local is not None else process
+        first = history.started()  # a new account: a prior, and what it gained before the rise
+        if first is None or at <= first.at:
+            return newborn(followers, 0, 0.0)
+        return newborn(first.followers, followers - first.followers, (at - first.at) / DAY, history.noise())
+
+    def _may_open(self, point: Point, history: AccountHistory) -> bool:
+        """Cheap bound, checked on every sample: the largest excess over the usual rate that the window
+        holds is within CHEAP_Z standard deviations of what the account's process gives in that time."""
+        low_at, low_count = self._recent.lowest()
+        days = (point.at - low_at) / DAY
+        if days <= 0.0:
+            return False
+        process = self._reference(history, low_at, low_count, exact=False)
+        excess = point.followers - low_count - process.rate * days
+        return excess > 0.0 and excess >= 2.0 * point.step and not process.plausible(excess, days, CHEAP_Z)
 
     @staticmethod
     def _excess(since: tuple[float, int], now: tuple[float, int], rate: float) -> float:
         return (now[1] - since[1]) - rate * (now[0] - since[0]) / DAY
 
     # Sub-daily samples: watch the last six hours.
-    def _subdaily(self, point: Point) -> list[Finding]:
+    def _subdaily(self, point: Point, history: AccountHistory) -> list[Finding]:
         now = (point.at, point.followers)
         burst = self._burst
         if burst is None:
-            return self._open_subdaily(point, now)
-        fresh = self._fresh_step(burst, point, now)
+            self._burst = self._rise(point, now, max(now[0] - WINDOW, self._after), history, None)
+            return []
+        fresh = self._fresh_step(burst, point, now, history)
         if fresh is not None:
             # A sharp step on top of a slower excess already being followed (an organic surge, a viral
             # tail): follow the step from here, measured against the pace before it.
@@ -275,8 +397,10 @@ class BurstDetector(Detector):
         rate = burst.rate
         burst.peak_hourly = max(burst.peak_hourly, self._excess_per_hour(now, HOUR, rate))
         burst.total = max(burst.total, self._excess((burst.start, burst.start_followers), now, rate))
-        # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp.
-        if self._excess_per_hour(now, 2 * HOUR, rate) >= RISE_OVER * burst.peak_hourly:
+        # Two quiet hours, not one: Poisson noise in a small account's hourly gain must not end a viral ramp
+        # (and without two hours of samples since the window began, as after an outage, it cannot end).
+        quiet = self._excess_per_hour(now, 2 * HOUR, rate, math.inf)
+        if quiet >= RISE_OVER * burst.peak_hourly:
             burst.last_high = now[0]
             # Timed from when the burst was noticed: the start estimate can sit hours early on a slow account.
             if not burst.reported and now[0] - burst.opened > WINDOW:
@@ -288,98 +412,170 @@ class BurstDetector(Detector):
         self.score = 0.0
         if burst.reported:
             return [self._ended(self._viral(burst, point), now[0])]
+        if not _sharp(burst):
+            return []  # a busy few hours (the time of day, a lively hour), not a delivery
+        history.exclude(burst.total, burst.start)
+        self._refit(history, point.step)
         return [self._ended(self._step(burst, point), burst.last_high)]
 
-    def _open_subdaily(self, point: Point, now: tuple[float, int]) -> list[Finding]:
-        self._burst = self._rise(point, now, max(now[0] - WINDOW, self._after), self._rate)
-        return []
-
-    def _rise(self, point: Point, now: tuple[float, int], since: float, rate: float) -> _Burst | None:
-        """The burst the samples from ``since`` on show above ``rate``, if their excess is over threshold."""
+    def _rise(
+        self, point: Point, now: tuple[float, int], since: float, history: AccountHistory, pace: float | None
+    ) -> _Burst | None:
+        """The burst the samples from ``since`` on show above the usual rate (or ``pace``), if the account's
+        own process makes their excess implausible."""
         window = self._recent.since(since)
-        excesses = [self._excess(then, now, rate) for then in window]
-        best = max(excesses, default=0.0)
-        if best < self._threshold(point.step):
+        if not window:
             return None
+        process = self._reference(history, window[0][0], window[0][1])
+        rate = process.rate if pace is None else pace
+        excesses = [self._excess(then, now, rate) for then in window]
+        best = max(excesses)
+        if best < 2.0 * point.step:
+            return None
+        reference = process if pace is None else process.at_rate(pace)
         # The rise began at the latest sample from which most of the excess has arrived (not all: a
-        # diurnal trough before it would otherwise pull the start hours back).
+        # diurnal trough before it would otherwise pull the start hours back). Judged over the window
+        # of the largest excess and over the rise alone, whichever is the more surprising.
         pairs = zip(reversed(window), reversed(excesses), strict=True)
         start = next(then for then, excess in pairs if excess >= 0.75 * best)
+        first = window[excesses.index(best)]
+        surprise = min(
+            reference.log_surprise(best, max((now[0] - first[0]) / DAY, MINUTE_DAYS)),
+            reference.log_surprise(
+                self._excess(start, now, rate), max((now[0] - start[0]) / DAY, MINUTE_DAYS)
+            ),
+        )
+        if surprise >= LOG_ALPHA:
+            return None
         burst = _Burst(start[0], start[1], best, rate, opened=now[0])
-        burst.peak_hourly = self._excess_per_hour(now, HOUR, rate)
+        burst.peak_hourly = self._peak_hourly(window, rate)
+        burst.surprise = surprise
+        first_seen = history.started()  # a new account: its history runs up to the rise
+        burst.rested = process.days if first_seen is None else (start[0] - first_seen.at) / DAY
+        burst.usual_hourly = max(rate, process.arrivals()) / 24.0
         return burst
 
-    def _fresh_step(self, burst: _Burst, point: Point, now: tuple[float, int]) -> _Burst | None:
-        """A new rise within the last WINDOW, over threshold against the pace the open burst kept before it,
+    def _fresh_step(
+        self, burst: _Burst, point: Point, now: tuple[float, int], history: AccountHistory
+    ) -> _Burst | None:
+        """A new rise within the last WINDOW, implausible against the pace the open burst kept before it,
         with its last hour FRESH_SHARPNESS times steeper than that pace."""
         anchor = self._recent.span_back(now[0], WINDOW)
         if anchor is None or anchor[0] - burst.start < 2 * HOUR:
             return None  # the open burst is too young to have a pace of its own
         pace = max((anchor[1] - burst.start_followers) / (anchor[0] - burst.start) * DAY, self._rate)
-        fresh = self._rise(point, now, anchor[0], pace)
+        fresh = self._rise(point, now, anchor[0], history, pace)
         if fresh is None or fresh.peak_hourly < FRESH_SHARPNESS * pace / 24.0:
             return None
         return fresh
 
-    def _excess_per_hour(self, now: tuple[float, int], span: float, rate: float) -> float:
-        """Excess per hour over the last ``span`` (or the shortest longer span the samples allow)."""
+    @staticmethod
+    def _peak_hourly(window: list[tuple[float, int]], rate: float) -> float:
+        """The largest excess per hour over any span of about an hour (at least 45 minutes: hourly polls
+        drift by a minute or two) in the window."""
+        peak = 0.0
+        j = 0
+        for i in range(len(window)):
+            while j < len(window) and window[j][0] - window[i][0] < 0.75 * HOUR:
+                j += 1
+            if j == len(window):
+                break
+            then, now = window[i], window[j]
+            peak = max(peak, BurstDetector._excess(then, now, rate) / ((now[0] - then[0]) / HOUR))
+        return peak
+
+    def _excess_per_hour(
+        self, now: tuple[float, int], span: float, rate: float, unknown: float = 0.0
+    ) -> float:
+        """Excess per hour over the last ``span`` (or the shortest longer span the samples allow);
+        ``unknown`` when the samples do not reach that far back."""
         then = self._recent.span_back(now[0], span)
         if then is None:
-            return 0.0
+            return unknown
         return self._excess(then, now, rate) / ((now[0] - then[0]) / HOUR)
 
-    # Daily samples: one period raises the candidate, the next one tells its shape.
-    def _daily(self, period: Period) -> list[Finding]:
-        excess_rate = period.rate - self._rate
-        candidate = self._daily_candidate
-        point = Point(period.end, period.followers, period.following, period.step)
-        if candidate is not None:
-            self._daily_candidate = None
-            first, first_excess = candidate
-            burst = _Burst(first.start, first.followers - first.gain, first_excess * first.days, self._rate)
-            if excess_rate <= STEP_RELAPSE * first_excess:
-                return [self._ended(self._one_day_step(burst), first.end)]
-            if excess_rate < 0.9 * first_excess:
-                return [self._ended(self._viral(burst, point), period.end)]
+    # Daily samples: one period raises the step, the next ones tell its shape.
+    def _daily(self, period: Period, history: AccountHistory) -> list[Finding]:
+        process = self._reference(history, period.start, period.followers - period.gain)
+        excess = period.gain - process.rate * period.days
+        step = self._daily_step
+        if step is not None:
+            return [self._daily_shape(step, period, process, excess, history)]
+        rounding = period.step if period.step > 1 else 0  # a rounded count may be off by a step
+        if excess - rounding <= 0.0 or process.plausible(excess - rounding, period.days, CHEAP_Z):
             return []
-        # A whole period averages out the noise of hours: ask for at least a day of usual growth on top.
-        needed = max(self._threshold(period.step), max(self._rate, 0.0) + 3 * self._sd)
-        if excess_rate * period.days >= needed and excess_rate >= 5 * self._sd:
-            self._daily_candidate = (period, excess_rate)
-        return []
+        surprise = process.log_surprise(excess - rounding, period.days)
+        if surprise >= LOG_ALPHA_DAY:
+            return []
+        step = self._daily_step = _DailyStep.begin(period, excess, surprise, process)
+        history.exclude(excess, period.end)
+        return [self._one_day_step(step, None)]
+
+    def _daily_shape(
+        self, step: _DailyStep, period: Period, process: Process, excess: float, history: AccountHistory
+    ) -> Finding:
+        """A period after a one-day step. Still well above usual: a delivery that straddled a sample shows
+        in two periods, a third makes it a tail, as an organic crowd leaves: a viral ramp."""
+        elevated = (
+            excess >= STEP_RELAPSE * step.largest and process.log_surprise(excess, period.days) < LOG_TAIL
+        )
+        if not elevated:
+            self._daily_step = None
+            return self._ended(self._one_day_step(step, excess), step.end)
+        if step.periods == 1:
+            step.extend(period, excess)
+            history.exclude(excess, period.end)
+            return self._one_day_step(step, None)
+        self._daily_step = None
+        history.exclude(-step.total, step.start)  # organic after all: part of the account's own growth
+        burst = _Burst(step.start, step.start_followers, step.total + excess, process.rate)
+        point = Point(period.end, period.followers, period.following, period.step)
+        return self._ended(self._viral(burst, point), period.end)
 
     def _step(self, burst: _Burst, point: Point) -> Finding:
         usual = max(self._rate, 1.0)
         share = burst.total / max(burst.start_followers, 1)
-        self.score = min(1.0, 0.6 + 0.1 * (burst.total / self._threshold(point.step)))
+        self.score = _score(burst.surprise)
         severity = Severity.CRITICAL if burst.total >= 3 * usual and share >= 0.01 else Severity.WARNING
-        surge = burst.rate != self._rate  # a step on top of a faster pace already under way
+        # A step on top of a faster pace already under way (for a new account, its rate so far is usual).
+        surge = self._process is not None and burst.rate != self._rate
         before = (
-            f"the {signed(burst.rate)}/day it was gaining just before (usually {signed(self._rate)}/day)"
+            f"the {_rate(burst.rate)}/day it was gaining just before (usually {_rate(self._rate)}/day)"
             if surge
-            else f"the usual {signed(self._rate)}/day"
+            else f"the usual {_rate(burst.rate)}/day"
         )
         summary = (
-            f"bought step: {signed(burst.total)} followers above {before} arrived within hours "
-            f"({burst.total / usual:.1f} days of usual growth) and growth went straight back to "
-            + ("that pace" if surge else "usual")
+            f"inauthentic inflow: {signed(burst.total)} {self.noun} above {before} arrived "
+            f"{_within(burst.last_high - burst.start)} and growth went straight back to "
+            f"{'that pace' if surge else 'usual'}; {odds(burst.surprise)} under the account's own "
+            f"growth{_rested(burst.rested)}, consistent with bought {self.noun}"
         )
         return Finding(BURST, burst.start, self.score, severity, summary)
 
-    def _one_day_step(self, burst: _Burst) -> Finding:
-        self.score = 0.4
-        summary = (
-            f"one-day step: {signed(burst.total)} followers above the usual {signed(self._rate)}/day in one "
-            "period, then straight back to usual; a bought batch or a one-day crowd (samples more often than "
-            "daily would tell which)"
+    def _one_day_step(self, step: _DailyStep, after: float | None) -> Finding:
+        self.score = _score(step.surprise)
+        share = step.total / max(step.start_followers, 1)
+        usual = max(step.rate, 1.0)
+        severity = Severity.CRITICAL if step.total >= 3 * usual and share >= 0.01 else Severity.WARNING
+        within = "in one period" if step.periods == 1 else "in two periods (a delivery across a sample)"
+        then = (
+            "; the next period will show whether a tail follows (an organic crowd fades over days)"
+            if after is None
+            else f", then {signed(after)} above usual the next period: no tail"
         )
-        return Finding(BURST, burst.start, self.score, Severity.INFO, summary)
+        summary = (
+            f"one-day step: {signed(step.total)} {self.noun} above the usual {_rate(step.rate)}/day {within} "
+            f"({odds(step.surprise)} under the account's own growth{_rested(step.rested)}){then}; "
+            f"consistent with bought {self.noun}, though a one-day crowd (a TV appearance, a giveaway) "
+            "looks the same in daily counts: samples within the day would show whether it arrived at once"
+        )
+        return Finding(BURST, step.start, self.score, severity, summary)
 
     def _viral(self, burst: _Burst, point: Point) -> Finding:
         self.score = 0.3
         summary = (
-            f"viral ramp: {signed(burst.total)} followers above the usual {signed(self._rate)}/day since the "
-            "start, still arriving or decaying slowly as organic attention does "
+            f"viral ramp: {signed(burst.total)} {self.noun} above the usual {_rate(burst.rate)}/day since "
+            "the start, still arriving or decaying slowly as organic attention does "
             f"(now {count(point.followers)})"
         )
         return Finding(BURST, burst.start, self.score, Severity.INFO, summary)
@@ -388,3 +584,53 @@ class BurstDetector(Detector):
     def _ended(finding: Finding, at: float) -> Finding:
         finding.ended_at = at
         return finding
+
+
+def _sharp(burst: _Burst) -> bool:
+    """A delivery: most of it arrived within WINDOW, and its busiest hour brought at least SHARPNESS times
+    the account's usual hourly arrivals on top of them. The busiest hours of an ordinary day (its peak
+    time, a lively hour) stay well under that, and a busy day brings its extra over many hours."""
+    return burst.last_high - burst.start <= WINDOW and burst.peak_hourly >= SHARPNESS * burst.usual_hourly
+
+
+def _score(surprise: float) -> float:
+    """0.5 at odds of 1 in 10^5, 1.0 from 1 in 10^15."""
+    return min(1.0, 0.25 + 0.05 * (-surprise / math.log(10.0)))
+
+
+def _rate(value: float) -> str:
+    """A usual rate as a sentence gives it: +768, +0.4 (small rates keep a decimal)."""
+    return f"{value:+.1f}" if abs(value) < 10 else signed(value)
+
+
+def _within(seconds: float) -> str:
+    if seconds <= 20 * 60:
+        return f"within {max(round(seconds / 60), 1)} minutes" if seconds > 60 else "at once"
+    hours = seconds / HOUR
+    return f"within {round(hours)} hours" if hours >= 1.5 else "within an hour"
+
+
+def _rested(days: float) -> str:
+    """How little history a verdict rests on, when that matters."""
+    if days >= SHORT_HISTORY:
+        return ""
+    if days < 1.0:
+        return f", judged on {max(round(days * 24), 0)} hours of history"
+    return f", judged on {round(days)} days of history"
+
+
+def save_process(out: StateWriter, process: Process | None) -> None:
+    out.flag(process is not None)
+    if process is not None:
+        for value in (process.rate, process.spread, process.noise, process.days, process.certainty):
+            out.number(value)
+        out.number(process.measured)
+        out.number(process.typical)
+        out.integer(process.periods)
+
+
+def load_process(state: StateReader) -> Process | None:
+    if not state.flag():
+        return None
+    rate, spread, noise, days, certainty, measured, typical = (state.number() for _ in range(7))
+    return Process(rate, spread, noise, days, state.integer(), certainty, measured, typical)

@@ -16,6 +16,7 @@ import math
 from typing import Final
 
 from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
+from service.detection.evidence import SPREAD_PERIODS, shift_variance
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, day_to_day_sd, percent, signed
@@ -40,10 +41,11 @@ SUB_DAILY: Final = 43_200.0
 FADED: Final = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
 
 
-HOURLY_KEPT: Final = 40  # hourly points of the last 36 hours, and the one before them
+POINTS_KEPT: Final = 40  # points of the last 36 hours, one every POINT_EVERY, and the one before them
 SUSTAINED: Final = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
 SUSTAINED_Z: Final = 5.0  # over 1.5 days, about the evidence of two periods at UNUSUAL_Z each
 HOUR: Final = 3_600.0
+POINT_EVERY: Final = 2 * HOUR  # enough to tell a fall in both halves of 36 hours, in half the memory
 
 
 class _Loss:
@@ -88,8 +90,8 @@ class _Loss:
 
 
 class DropDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(DROP, per_sample=True)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(DROP, per_sample=True, noun=noun)
         self.platform_signal: tuple[float, float, float] | None = None  # (start, end, relative change)
         self._cusum = 0.0
         self._scale = 1.0
@@ -97,30 +99,30 @@ class DropDetector(Detector):
         self._losing_days = 0.0
         self._open = False
         self._reference: float | None = None
-        # The last 36 hours, one sample an hour (and the one before them): at most 38 of each.
-        self._hourly = TimedCounts()
-        self._hourly_at = -math.inf  # time of the newest sample in _hourly
+        # The last 36 hours, one sample every two hours (and the one before them): at most 20.
+        self._points = TimedCounts()
+        self._points_at = -math.inf  # time of the newest sample in _points
         self._last_at = 0.0
 
     def save(self, out: StateWriter) -> None:
         super().save(out)
-        for value in (self._cusum, self._scale, self._losing_days, self._hourly_at, self._last_at):
+        for value in (self._cusum, self._scale, self._losing_days, self._points_at, self._last_at):
             out.number(value)
         out.optional_number(self._reference)
         out.flag(self._open)
         out.flag(self._run is not None)
         if self._run is not None:
             self._run.save(out)
-        self._hourly.save(out)
+        self._points.save(out)
 
     def load(self, state: StateReader) -> None:
         super().load(state)
         self._cusum, self._scale, self._losing_days = state.number(), state.number(), state.number()
-        self._hourly_at, self._last_at = state.number(), state.number()
+        self._points_at, self._last_at = state.number(), state.number()
         self._reference = state.optional_number()
         self._open = state.flag()
         self._run = _Loss.load(state) if state.flag() else None
-        self._hourly.load(state, HOURLY_KEPT)
+        self._points.load(state, POINTS_KEPT)
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         self.platform_signal = None
@@ -128,7 +130,7 @@ class DropDetector(Detector):
         sub_daily = at - self._last_at < SUB_DAILY
         self._last_at = at
         if period is None:
-            if sub_daily and not self._open and at - self._hourly_at >= HOUR:
+            if sub_daily and not self._open and at - self._points_at >= POINT_EVERY:
                 return self._sustained(point)
             return []
         if self._open and self._run is not None:
@@ -139,11 +141,20 @@ class DropDetector(Detector):
 
     def _update_reference(self, history: AccountHistory, period: Period) -> bool:
         if self._losing_days == 0.0:  # during a streak of unusual losses the reference stays as before it
-            reference, scale, periods = history.usual(period.step)
-            if periods < MIN_REFERENCE_PERIODS:
+            process = history.process(period.step)
+            if process.periods < MIN_REFERENCE_PERIODS:
                 return False
-            self._reference = reference
-            self._scale = max(scale, day_to_day_sd(history.rates(SCALE_PERIODS)))
+            self._reference = process.rate
+            # The account's own day-to-day swings, from successive days (a change of level, such as a
+            # drip switching off, moves one of them), their heavy tail included: on an over-dispersed
+            # account a slow day is a loss. Never less than Poisson noise of the usual rate.
+            rates = history.rates(SPREAD_PERIODS)
+            self._scale = max(
+                math.sqrt(shift_variance(rates)),
+                day_to_day_sd(rates[-SCALE_PERIODS:]),
+                math.sqrt(abs(process.rate)),
+                1.0,
+            )
         return self._reference is not None
 
     def _on_period(self, period: Period) -> list[Finding]:
@@ -174,20 +185,17 @@ class DropDetector(Detector):
         return [self._finding(self._run)]
 
     def _confirmed(self, run: _Loss, period: Period, z: float) -> bool:
-        if run.loss < max(3 * period.step, 10):
+        if run.loss <= 2 * period.step:  # within the count's rounding
             return False
         # Two days of unusual loss, confirmed by the CUSUM, or by the account having turned from clear
         # growth to losing (the fall after a bought phase, when the drip was noisy enough to hide it).
-        turned = (
-            run.reference >= GROWING_SCALES * self._scale and run.loss >= TURNED_SHARE * run.followers_before
-        )
+        turned = run.reference >= GROWING_SCALES * self._scale
         if self._losing_days >= 1.9 and (self._cusum >= CUSUM_THRESHOLD or turned):
             return True
         # One period is enough only for a loss far beyond a day's usual movement (further still for an
-        # account that is shrinking anyway).
+        # account that is shrinking anyway). Judged against the account's own days, not a percentage.
         usual_move = 2 * self._scale + (2 if run.reference >= 0 else 3) * abs(run.reference)
-        big = -period.gain >= max(PURGE_SHARE * run.followers_before, usual_move * period.days)
-        return z >= PURGE_Z and big
+        return z >= PURGE_Z and -period.gain >= usual_move * period.days
 
     def _note_platform_signal(self, period: Period, z: float) -> None:
         before = period.followers - period.gain
@@ -195,27 +203,27 @@ class DropDetector(Detector):
             self.platform_signal = (period.start, period.end, period.gain / before)
 
     def _sustained(self, point: Point) -> list[Finding]:
-        hourly = self._hourly
-        hourly.append(point.at, point.followers)
-        self._hourly_at = point.at
-        while len(hourly) > 2 and point.at - hourly.time(1) >= SUSTAINED:
-            hourly.drop_first(1)  # keep just one point older than the window: it is the window's start
+        points = self._points
+        points.append(point.at, point.followers)
+        self._points_at = point.at
+        while len(points) > 2 and point.at - points.time(1) >= SUSTAINED:
+            points.drop_first(1)  # keep just one point older than the window: it is the window's start
         reference = self._reference
-        if reference is None or point.at - hourly.time(0) < SUSTAINED:
+        if reference is None or point.at - points.time(0) < SUSTAINED:
             return []
-        loss = hourly.count(0) - point.followers
-        if loss < max(3 * point.step, 10):
+        loss = points.count(0) - point.followers
+        if loss <= 2 * point.step:
             return []
-        middle = next(i for i in range(len(hourly)) if point.at - hourly.time(i) <= SUSTAINED / 2)
-        if hourly.count(middle) <= point.followers or hourly.count(0) <= hourly.count(middle):
+        middle = next(i for i in range(len(points)) if point.at - points.time(i) <= SUSTAINED / 2)
+        if points.count(middle) <= point.followers or points.count(0) <= points.count(middle):
             return []
-        days = (point.at - hourly.time(0)) / 86_400.0
+        days = (point.at - points.time(0)) / 86_400.0
         rate = -loss / days
         z = (reference - rate) / self._scale * days**0.5
         if z < SUSTAINED_Z or (reference < 0 and rate > SHRINKING_FACTOR * reference):
             return []
-        peak = max(range(len(hourly)), key=lambda i: (hourly.count(i), hourly.time(i)))
-        self._run = _Loss(hourly.time(peak), hourly.count(peak), reference)
+        peak = max(range(len(points)), key=lambda i: (points.count(i), points.time(i)))
+        self._run = _Loss(points.time(peak), points.count(peak), reference)
         self._run.reach(point.at, point.followers)
         self._cusum = z
         self._open = True
@@ -238,8 +246,8 @@ class DropDetector(Detector):
         self._run = None
         self._cusum = 0.0
         self._losing_days = 0.0
-        self._hourly.clear()
-        self._hourly_at = -math.inf
+        self._points.clear()
+        self._points_at = -math.inf
         self.score = 0.0
         return [finding]
 

@@ -31,8 +31,8 @@ MIN_Z: Final = 4.0
 
 
 class RateChangeDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(RATE_CHANGE, per_sample=False)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(RATE_CHANGE, per_sample=False, noun=noun)
         self._open: Finding | None = None
 
     def save(self, out: StateWriter) -> None:

@@ -6,6 +6,14 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   (sd >= sqrt(mean)); organic growth varies far more. A chi-squared lower-tail test on the index of dispersion
   catches exact and near-exact drips (the founding +768/day). Off when the count's rounding step could hide
   that much noise.
+- *Held step* — a drip on top of the account's organic growth, within three daily gains: the rate rose to
+  a level the account's own process makes implausible (odds beyond 1 in 10^4 for every full period, 1 in
+  10^6 for all of them), held there within the account's own absolute day-to-day noise (a viral crowd
+  decays), and is far steadier than organic growth at that level would be: over-dispersion is a property
+  of how an account grows, so an organic jump to ten times the rate brings ten times the swings, where a
+  drip adds none. Tested once per step, on the first 2-4 full periods after it (the period in which it
+  switched on may be partial), at odds of 1 in 100 (1 in 20 for two full periods after a partial one:
+  three gains of evidence).
 - *Regular plateau*: the rate jumped to at least 3x the account's own earlier rate and then held with a
   coefficient of variation under 0.25 — what a drip randomised by +-30% looks like; organic jumps (viral
   videos, shout-outs) peak and decay instead of stepping up to a flat level.
@@ -19,9 +27,10 @@ import math
 from typing import Final, final
 
 from service.detection.base import REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
+from service.detection.evidence import FIT_PERIODS, SPREAD_PERIODS, Process, fit
 from service.detection.history import AccountHistory
 from service.detection.snapshot import StateReader, StateWriter
-from service.detection.stats import chi2_lower_tail, count, median, signed
+from service.detection.stats import chi2_lower_tail, count, mad_sd, median, signed
 from service.detection.stats import days as span
 
 # Lower-tail p-value under Poisson growth, per window tested. Tested every day on every account, so it must
@@ -45,16 +54,42 @@ SHORTEST_PLATEAU: Final = min(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP: Final = 3.0
 REFERENCE_PERIODS: Final = 14
 MIN_REFERENCE_PERIODS: Final = 4
+# A plateau is judged against a week of the account's own growth: a few days of an over-dispersed new
+# account's history can sit far below where it settles.
+PLATEAU_REFERENCE_PERIODS: Final = 7
+HELD_WINDOWS: Final = (2, 3, 4)  # full periods at the new level
+HELD_ALPHA: Final = 1e-2
+PARTIAL_ALPHA: Final = 5e-2  # two full periods after a partial one: three gains of evidence
+LOG_RISE: Final = math.log(1e-4)  # every full period of a held step is this unlikely for the account
+LOG_RISE_ALL: Final = math.log(1e-6)  # and all of them together this unlikely
+HELD_FLAT_ALPHA: Final = 1e-3  # its periods differ more than organic noise allows at this level: not held
+HELD_DECAY_Z: Final = 3.0  # or the last full period is this many sd below the first: a decay
+MAX_DISPERSION: Final = 1.0  # organic growth at a new level varies at most this much more (CV 1)
+HELD_REFERENCE: Final = 4  # periods before the step, at least
 # Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
 # P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
 _SURELY_ABOVE: Final = {dof: dof / 3.0 for dof in range(1, max(EXACT_WINDOWS))}
 
 
 class _Plateau:
-    __slots__ = ("band", "days", "exact", "first", "last_in", "mean", "misses", "reference", "sd")
+    __slots__ = (
+        "band",
+        "days",
+        "exact",
+        "first",
+        "held",
+        "last_in",
+        "mean",
+        "misses",
+        "organic",
+        "reference",
+        "sd",
+    )
 
     def __init__(self, first: float, mean: float, sd: float, days: float, exact: bool, reference: float):
         self.first = first
+        self.held = False  # a held step on top of organic growth
+        self.organic = 0.0  # held: how much organic growth at that level would vary, per day
         self.mean = mean
         self.sd = sd
         self.days = days
@@ -67,21 +102,23 @@ class _Plateau:
     def save(self, out: StateWriter) -> None:
         for value in (self.first, self.mean, self.sd, self.days, self.reference, self.band, self.last_in):
             out.number(value)
+        out.number(self.organic)
         out.flag(self.exact)
+        out.flag(self.held)
         out.integer(self.misses)
 
     @staticmethod
     def load(state: StateReader) -> _Plateau:
         first, mean, sd, days, reference = (state.number() for _ in range(5))
         plateau = _Plateau(first, mean, sd, days, False, reference)
-        plateau.band, plateau.last_in = state.number(), state.number()
-        plateau.exact, plateau.misses = state.flag(), state.integer()
+        plateau.band, plateau.last_in, plateau.organic = state.number(), state.number(), state.number()
+        plateau.exact, plateau.held, plateau.misses = state.flag(), state.flag(), state.integer()
         return plateau
 
 
 class RegularGrowthDetector(Detector):
-    def __init__(self) -> None:
-        super().__init__(REGULAR_GROWTH, per_sample=False)
+    def __init__(self, noun: str = "followers") -> None:
+        super().__init__(REGULAR_GROWTH, per_sample=False, noun=noun)
         self._plateau: _Plateau | None = None
 
     def save(self, out: StateWriter) -> None:
@@ -102,8 +139,9 @@ class RegularGrowthDetector(Detector):
         if period.gain <= 0:  # every window ends with this period
             self.score = 0.0
             return []
-        recent = history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period)
-        plateau = _find_plateau(recent)
+        plateau = _find_plateau(history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period))
+        if plateau is None and _may_hold(history.raw_rates(HELD_REFERENCE + max(HELD_WINDOWS)), period.rate):
+            plateau = _held_step(history.periods_then(SPREAD_PERIODS - 1, period))
         if plateau is None:
             self.score = 0.0
             return []
@@ -137,6 +175,8 @@ class RegularGrowthDetector(Detector):
                 "/day, organic accounts by much more)"
             )
             return Finding(REGULAR_GROWTH, plateau.first, self.score, Severity.CRITICAL, summary)
+        if plateau.held:
+            return self._held_finding(plateau, days)
         cv = plateau.sd / plateau.mean
         self.score = min(1.0, 0.5 + (1 - cv / 0.25) * 0.3 + 0.02 * days)
         severity = Severity.CRITICAL if cv < 0.1 and days >= 7 else Severity.WARNING
@@ -148,6 +188,22 @@ class RegularGrowthDetector(Detector):
         summary = (
             f"gained {signed(plateau.mean)}/day ±{cv * 100:.0f}% for {span(days)}, {jump} "
             "(organic jumps that size peak and decay rather than hold this flat)"
+        )
+        return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
+
+    def _held_finding(self, plateau: _Plateau, days: int) -> Finding:
+        self.score = min(1.0, 0.6 + 0.03 * days)
+        severity = Severity.CRITICAL if days >= 7 else Severity.WARNING
+        jump = (
+            f"{plateau.mean / plateau.reference:.0f}x its earlier {signed(plateau.reference)}/day"
+            if plateau.reference >= 1
+            else f"up from {signed(plateau.reference)}/day before"
+        )
+        summary = (
+            f"inauthentic inflow: gained {signed(plateau.mean)}/day for {span(days)}, {jump}, and held within "
+            f"±{count(plateau.sd)}/day where organic growth at that level would vary by about "
+            f"±{count(plateau.organic)}/day; consistent with a drip of bought {self.noun} on top of the "
+            "account's own growth"
         )
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
 
@@ -242,7 +298,7 @@ def _onset_in_gap(before: list[Period], mean: float) -> bool:
 def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     # The allowed spread follows the days covered: a missed sample should not delay the verdict.
     max_cv = PLATEAU_MAX_CV[min(max(w.n, round(w.days), SHORTEST_PLATEAU), MAX_WINDOW)]
-    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < MIN_REFERENCE_PERIODS:
+    if w.sd > max_cv * w.mean or w.step > 0.05 * w.mean or len(recent) - w.n < PLATEAU_REFERENCE_PERIODS:
         return False
     before = recent[: -w.n]
     reference = _reference(before)
@@ -273,3 +329,87 @@ def _decays(window: list[Period]) -> bool:
     first = sum(p.gain for p in window[:half]) / sum((p.days for p in window[:half]), 0.0)
     second = sum(p.gain for p in window[half:]) / sum((p.days for p in window[half:]), 0.0)
     return second < 0.65 * first
+
+
+def _may_hold(rates: list[float], latest: float) -> bool:
+    """A cheap look before any held step is tested: the last 2-4 rates well above the ones before."""
+    rates.append(latest)
+    for full in HELD_WINDOWS:
+        before = rates[-full - 7 : -full]
+        if before and min(rates[-full:]) >= 2.0 * max(median(before), 1.0):
+            return True
+    return False
+
+
+def _held_step(recent: list[Period]) -> _Plateau | None:
+    """A step up held steady on top of the account's organic growth, in the first 2-4 full periods after
+    it (after a partial one, if the step began inside it)."""
+    for full in HELD_WINDOWS:
+        if len(recent) < full + HELD_REFERENCE:
+            return None
+        window = recent[-full:]
+        before = recent[:-full]
+        if min(p.rate for p in window) < 2.0 * max(median([p.rate for p in before[-7:]]), 1.0):
+            continue  # a cheap look first: no step to speak of
+        plateau = _held(window, before)
+        if plateau is not None:
+            return plateau
+    return None
+
+
+def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
+    # The window starts at the step: the period before it is the account's usual growth, or partial
+    # (the step began inside it) after usual growth. Tested once per step, not every day of a new level.
+    process = _reference_process(before)
+    partial = _elevated(before[-1], process)
+    if partial:
+        if len(before) - 2 < HELD_REFERENCE or _elevated(before[-2], _reference_process(before[:-2])):
+            return None
+        process = _reference_process(before[:-1])
+    # Every full period, and all of them together: an implausible rise for this account.
+    surprises = [process.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
+    if max(surprises) >= LOG_RISE or sum(surprises, 0.0) >= LOG_RISE_ALL:
+        return None
+    days = sum((p.days for p in window), 0.0)
+    level = sum((p.gain for p in window), 0.0) / days
+    squares = sum((p.days * (p.rate - level) ** 2 for p in window), 0.0)
+    absolute = process.spread + level  # the account's own day-to-day noise, and Poisson at the new level
+    dof = len(window) - 1
+    if 1.0 - chi2_lower_tail(squares / absolute, dof) < HELD_FLAT_ALPHA:
+        return None  # not held: the periods differ far more than organic noise
+    first, last = window[0], window[-1]
+    if first.rate - last.rate > HELD_DECAY_Z * math.sqrt(absolute * (1.0 / first.days + 1.0 / last.days)):
+        return None  # decaying, as a crowd leaves
+    # The account's own over-dispersion from its typical (median) spread: the cautious side here, as a
+    # larger one would make any steady new level look too steady to be organic.
+    dispersion = _dispersion([p.rate for p in before[-SPREAD_PERIODS:]])
+    organic = level + dispersion * level * level  # variance of a day's gain, organic at this level
+    alpha = PARTIAL_ALPHA if partial and len(window) == 2 else HELD_ALPHA
+    if chi2_lower_tail(squares / organic, dof) >= alpha:
+        return None
+    start = before[-1].start if partial else first.start
+    sd = math.sqrt(squares / dof / (days / len(window)))
+    plateau = _Plateau(start, level, sd, days, False, process.rate)
+    plateau.held = True
+    plateau.organic = math.sqrt(organic)
+    plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
+    return plateau
+
+
+def _reference_process(before: list[Period]) -> Process:
+    rates = [p.rate for p in before[-SPREAD_PERIODS:]]
+    days = sum((p.days for p in before[-FIT_PERIODS:]), 0.0)
+    return fit(rates, days, before[-1].followers, 0.0, 0.0, before[-1].step)
+
+
+def _elevated(period: Period, process: Process) -> bool:
+    """Above the account's usual rate by more than two of its day-to-day standard deviations."""
+    return period.rate - process.rate > 2.0 * math.sqrt(process.spread / period.days)
+
+
+def _dispersion(rates: list[float]) -> float:
+    """The account's relative over-dispersion k (a day's variance = rate + k rate^2), from its typical
+    spread (the median deviation, which one busy day does not move), at most MAX_DISPERSION."""
+    usual = median(rates)
+    positive = max(usual, 1.0)
+    return min(max(mad_sd(rates, usual) ** 2 - max(usual, 0.0), 0.0) / (positive * positive), MAX_DISPERSION)
