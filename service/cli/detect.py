@@ -12,14 +12,17 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from service.accounts import AccountError, AccountRef
-from service.cli.common import add_database_options, database_url, open_database
+from service.cli.common import CommandError, ProgressBar, add_database_options, database_url, open_database
 from service.detection.base import Detection, iso
-from service.detection.csvinput import BadRow, ReadRecords, ReadResult, read_records, read_samples
+from service.detection.csvinput import BadRow, ReadRecords, ReadResult, read_records
 from service.detection.engine import DetectionEngine
-from service.detection.replay import replay, replay_records
+from service.detection.replay import replay_records
+
+if TYPE_CHECKING:
+    from service.detection.importer import Importer, ImportReport
 
 EXIT_BAD_INPUT = 2
 Loaded = TypeVar("Loaded", ReadResult, ReadRecords)
@@ -83,22 +86,46 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     from service.clock import SystemClock
-    from service.detection.importer import ensure_accounts, insert_samples
-    from service.detection.recorder import DetectionRecorder
+    from service.detection.importer import Importer
 
-    loaded = _load(args.file, args.skip_bad_rows, read_samples)
-    if loaded is None:
-        return EXIT_BAD_INPUT
-    clock = SystemClock()
     with open_database(database_url(args)) as database:
-        ids = ensure_accounts(database, {s.account for s in loaded.samples}, clock.now())
-        added = insert_samples(database, loaded.samples, ids, progress=_bar("importing"))
-        _say(f"stored {added:,} new samples ({len(loaded.samples) - added:,} were already there)")
-        recorder = DetectionRecorder(DetectionEngine(), ids)
-        found = list(replay(loaded.samples, recorder.engine, progress=_progress("analysed")))
-        recorder.persist(database, found)
-    _say(f"done: {len(found):,} detections stored ({_by_kind(found)})")
+        importer = Importer(database, SystemClock())
+        report = _import_samples(importer, args.file, args.skip_bad_rows)
+        for label, step, unit in (
+            ("rolling up", importer.roll_up, ""),
+            ("analysing", importer.analyse, "samples"),
+        ):
+            bar = ProgressBar(label, unit=unit)
+            step(report, bar)
+            bar.finish(report.analysed if unit else 0)
+    _say(
+        f"done: {report.detections:,} detection versions stored, "
+        f"{report.states:,} account states saved for the daemon"
+    )
     return 0
+
+
+def _import_samples(importer: Importer, path: Path, skip_bad_rows: bool) -> ImportReport:
+    bar = ProgressBar("importing")
+    try:
+        report = importer.load(path, skip_bad_rows, bar)
+    except BadRow as exc:
+        raise CommandError(
+            f"{exc}\nnothing was imported (a file is imported whole or not at all; "
+            "--skip-bad-rows passes over bad rows)"
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    bar.finish(report.rows)
+    skipped = report.skipped
+    if skipped.count:
+        future = f", {skipped.future:,} of them dated in the future" if skipped.future else ""
+        _say(f"skipped {skipped.count:,} bad rows{future}; first: {skipped.first[0]}")
+    _say(
+        f"stored {report.added:,} new samples ({report.rows - report.added:,} were already there) "
+        f"of {len(report.accounts):,} accounts ({report.new_accounts:,} new, now watched)"
+    )
+    return report
 
 
 def run_detections(args: argparse.Namespace) -> int:

@@ -378,6 +378,24 @@ def _rows_by_ref(conn: Connection, refs: Sequence[AccountRef]) -> dict[AccountRe
     return found
 
 
+def add_accounts(
+    conn: Connection, refs: Iterable[AccountRef], now: datetime
+) -> tuple[dict[AccountRef, int], list[AccountRef]]:
+    """The ids of ``refs`` in the connection's transaction, adding (watched) those not known yet, and the
+    ones added; an account known but not watched stays as it is. ``import`` creates its accounts so."""
+    wanted = list(dict.fromkeys(refs))
+    known = _rows_by_ref(conn, wanted)
+    new = [ref for ref in wanted if ref not in known]
+    if new:
+        table = models.table(models.Account)
+        insert = insert_ignoring_duplicates(conn, table, ["platform", "handle"])
+        conn.execute(insert, [_new_account(ref, now, None) for ref in new])
+        added = _rows_by_ref(conn, new)
+        _log_changes(conn, [row.id for row in added.values()], now)
+        known.update(added)
+    return {ref: row.id for ref, row in known.items()}, new
+
+
 def _log_changes(conn: Connection, ids: Sequence[int], now: datetime) -> None:
     if ids:
         conn.execute(
