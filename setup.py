@@ -17,6 +17,7 @@ from setuptools import Extension, setup
 
 COMPILED = [
     "service/detection/base.py",
+    "service/detection/snapshot.py",
     "service/detection/stats.py",
     "service/detection/history.py",
     "service/detection/platform.py",

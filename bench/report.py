@@ -203,10 +203,10 @@ def _speed(r: Report) -> list[str]:
         f"{len(b.runs)} runs ({runs} s: on a shared machine, noise only ever adds time). Of that, reading "
         f"and sorting the CSV takes {reading:.1f} s ({samples / reading:,.0f} samples/s) and starting the "
         f"command (interpreter and imports) {startup:.2f} s; the rest is the replay.",
-        "- Memory: per account the engine keeps the last 40 to 80 day-scale periods (it reads the last 40), "
-        "12 hours of raw samples for the burst detector and 10 following-count swings; state does not grow "
-        "with history length (`tests/detection/test_detectors.py::"
-        "test_memory_per_account_stays_bounded_however_long_the_history`, measured with tracemalloc).",
+        "- Memory: per account the engine keeps the boundaries of the last 25 day-scale periods, 6 hours of "
+        "raw samples for the burst detector, hourly points of 36 hours for the drop detector and 10 "
+        "following-count swings, in arrays of primitives: about 4 KB per account at 15-minute sampling, "
+        "however long the history (`python -m bench.engine_memory`, docs/benchmarks-memory.md).",
         "- Per-series cost of every method is in the side-by-side table (same series, same run). S-H-ESD and "
         "ADTK are batch methods: they re-read the whole series on every run, where flockwatch does constant "
         "work per new sample.",

@@ -238,6 +238,37 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
     return variable
 
 
+def subject_variable() -> Json:
+    """Accounts, repositories or both: a regex on the account label, so the filter costs no series."""
+    return {
+        "type": "custom",
+        "name": "subject",
+        "label": "Kind",
+        "query": "accounts : [^/]+,repositories : .+/.+",
+        "options": [
+            {"text": "All", "value": "$__all", "selected": True},
+            {"text": "accounts", "value": "[^/]+", "selected": False},
+            {"text": "repositories", "value": ".+/.+", "selected": False},
+        ],
+        "current": {"text": "All", "value": "$__all"},
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": False,
+        "hide": 0,
+    }
+
+
+def noun_variable(name: str, account: str, repository: str) -> Json:
+    """What the selected subject counts, for titles and legends: stars for a GitHub repository (an account label
+    with a slash, github:owner/name), followers otherwise. Hidden; derived by PromQL, no extra series."""
+    series = 'flockwatch_followers{platform="$platform", account="$account"}'
+    labelled = f'label_replace({series}, "noun", "{account}", "", "")'
+    query = f'query_result(label_replace({labelled}, "noun", "{repository}", "account", ".+/.+"))'
+    variable = query_variable(name, name, query, multi=False)
+    variable.update(regex='/noun="(\\w+)"/', hide=2)
+    return variable
+
+
 def dashboard(
     uid: str,
     title: str,
@@ -290,18 +321,20 @@ def dashboard(
 
 def overview() -> Json:
     p = '{platform=~"$platform"}'
+    # $subject filters by kind of subject on the account label: a GitHub repository's has a slash (owner/name).
+    pa = '{platform=~"$platform", account=~"$subject"}'
     panels = [
         stat(
             "Watched accounts",
-            "Accounts on the watchlist, in any state.",
+            "Accounts and repositories on the watchlist, in any state.",
             (0, 0, 4, 4),
-            [target(f"sum(flockwatch_accounts{p})")],
+            [target(f"count(flockwatch_account_state{pa}) or vector(0)")],
         ),
         stat(
             "Active detections",
-            "Detections currently active on the selected platforms.",
+            "Detections currently active on the selected platforms and kind of subject.",
             (4, 0, 4, 4),
-            [target(f"sum(flockwatch_detections_active{p}) or vector(0)")],
+            [target(f"count(flockwatch_detection_info{pa} == 1) or vector(0)")],
             steps=((0, "green"), (1, "orange")),
         ),
         stat(
@@ -310,19 +343,20 @@ def overview() -> Json:
             (8, 0, 4, 4),
             [
                 target(
-                    'sum(flockwatch_detections_active{platform=~"$platform", severity="critical"}) or vector(0)'
+                    'count(flockwatch_detection_info{platform=~"$platform", account=~"$subject", severity="critical"} == 1)'
+                    " or vector(0)"
                 )
             ],
             steps=((0, "green"), (1, "red")),
         ),
         stat(
             "Accounts not readable",
-            "Accounts that are not found, suspended, protected or erroring.",
+            "Accounts and repositories that are not found, suspended, protected or erroring.",
             (12, 0, 4, 4),
             [
                 target(
-                    'sum(flockwatch_accounts{platform=~"$platform", state=~"not_found|suspended|protected|erroring"})'
-                    " or vector(0)"
+                    'count(flockwatch_account_state{platform=~"$platform", account=~"$subject", '
+                    'state=~"not_found|suspended|protected|erroring"}) or vector(0)'
                 )
             ],
             steps=((0, "green"), (1, "orange")),
@@ -341,7 +375,7 @@ def overview() -> Json:
             "Oldest poll",
             "Time since the least recently polled account was polled (wall clock).",
             (20, 0, 4, 4),
-            [target(f"time() - min(flockwatch_last_poll_timestamp_seconds{p})")],
+            [target(f"time() - min(flockwatch_last_poll_timestamp_seconds{pa})")],
             unit="s",
             steps=((0, "green"), (3600, "orange"), (10800, "red")),
         ),
@@ -349,7 +383,7 @@ def overview() -> Json:
             "Active detections",
             "Every active detection with its own one-sentence summary. Click a row to open the account.",
             (0, 4, 24, 8),
-            [target(f"flockwatch_detection_info{p} == 1", instant=True, table=True)],
+            [target(f"flockwatch_detection_info{pa} == 1", instant=True, table=True)],
             sort_by="Severity",
             columns={
                 "platform": "Platform",
@@ -364,7 +398,12 @@ def overview() -> Json:
             "Active detections by kind and severity",
             "Number of active detections over time.",
             (0, 12, 12, 8),
-            [target(f"sum by (kind, severity) (flockwatch_detections_active{p})", "{{kind}} ({{severity}})")],
+            [
+                target(
+                    f"count by (kind, severity) (flockwatch_detection_info{pa} == 1)",
+                    "{{kind}} ({{severity}})",
+                )
+            ],
             stack=True,
         ),
         table(
@@ -373,7 +412,7 @@ def overview() -> Json:
             (12, 12, 12, 8),
             [
                 target(
-                    f"topk(25, max by (platform, account) (flockwatch_anomaly_score{p}))",
+                    f"topk(25, max by (platform, account) (flockwatch_anomaly_score{pa}))",
                     instant=True,
                     table=True,
                 )
@@ -403,7 +442,8 @@ def overview() -> Json:
         ),
     ]
     variables = [
-        query_variable("platform", "Platform", "label_values(flockwatch_accounts, platform)", multi=True)
+        query_variable("platform", "Platform", "label_values(flockwatch_accounts, platform)", multi=True),
+        subject_variable(),
     ]
     return dashboard(
         "flockwatch-overview",
@@ -420,20 +460,20 @@ def account() -> Json:
     band = 'flockwatch_followers_change{platform="$platform", account="$account", window="24h"}'
     panels = [
         stat(
-            "Followers",
-            "Latest follower count (cached from the last poll).",
+            "$title_noun",
+            "Latest $noun count (cached from the last poll); stars for a GitHub repository.",
             (0, 0, 4, 4),
             [target(f"flockwatch_followers{a}")],
         ),
         stat(
             "Gain, last 24 h",
-            "Followers gained over the last 24 hours of samples.",
+            "$title_noun gained over the last 24 hours of samples.",
             (4, 0, 4, 4),
             [target(band)],
         ),
         stat(
             "Gain, last 7 days",
-            "Followers gained over the last 7 days of samples.",
+            "$title_noun gained over the last 7 days of samples.",
             (8, 0, 4, 4),
             [target('flockwatch_followers_change{platform="$platform", account="$account", window="7d"}')],
         ),
@@ -461,14 +501,14 @@ def account() -> Json:
             steps=((0, "green"), (3600, "orange"), (10800, "red")),
         ),
         timeseries(
-            "Followers",
-            "Follower count; annotations mark active detections with their summaries.",
+            "$title_noun",
+            "$title_noun count; annotations mark active detections with their summaries.",
             (0, 4, 24, 8),
-            [target(f"flockwatch_followers{a}", "followers")],
+            [target(f"flockwatch_followers{a}", "$noun")],
         ),
         timeseries(
             "Gain per hour",
-            "Followers gained in the last hour, one bar per hour.",
+            "$title_noun gained in the last hour, one bar per hour.",
             (0, 12, 12, 8),
             [
                 target(
@@ -481,7 +521,7 @@ def account() -> Json:
         ),
         timeseries(
             "Gain per day",
-            "Followers gained in the last 24 hours, one bar per day.",
+            "$title_noun gained in the last 24 hours, one bar per day.",
             (12, 12, 12, 8),
             [target(band, "gain per day")],
             bars=True,
@@ -555,7 +595,7 @@ def account() -> Json:
         ORDER BY d.started_at DESC LIMIT 100"""
     panels += [
         timeseries(
-            "Follower history (database)",
+            "$title_noun history (database)",
             "Every stored sample from the flockwatch database, for history older than Prometheus keeps.",
             (0, 44, 24, 8),
             [sql_target(history)],
@@ -586,6 +626,8 @@ def account() -> Json:
             'label_values(flockwatch_followers{platform="$platform"}, account)',
             multi=False,
         ),
+        noun_variable("noun", "followers", "stars"),
+        noun_variable("title_noun", "Followers", "Stars"),
     ]
     detections = {
         "name": "Detections",
@@ -602,7 +644,7 @@ def account() -> Json:
     return dashboard(
         "flockwatch-account",
         "flockwatch / Account",
-        "One account: followers, gains, expected band, detections, following and posts.",
+        "One account or repository: followers (stars), gains, expected band, detections, following and posts.",
         variables,
         panels,
         annotations=[detections],
@@ -799,7 +841,7 @@ SUMMARY_LOOKUP = (
     "{{ with printf `flockwatch_detection_info{platform=%q,account=%q,kind=%q}` $labels.platform $labels.account "
     "$labels.kind | query }}{{ (index . 0).Labels.summary }}{{ end }}"
 )
-WITHOUT_SUMMARY = re.compile(r"max without \(summary\) \((.*)\) == 1")
+WITHOUT_SUMMARY = re.compile(r"max without \(summary\) \((flockwatch_detection_info\{[^}]*\})\)")
 
 
 def grafana_rule(rule: Json) -> Json:
@@ -818,7 +860,7 @@ def grafana_rule(rule: Json) -> Json:
                 "datasourceUid": PROMETHEUS_UID,
                 "model": {
                     "refId": "A",
-                    "expr": WITHOUT_SUMMARY.sub(r"\1 == 1", rule["expr"]),
+                    "expr": WITHOUT_SUMMARY.sub(r"\1", rule["expr"]),
                     "instant": True,
                     "intervalMs": 60000,
                     "maxDataPoints": 43200,

@@ -67,13 +67,31 @@ class AccountView:
 
     def change(self, window: timedelta) -> int | None:
         """Followers gained over ``window`` before the latest sample, None without history that old."""
-        if self.latest is None:
-            return None
-        older = bisect_right(self.times, self.latest.observed_at.timestamp() - window.total_seconds())
-        return self.latest.followers - self.counts[older - 1] if older else None
+        return self.changes_over({"": window})[""]
 
     def changes(self) -> dict[str, int | None]:
-        return {name: self.change(window) for name, window in CHANGE_WINDOWS.items()}
+        return self.changes_over(CHANGE_WINDOWS)
+
+    def changes_over(self, windows: dict[str, timedelta]) -> dict[str, int | None]:
+        latest = self.latest
+        if latest is None:
+            return dict.fromkeys(windows)
+        times, counts = self._trail()
+        end = latest.observed_at.timestamp()
+        found: dict[str, int | None] = {}
+        for name, window in windows.items():
+            older = bisect_right(times, end - window.total_seconds())
+            found[name] = latest.followers - counts[older - 1] if older else None
+        return found
+
+    def _trail(self) -> tuple[array[float], array[int]]:
+        """Copies of the two arrays that match: /metrics reads them from another thread while the event loop
+        may be adding a point to them."""
+        for _ in range(10):
+            times, counts = self.times[:], self.counts[:]
+            if len(times) == len(counts):
+                return times, counts
+        return array("d"), array("q")
 
     def dump(self) -> bytes:
         """The trail, for the next start."""

@@ -82,12 +82,31 @@ class DatabaseConfig(Strict):
 
 
 class HttpConfig(Strict):
+    """Where /metrics, /healthz and /readyz are served, and how (TLS and basic auth: ``web_config_file``)."""
+
     listen: str = DEFAULT_LISTEN
+    # A web configuration file in the Prometheus exporter-toolkit format (service/webconfig.py).
+    web_config_file: Path | None = None
+    # flockwatch_anomaly_score: six series per account; false leaves them out of /metrics for large fleets.
+    anomaly_scores: bool = True
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _check_web_config(cls, value: Path | None) -> Path | None:
+        # Imported here: reading the file needs ssl and bcrypt-hash checks that other commands never use.
+        from service.webconfig import WebConfigError, load_web_config
+
+        if value is not None:
+            try:
+                load_web_config(value)
+            except WebConfigError as exc:
+                raise ValueError(f"{value}: " + "; ".join(exc.problems)) from None
         return value
 
 
@@ -142,7 +161,7 @@ class RetentionConfig(Strict):
     """How long samples are kept at each resolution; rollups are made before raw samples go."""
 
     raw: Duration = timedelta(days=90)
-    hourly: Duration = timedelta(days=400)
+    hourly: Duration = timedelta(days=180)
     daily: Duration | None = None  # None: kept for ever
     events: Duration = timedelta(days=400)  # account events and ended detections
     every: Duration = timedelta(hours=1)

@@ -50,7 +50,7 @@ from service.states import AccountStates
 from service.store.database import DatabaseError, check_reachable, open_engine, safe_url, upgrade
 from service.store.repository import AccountUpdate, Store, WatchedAccount
 from service.store.rollups import Maintenance
-from service.web import HttpServer, build_app
+from service.web import HttpServer, build_app, web_guard
 from service.writer import SampleWriter
 
 log = logging.getLogger(__name__)
@@ -96,16 +96,18 @@ class Daemon:
         self._pollers: dict[str, Poller] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._down: dict[str, str] = {}  # task -> why it is not running
-        self.scheduler = PollScheduler(self._poll_group, config.poll.jitter, self._interval_of, clock)
-        host, port = parse_listen(config.http.listen)
-        self.http = HttpServer(
-            build_app(registry, self._readiness, [self.exposition.render, self.scores.render]), host, port
+        self.scheduler = PollScheduler(
+            self._poll_group, config.poll.jitter, self._interval_of, clock, batch_size=self._batch_size
         )
+        host, port = parse_listen(config.http.listen)
+        sections = [self.exposition.render, *([self.scores.render] if config.http.anomaly_scores else [])]
+        guard = web_guard(config.http.web_config_file)
+        self.http = HttpServer(build_app(registry, self._readiness, sections, guard=guard), host, port, guard)
 
     @property
     def metrics_url(self) -> str:
         host, _ = parse_listen(self.config.http.listen)
-        return f"http://{_url_host(host)}:{self.http.bound_port}/metrics"
+        return f"{self.http.scheme}://{_url_host(host)}:{self.http.bound_port}/metrics"
 
     # -- start and stop ----------------------------------------------------------------------------------
 
@@ -394,6 +396,10 @@ class Daemon:
             await self._mark_unpollable(platform, accounts)
             return []
         return await poller.poll(accounts, deadline)
+
+    def _batch_size(self, platform: str) -> int:
+        poller = self._poller(platform)
+        return poller.source.batch_size if poller is not None else 100
 
     def _poller(self, platform: str) -> Poller | None:
         if platform not in self._pollers:

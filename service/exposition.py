@@ -9,12 +9,18 @@ the watchlist leaves the page and the cache.
 
 Serve it after the registry's page: ``generate_latest(registry) + exposition.render()``, with the registry no
 longer holding an ``AccountCollector``.
+
+The daemon renders the page in a worker thread while the event loop goes on polling and changing the board, so a
+render only reads what one step of the interpreter copies whole: the list of views, a view's attributes, a tuple
+of its trail. ``snapshot`` copies what other renderers iterate (the engine's dictionaries).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
 from prometheus_client.utils import floatToGoString
 
@@ -41,6 +47,20 @@ PER_STATE = ("flockwatch_accounts", "Watched accounts per platform and state.")
 HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n" for name, doc in (*FAMILIES, PER_STATE))
 
 _Key = tuple[Sample | None, AccountState, datetime | None]
+_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def snapshot(items: Callable[[], Iterable[T]]) -> list[T]:
+    """What ``items()`` yields, as a list; taken again when the event loop changed a dictionary under it."""
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return list(items())
+        except (
+            RuntimeError
+        ):  # "dictionary changed size during iteration": the loop added or removed an account
+            continue
+    return list(items())
 
 
 class AccountExposition:

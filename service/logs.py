@@ -1,4 +1,9 @@
-"""One line per event, ``logfmt`` or JSON, with the event's fields. Callers pass fields via ``extra``."""
+"""One line per event, ``logfmt`` or JSON, with the event's fields. Callers pass fields via ``extra``.
+
+An exception's whole traceback travels in one field, ``traceback`` (logfmt: one quoted value with its newlines
+escaped as ``\\n``; JSON: one string), beside ``error``, its last line; a ``stack_info`` stack goes in ``stack``.
+Either way an event stays one line, so a log shipper never splits a traceback into unrelated events.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,12 @@ def _entry(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str,
         "msg": record.getMessage(),
         **fields_of(record),
     }
-    if record.exc_info:  # the last line (type and message) only: one event, one line
-        entry["error"] = formatter.formatException(record.exc_info).splitlines()[-1]
+    if record.exc_info:
+        text = formatter.formatException(record.exc_info)
+        entry["error"] = text.splitlines()[-1]
+        entry["traceback"] = text
+    if record.stack_info:
+        entry["stack"] = formatter.formatStack(record.stack_info)
     return entry
 
 

@@ -1,8 +1,8 @@
 """When to poll: each account is due one interval after its last poll; a group ticks to poll what is due.
 
 One APScheduler interval job per (platform, interval) group of watched accounts ticks about ten times per
-interval and starts a poll of the accounts that are due, unless the group's last poll is still under way
-(a group's poll never overlaps itself).
+interval and starts a poll of the accounts that are due and not being polled already (an account's polls never
+overlap; a slow answer holds back only the accounts of its own batch).
 Accounts polled together stay together, so batches stay full; an account that joins late (added, or taken
 over from another replica) keeps its own phase: it is first polled one interval after its last stored
 poll, never twice within an interval. An account in a permanent state waits until its ``next_poll_at``.
@@ -32,6 +32,7 @@ PollGroup = Callable[[str, Sequence[WatchedAccount], float], Coroutine[Any, Any,
 TICKS_PER_INTERVAL = 10
 MIN_TICK = 0.2
 MAX_TICK = 60.0
+BATCHES_AT_ONCE = 4  # per group: a slow batch holds back no other, and a platform sees a few requests at once
 
 
 class PollScheduler:
@@ -41,8 +42,11 @@ class PollScheduler:
         jitter: timedelta,
         interval_of: Callable[[WatchedAccount], timedelta],
         clock: Clock | None = None,
+        batch_size: Callable[[str], int] = lambda _platform: 100,
     ) -> None:
         self._poll_group = poll_group
+        self._batch_size = batch_size
+        self._limits: dict[GroupKey, asyncio.Semaphore] = {}
         self._jitter = jitter.total_seconds()
         self._interval_of = interval_of
         self._clock = clock or SystemClock()
@@ -50,7 +54,7 @@ class PollScheduler:
         self._groups: dict[GroupKey, dict[int, WatchedAccount]] = {}
         self._due: dict[int, float] = {}  # account id -> time.monotonic() at which it is due
         self._in_flight: set[asyncio.Task[Sequence[WatchedAccount]]] = set()
-        self._polling: set[GroupKey] = set()  # groups with a poll under way: a tick does not start another
+        self._polling: set[int] = set()  # accounts whose poll is under way: a tick does not poll them again
 
     @property
     def running(self) -> bool:
@@ -110,27 +114,39 @@ class PollScheduler:
             account
             for account in self._groups.get(key, {}).values()
             if self._due.get(account.id, 0.0) <= now + tick / 2
+            and account.id not in self._polling
             and (account.next_poll_at is None or account.next_poll_at <= clock_now)
         ]
 
     async def _run_group(self, key: GroupKey) -> None:
-        if key in self._polling:
-            return
         accounts = self.due(key)
         if not accounts:
             return
         started = time.monotonic()
         for account in accounts:
             self._due[account.id] = started + key[1]
-        # The poll is a task of its own: the tick returns at once, and shutting the scheduler down does not
-        # cut a poll off halfway (`drain` waits for it).
-        task = asyncio.get_running_loop().create_task(self._poll_group(key[0], accounts, started + key[1]))
-        self._polling.add(key)
-        self._in_flight.add(task)
-        task.add_done_callback(lambda done: self._finished(key, done))
+        size = max(self._batch_size(key[0]), 1)
+        for first in range(0, len(accounts), size):
+            self._start(key, accounts[first : first + size], started + key[1])
 
-    def _finished(self, key: GroupKey, task: asyncio.Task[Sequence[WatchedAccount]]) -> None:
-        self._polling.discard(key)
+    def _start(self, key: GroupKey, batch: Sequence[WatchedAccount], deadline: float) -> None:
+        """A batch's poll is a task of its own: the tick returns at once, a slow batch holds back no other,
+        and shutting the scheduler down does not cut a poll off halfway (`drain` waits for it)."""
+        ids = {account.id for account in batch}
+        self._polling |= ids
+        task = asyncio.get_running_loop().create_task(self._poll_batch(key, batch, deadline))
+        self._in_flight.add(task)
+        task.add_done_callback(lambda done: self._finished(ids, done))
+
+    async def _poll_batch(
+        self, key: GroupKey, batch: Sequence[WatchedAccount], deadline: float
+    ) -> Sequence[WatchedAccount]:
+        limit = self._limits.setdefault(key, asyncio.Semaphore(BATCHES_AT_ONCE))
+        async with limit:
+            return await self._poll_group(key[0], batch, deadline)
+
+    def _finished(self, ids: set[int], task: asyncio.Task[Sequence[WatchedAccount]]) -> None:
+        self._polling -= ids
         self._in_flight.discard(task)
         if task.cancelled() or task.exception() is not None:
             return

@@ -1,57 +1,403 @@
-"""The daemon's HTTP endpoints: /metrics for Prometheus, /healthz (alive) and /readyz (able to work)."""
+"""The daemon's HTTP endpoints: /metrics for Prometheus, /healthz (alive) and /readyz (able to work).
+
+Nothing of it runs on the event loop that polls. The server has a thread and an event loop of its own, and
+/metrics is rendered in a worker thread: concurrent scrapes wait for one render and share its page, and a page is
+served again while it is younger than a second (or than its render took, if longer), so any number of scrapers
+cost at most one render at a time, and rendering at most half the time. A scraper that accepts gzip (Prometheus
+does) gets the page compressed once per render, in the worker thread.
+
+With a web configuration file (``service.webconfig``) the server speaks TLS and asks for basic auth as Prometheus
+exporters do. As in the exporter-toolkit, authentication covers every path, /healthz and /readyz included. The file
+and the certificates it names are looked at (one ``stat`` each) on every request and every TLS handshake; a change
+takes effect at once, so certificates rotate by replacing the files. While a changed file is invalid, requests are
+answered 500 and handshakes refused, with the problem logged, until it is fixed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
+import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+import math
+import os
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-ReadinessCheck = Callable[[], Awaitable[list[str]]]
+from service.basicauth import BasicAuth
+from service.webconfig import WebConfig, WebConfigError, load_web_config
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Coroutine[Any, Any, list[str]]]
 PageSection = Callable[[], bytes]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PAGE_MIN_AGE = 1.0  # seconds a rendered page is served again
+SERVING_SHARE = 0.25  # of a core, at most, for answering requests
+
+
+@dataclass
+class _Rendered:
+    page: bytes
+    took: float
+    gzipped: asyncio.Future[bytes] | None = None  # compressed once, when a scraper first asks for gzip
+
+
+class MetricsPage:
+    """The /metrics page, rendered off the event loop; scrapes that come while it renders share the render."""
+
+    def __init__(
+        self,
+        render: Callable[[], bytes],
+        *,
+        min_age: float = PAGE_MIN_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._render, self._min_age, self._clock = render, min_age, clock
+        self._current = _Rendered(b"", 0.0)
+        self._fresh_until = -math.inf
+        self._rendering: asyncio.Future[_Rendered] | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flockwatch-metrics")
+        self.renders = 0
+
+    async def get(self, gzipped: bool = False) -> bytes:
+        rendered = await self._fresh()
+        if not gzipped:
+            return rendered.page
+        if rendered.gzipped is None:
+            loop = asyncio.get_running_loop()
+            rendered.gzipped = loop.run_in_executor(self._worker, _gzip, rendered.page)
+        return await asyncio.shield(rendered.gzipped)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def _fresh(self) -> _Rendered:
+        if self._clock() < self._fresh_until:
+            return self._current
+        if self._rendering is None:
+            loop = asyncio.get_running_loop()
+            self._rendering = loop.run_in_executor(self._worker, self._timed_render)
+            self._rendering.add_done_callback(self._rendered)
+        return await asyncio.shield(self._rendering)
+
+    def _timed_render(self) -> _Rendered:
+        started = time.perf_counter()
+        page = self._render()
+        return _Rendered(page, time.perf_counter() - started)
+
+    def _rendered(self, done: asyncio.Future[_Rendered]) -> None:
+        self._rendering = None
+        if done.cancelled() or done.exception() is not None:
+            return  # every waiter gets the exception; the next scrape tries again
+        self._current = done.result()
+        self.renders += 1
+        self._fresh_until = self._clock() + max(self._min_age, self._current.took)
+
+
+def _gzip(page: bytes) -> bytes:
+    return gzip.compress(page, compresslevel=1, mtime=0)  # zlib lets the GIL go while it works
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    offered = request.headers.get("Accept-Encoding", "")
+    return "gzip" in (part.split(";")[0].strip().lower() for part in offered.split(","))
+
+
+METRICS_PAGE = web.AppKey("metrics_page", MetricsPage)
+HOME_LOOP = web.AppKey("home_loop", asyncio.AbstractEventLoop)
+
+
+class WebGuard:
+    """The web configuration file as the server applies it, re-read when it or a file it names changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.config = load_web_config(path)  # raises WebConfigError: nothing starts on a bad file
+        self._path = path
+        self._stamp = _stamps(self.config.watched_files())
+        self._problem: WebConfigError | None = None
+        self.auth = BasicAuth()
+        limit = self.config.file.rate_limit
+        self.rate = RequestRate(limit.interval, limit.burst) if limit.interval > 0 else None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The context the listener starts with; each handshake switches to the current one."""
+        context = self.config.tls
+        if context is not None:
+            context.sni_callback = self._on_handshake
+        return context
+
+    def current(self) -> WebConfig:
+        """The configuration in force now; raises ``WebConfigError`` while a changed file is invalid."""
+        stamp = _stamps((self._path, *self.config.file.tls_server_config.files()))
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._reload()
+        if self._problem is not None:
+            raise self._problem
+        return self.config
+
+    def _reload(self) -> None:
+        try:
+            config = load_web_config(self._path)
+        except WebConfigError as exc:
+            log.error("web configuration not applied", extra={"file": str(self._path), "problem": str(exc)})
+            self._problem = exc
+            return
+        if config.restart_settings() != self.config.restart_settings():
+            log.warning(
+                "web configuration changed a setting that applies at the next start",
+                extra={"file": str(self._path)},
+            )
+        if config.tls is None and self.config.tls is not None:
+            config = WebConfig(config.path, config.file, self.config.tls)  # TLS stays on until a restart
+        self.config, self._problem = config, None
+        self._stamp = _stamps(config.watched_files())
+        log.info("web configuration reloaded", extra={"file": str(self._path)})
+
+    def _on_handshake(
+        self, connection: ssl.SSLObject, _server_name: str | None, _context: ssl.SSLContext
+    ) -> int | None:
+        try:
+            current = self.current().tls
+        except WebConfigError:
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        if current is not None and connection.context is not current:
+            connection.context = current
+        return None
+
+    async def check(self, request: web.Request) -> web.Response | None:
+        """None when the request may go on, else the answer that refuses it."""
+        try:
+            config = self.current()
+        except WebConfigError:
+            return web.Response(status=500, text="web configuration is invalid; see the log\n")
+        if self.rate is not None and not self.rate.allow():
+            return web.Response(status=429, text="too many requests\n")
+        if config.users and not await self.auth.allows(config.users, request.headers.get("Authorization")):
+            return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Basic"})
+        if config.allowed_sans is not None and not _san_allowed(request, config.allowed_sans):
+            return web.Response(status=403, text="client certificate not allowed\n")
+        return None
+
+    def close(self) -> None:
+        self.auth.close()
+
+
+def _stamps(paths: Sequence[Path]) -> tuple[object, ...]:
+    """What tells a file changed, for each path: cheap enough to ask on every request."""
+    found: list[object] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            found.append(None)
+            continue
+        found.append((info.st_mtime_ns, info.st_size, info.st_ino))
+    return tuple(found)
+
+
+def _san_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
+    """Whether the verified client certificate carries one of the allowed Subject Alternative Names."""
+    peer = request.transport.get_extra_info("peercert") if request.transport else None
+    if not peer:
+        return False
+    names = {_san_text(kind, value) for kind, value in peer.get("subjectAltName", ())}
+    return any(name in names for name in allowed)
+
+
+def _san_text(kind: str, value: str) -> str:
+    if kind == "IP Address":
+        return str(ipaddress.ip_address(value.strip()))  # as Go writes it: 2001:db8::1, not 2001:DB8:0:...
+    return value
+
+
+class ServingBudget:
+    """Caps the CPU time the server's thread spends answering: once it has used ``share`` of the current second,
+    requests wait for the next. Scrapers that fetch back to back then slow themselves down instead of taking the
+    interpreter from the polls (threads share one interpreter lock); a few Prometheus servers never reach it."""
+
+    def __init__(
+        self,
+        share: float = SERVING_SHARE,
+        cpu: Callable[[], float] = time.thread_time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._share, self._cpu, self._clock = share, cpu, clock
+        self._window_start, self._cpu_at_start = clock(), cpu()
+        self.waited = 0
+
+    async def wait(self) -> None:
+        while True:
+            now, used = self._clock(), self._cpu()
+            if now - self._window_start >= 1.0:
+                self._window_start, self._cpu_at_start = now, used
+            if used - self._cpu_at_start < self._share:
+                return
+            self.waited += 1
+            await asyncio.sleep(self._window_start + 1.0 - now)
+
+
+class RequestRate:
+    """The toolkit's ``rate_limit``: a token bucket refilled one token per ``interval``, holding ``burst``."""
+
+    def __init__(self, interval: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval, self._burst, self._clock = interval, burst, clock
+        self._tokens, self._at = float(burst), clock()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._interval)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def build_app(
-    registry: CollectorRegistry, readiness: ReadinessCheck, sections: Sequence[PageSection] = ()
+    registry: CollectorRegistry,
+    readiness: ReadinessCheck,
+    sections: Sequence[PageSection] = (),
+    *,
+    guard: WebGuard | None = None,
+    page: MetricsPage | None = None,
+    budget: ServingBudget | None = None,
 ) -> web.Application:
     """``sections`` render further metric families after the registry's (the per-account series)."""
+    page = page or MetricsPage(
+        lambda: generate_latest(registry) + b"".join(section() for section in sections)
+    )
 
-    async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(registry) + b"".join(section() for section in sections)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: web.Request) -> web.Response:
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        if accepts_gzip(request):
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=await page.get("Content-Encoding" in headers), headers=headers)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    async def readyz(_request: web.Request) -> web.Response:
-        problems = await readiness()
+    async def readyz(request: web.Request) -> web.Response:
+        problems = await _on_home_loop(request.app, readiness)
         status = 503 if problems else 200
         body = json.dumps({"ready": not problems, "problems": problems}) + "\n"
         return web.Response(status=status, text=body, content_type="application/json")
 
-    app = web.Application()
+    budget = budget or ServingBudget()
+    app = web.Application(middlewares=[_budgeted(budget), *([_guarded(guard)] if guard else [])])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app[METRICS_PAGE] = page
     return app
 
 
+def _on_home_loop(app: web.Application, check: ReadinessCheck) -> Awaitable[list[str]]:
+    """Run ``check`` on the daemon's event loop, where what it looks at lives (the server has a loop of its own)."""
+    home = app.get(HOME_LOOP)
+    if home is None or home is asyncio.get_running_loop():
+        return check()
+    return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(check(), home))
+
+
+def _budgeted(budget: ServingBudget) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await budget.wait()
+        return await handler(request)
+
+    return middleware
+
+
+def _guarded(guard: WebGuard) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = await guard.check(request)
+        response = refused or await handler(request)
+        response.headers.update(guard.config.headers)
+        return response
+
+    return middleware
+
+
 class HttpServer:
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    """Serves the app from a thread of its own, with its own event loop: however many scrapers come, their
+    requests queue there and never among the polls on the daemon's loop."""
+
+    def __init__(self, app: web.Application, host: str, port: int, guard: WebGuard | None = None) -> None:
+        self._app = app
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._host, self._port = host, port
+        self._guard = guard
+        self._page = app.get(METRICS_PAGE)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.tls = guard.tls if guard else None
         self.bound_port = port
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
     async def start(self) -> None:
+        """Listen; raises ``OSError`` when the address cannot be bound."""
+        self._app[HOME_LOOP] = asyncio.get_running_loop()
+        started: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(started,), name="flockwatch-http", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(started)
+
+    async def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(cleanup), timeout=5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 5)
+        if self._page is not None:
+            self._page.close()
+        if self._guard is not None:
+            self._guard.close()
+
+    def _serve(self, started: Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:  # reported to start(), which raises it in the daemon
+            started.set_exception(exc)
+            loop.close()
+            return
+        self._loop = loop
+        started.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _listen(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True, ssl_context=self.tls)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        sockets = getattr(site._server, "sockets", None) or []
         if sockets:
             self.bound_port = int(sockets[0].getsockname()[1])
 
-    async def stop(self) -> None:
-        await asyncio.wait_for(self._runner.cleanup(), timeout=5)
+
+def web_guard(path: Path | str | None) -> WebGuard | None:
+    """The guard for a web configuration file, None without one; raises ``WebConfigError`` for a bad file."""
+    return WebGuard(Path(path)) if path else None

@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
     )
     add_config_option(run)
     run.add_argument("--listen", metavar="HOST:PORT", help="address for /metrics, /healthz, /readyz")
+    add_web_config_option(run)
     run.set_defaults(handler=cmd_run)
 
     demo = subparsers.add_parser("demo", help="live demo: the daemon watching a built-in simulated platform")
@@ -33,7 +34,18 @@ def register(subparsers: Any) -> None:
     demo.add_argument(
         "--poll-every", default="1s", help="real time between polls of each account (default 1s)"
     )
+    add_web_config_option(demo)
     demo.set_defaults(handler=cmd_demo)
+
+
+def add_web_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth for the endpoints, in the Prometheus exporter-toolkit format "
+        "(default: the configuration's http.web_config_file)",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -25,13 +25,16 @@ from service.demo import demo_config, demo_platform
 from service.durations import parse_duration
 from service.simulator.server import SimulatedPlatform
 from service.store.database import DatabaseError
+from service.webconfig import WebConfigError, load_web_config
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.listen:
         _check_listen(args.listen)
-        config = config.model_copy(update={"http": config.http.model_copy(update={"listen": args.listen})})
+        config = _with_http(config, listen=args.listen)
+    if args.web_config_file:
+        config = _with_http(config, web_config_file=_web_config_file(args.web_config_file))
     logs.configure(config.log.level, config.log.format)
     return asyncio.run(_serve(config, SystemClock()))
 
@@ -40,16 +43,19 @@ def demo(args: argparse.Namespace) -> int:
     _check_listen(args.listen)
     if args.speed <= 0:
         raise CommandError("--speed must be above zero")
+    web_config = _web_config_file(args.web_config_file) if args.web_config_file else None
     db_url = args.db or _fresh_demo_database()
     logs.configure("info")
-    return asyncio.run(_serve_demo(db_url, args.listen, args.speed, _poll_every(args.poll_every)))
+    return asyncio.run(_serve_demo(db_url, args.listen, args.speed, _poll_every(args.poll_every), web_config))
 
 
-async def _serve_demo(db_url: str, listen: str, speed: float, poll_every: timedelta) -> int:
+async def _serve_demo(
+    db_url: str, listen: str, speed: float, poll_every: timedelta, web_config: Path | None = None
+) -> int:
     platform = demo_platform(speed)
     await platform.start()
     try:
-        config = demo_config(platform, db_url, listen, poll_every)
+        config = _with_http(demo_config(platform, db_url, listen, poll_every), web_config_file=web_config)
         return await _serve(config, platform.clock, demo=platform, speed=speed)
     finally:
         await platform.stop()
@@ -59,7 +65,10 @@ async def _serve(
     config: Config, clock: Clock, demo: SimulatedPlatform | None = None, speed: float = 1.0
 ) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    daemon = Daemon(config, clock=clock, registry=CollectorRegistry())
+    try:
+        daemon = Daemon(config, clock=clock, registry=CollectorRegistry())
+    except WebConfigError as exc:  # the file changed since it was checked
+        raise CommandError(_describe_web_config_error(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -99,6 +108,25 @@ def _fresh_demo_database() -> str:
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
     return DEMO_DB
+
+
+def _with_http(config: Config, **settings: object) -> Config:
+    return config.model_copy(update={"http": config.http.model_copy(update=settings)})
+
+
+def _web_config_file(text: str) -> Path:
+    """The ``--web.config.file`` path, once the file and the certificates it names have been checked."""
+    try:
+        load_web_config(text)
+    except WebConfigError as exc:
+        raise CommandError(_describe_web_config_error(exc)) from None
+    return Path(text)
+
+
+def _describe_web_config_error(exc: WebConfigError) -> str:
+    count = len(exc.problems)
+    lines = [f"web configuration {exc.path} is not valid ({count} problem{'s' if count > 1 else ''}):"]
+    return "\n".join([*lines, *(f"  {problem}" for problem in exc.problems)])
 
 
 def _check_listen(listen: str) -> None:

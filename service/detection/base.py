@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, final
 
+from service.detection.snapshot import SnapshotError, StateReader, StateWriter
+
 if TYPE_CHECKING:
     from service.detection.history import AccountHistory
 
@@ -49,19 +51,26 @@ class Period:
 
     __slots__ = ("days", "end", "followers", "following", "following_gain", "gain", "rate", "start", "step")
 
-    def __init__(self, start: Point, end: Point) -> None:
-        self.start = start.at  # epoch seconds
-        self.end = end.at
-        self.gain = end.followers - start.followers
-        self.followers = end.followers  # at the end
-        self.following = end.following
+    def __init__(
+        self,
+        start: float,
+        end: float,
+        followers_before: int,
+        followers: int,
+        step: int,
+        following: int | None = None,
+        following_before: int | None = None,
+    ) -> None:
+        self.start = start  # epoch seconds
+        self.end = end
+        self.gain = followers - followers_before
+        self.followers = followers  # at the end
+        self.following = following
         self.following_gain = (
-            end.following - start.following
-            if end.following is not None and start.following is not None
-            else None
+            following - following_before if following is not None and following_before is not None else None
         )
-        self.step = max(start.step, end.step)  # precision of the counts
-        self.days = (end.at - start.at) / DAY  # kept because every detector reads it
+        self.step = step  # precision of the counts
+        self.days = (end - start) / DAY  # kept because every detector reads it
         self.rate = self.gain / self.days  # gain per day
 
 
@@ -93,6 +102,13 @@ class Detector(ABC):
 
     @abstractmethod
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]: ...
+
+    def save(self, out: StateWriter) -> None:
+        """Write the detector's whole state (see service/detection/snapshot.py); ``load`` reads it back."""
+        out.number(self.score)
+
+    def load(self, state: StateReader) -> None:
+        self.score = state.number()
 
 
 @dataclass(slots=True)
@@ -139,3 +155,87 @@ def to_datetime(epoch: float) -> datetime:
 
 def iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+SEVERITIES: Final = tuple(Severity)
+
+
+def save_period(out: StateWriter, period: Period) -> None:
+    out.number(period.start)
+    out.number(period.end)
+    out.integer(period.followers - period.gain)
+    out.integer(period.followers)
+    out.integer(period.step)
+    out.optional_integer(period.following)
+    gain = period.following_gain
+    out.optional_integer(None if gain is None or period.following is None else period.following - gain)
+
+
+def load_period(state: StateReader) -> Period:
+    start, end = state.number(), state.number()
+    before, followers, step = state.integer(), state.integer(), state.integer()
+    return Period(start, end, before, followers, step, state.optional_integer(), state.optional_integer())
+
+
+def save_finding(out: StateWriter, finding: Finding | None) -> None:
+    out.flag(finding is not None)
+    if finding is not None:
+        out.text(finding.kind)
+        out.number(finding.started_at)
+        out.number(finding.score)
+        out.integer(SEVERITIES.index(finding.severity))
+        out.text(finding.summary)
+        out.optional_number(finding.ended_at)
+
+
+def load_finding(state: StateReader) -> Finding | None:
+    if not state.flag():
+        return None
+    kind, started_at, score = state.text(), state.number(), state.number()
+    severity, summary = load_severity(state), state.text()
+    return Finding(kind, started_at, score, severity, summary, state.optional_number())
+
+
+def load_severity(state: StateReader) -> Severity:
+    index = state.integer()
+    if not 0 <= index < len(SEVERITIES):
+        raise SnapshotError(f"snapshot severity out of range ({index})")
+    return SEVERITIES[index]
+
+
+def save_detection(out: StateWriter, detection: Detection) -> None:
+    out.text(detection.platform)
+    out.text(detection.account)
+    out.text(detection.kind)
+    out.text(detection.detector)
+    out.time(detection.started_at)
+    out.time(detection.detected_at)
+    out.optional_time(detection.ended_at)
+    out.number(detection.score)
+    out.integer(SEVERITIES.index(detection.severity))
+    out.text(detection.summary)
+    out.text(detection.key)
+    out.optional_text(detection.explained_by)
+    out.optional_time(detection.updated_at)
+
+
+def load_detection(state: StateReader) -> Detection:
+    platform, account, kind, detector = state.text(), state.text(), state.text(), state.text()
+    started_at, detected_at, ended_at = state.time(), state.time(), state.optional_time()
+    score, severity, summary = state.number(), load_severity(state), state.text()
+    key, explained_by, updated_at = state.text(), state.optional_text(), state.optional_time()
+    return Detection(
+        platform,
+        account,
+        kind,
+        detector,
+        started_at,
+        detected_at,
+        ended_at,
+        score,
+        severity,
+        summary,
+        key,
+        explained_by,
+        updated_at,
+    )

@@ -3,32 +3,98 @@
 Backtest, import and the daemon all run this. Per account it keeps the period history and one instance of
 every detector, all bounded; across accounts it keeps the platform watch. Samples of one account must come
 in time order; an older or duplicate sample of an account is ignored.
+
+An account's whole state can be taken out as bytes (``snapshot``) and put back (``restore``), into this
+engine or another one, so a restart or a second replica loads it instead of replaying raw samples; the
+platform watch likewise (``platform_snapshot``, ``restore_platforms``). The format is in snapshot.py.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Set
-from dataclasses import dataclass, field
+from typing import final
 
 from service.accounts import AccountRef
-from service.detection.base import DROP, Detection, Detector, Finding, Point, to_datetime
+from service.detection.base import (
+    DROP,
+    Detection,
+    Detector,
+    Finding,
+    Point,
+    load_detection,
+    save_detection,
+    to_datetime,
+)
 from service.detection.detectors import all_detectors
 from service.detection.detectors.drop import DropDetector
 from service.detection.history import AccountHistory
 from service.detection.platform import PlatformWatch, explanation
+from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.samples import Sample
 
+__all__ = ["DetectionEngine", "SnapshotError"]
 
-@dataclass
+
+@final
 class _Account:
-    ref: AccountRef
-    name: str  # platform:handle
-    platform: str
-    detectors: list[Detector]
-    per_sample: list[Detector]  # the ones that read samples between period closes
-    drop: DropDetector | None  # the one whose losses feed the platform watch
-    history: AccountHistory = field(default_factory=AccountHistory)
-    open: dict[tuple[str, str], Detection] = field(default_factory=dict)  # (detector, kind) -> detection
+    __slots__ = ("detectors", "drop", "history", "name", "open", "per_sample", "platform", "ref")
+
+    detectors: tuple[Detector, ...]
+    per_sample: tuple[Detector, ...]
+
+    def __init__(self, ref: AccountRef, detectors: list[Detector]) -> None:
+        self.ref = ref
+        self.name = str(ref)  # platform:handle
+        self.platform = ref.platform
+        self.detectors = tuple(detectors)
+        self.per_sample = tuple(d for d in detectors if d.per_sample)  # read samples between period closes
+        # The detector whose losses feed the platform watch.
+        self.drop = next((d for d in detectors if isinstance(d, DropDetector)), None)
+        self.history = AccountHistory()
+        # (detector, kind) -> open detection; None while there is none, as for most accounts most of the time
+        self.open: dict[tuple[str, str], Detection] | None = None
+
+    def opened(self) -> list[Detection]:
+        return list(self.open.values()) if self.open else []
+
+    def keep_open(self, key: tuple[str, str], detection: Detection) -> None:
+        if self.open is None:
+            self.open = {}
+        self.open[key] = detection
+
+    def close(self, key: tuple[str, str]) -> None:
+        if self.open is not None:
+            self.open.pop(key, None)
+            if not self.open:
+                self.open = None
+
+    def save(self, out: StateWriter) -> None:
+        out.text(self.name)
+        out.integer(_layout(self.detectors))
+        self.history.save(out)
+        for detector in self.detectors:
+            detector.save(out)
+        opened = self.opened()
+        out.integer(len(opened))
+        for detection in opened:
+            save_detection(out, detection)
+
+    def load(self, state: StateReader) -> None:
+        if state.text() != self.name or state.integer() != _layout(self.detectors):
+            raise SnapshotError(f"snapshot is not of {self.name} with these detectors")
+        self.history.load(state)
+        for detector in self.detectors:
+            detector.load(state)
+        for _ in range(state.count(64)):
+            detection = load_detection(state)
+            self.keep_open((detection.detector, detection.kind), detection)
+        state.done()
+
+
+def _layout(detectors: tuple[Detector, ...]) -> int:
+    """Which detectors, in which order, a snapshot holds the state of."""
+    return zlib.crc32(",".join(d.name for d in detectors).encode())
 
 
 class DetectionEngine:
@@ -98,11 +164,61 @@ class DetectionEngine:
         return account
 
     def _add_account(self, ref: AccountRef) -> _Account:
-        detectors = self._make_detectors()
-        drop = next((d for d in detectors if isinstance(d, DropDetector)), None)
-        per_sample = [d for d in detectors if d.per_sample]
-        account = self._accounts[ref] = _Account(ref, str(ref), ref.platform, detectors, per_sample, drop)
+        account = self._accounts[ref] = _Account(ref, self._make_detectors())
         return account
+
+    def snapshot(self, ref: AccountRef) -> bytes | None:
+        """The account's whole detection state (period history, every detector's state, its open detections
+        with their keys) as compact versioned bytes; None for an account the engine does not hold."""
+        account = self._accounts.get(ref)
+        if account is None:
+            return None
+        out = StateWriter()
+        account.save(out)
+        return out.finish()
+
+    def restore(self, ref: AccountRef, state: bytes) -> None:
+        """Replace (or create) the account's state from a snapshot. Raises SnapshotError for another format
+        version or corrupt bytes (the engine is then unchanged); the caller then rebuilds from samples."""
+        account = _Account(ref, self._make_detectors())
+        try:
+            account.load(StateReader(state))
+        except (IndexError, OverflowError, ValueError) as exc:  # SnapshotError is a ValueError
+            raise (
+                exc if isinstance(exc, SnapshotError) else SnapshotError(f"corrupt snapshot: {exc}")
+            ) from exc
+        old = self._accounts.pop(ref, None)
+        if old is not None:
+            self._by_identity.pop(id(old.ref), None)
+        self._accounts[ref] = account
+        self._platforms.share(account.platform, account.name, account.opened())
+
+    def last_at(self, ref: AccountRef) -> float | None:
+        """Epoch seconds of the newest sample the account's state includes (what a snapshot is 'as of')."""
+        account = self._accounts.get(ref)
+        last = account.history.last if account is not None else None
+        return last.at if last is not None else None
+
+    def platform_snapshot(self) -> bytes:
+        """The cross-account platform watch as bytes (one blob per engine; see ``snapshot``)."""
+        out = StateWriter()
+        self._platforms.save(out)
+        return out.finish()
+
+    def restore_platforms(self, state: bytes) -> None:
+        """Replace the platform watch from ``platform_snapshot`` bytes; SnapshotError as for ``restore``."""
+        watch = PlatformWatch()
+        try:
+            reader = StateReader(state)
+            watch.load(reader)
+            reader.done()
+        except (IndexError, OverflowError, ValueError) as exc:
+            raise (
+                exc if isinstance(exc, SnapshotError) else SnapshotError(f"corrupt snapshot: {exc}")
+            ) from exc
+        self._platforms = watch
+        for account in self._accounts.values():
+            watch.share(account.platform, account.name, account.opened())
 
     def keep_only(self, refs: Set[AccountRef]) -> None:
         """Forget accounts no longer watched: their scores and active detections leave the metrics."""
@@ -116,7 +232,8 @@ class DetectionEngine:
 
     def active(self) -> Iterator[Detection]:
         for account in self._accounts.values():
-            yield from account.open.values()
+            if account.open:
+                yield from account.open.values()
 
     def scores(self) -> Iterator[tuple[AccountRef, str, float]]:
         """(account, detector, latest anomaly score) for every account and detector."""
@@ -135,7 +252,7 @@ class DetectionEngine:
 
     def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
         key = (detector, finding.kind)
-        detection = account.open.get(key)
+        detection = account.open.get(key) if account.open else None
         now = to_datetime(at)
         if detection is None:
             name = account.name
@@ -163,10 +280,10 @@ class DetectionEngine:
         detection.started_at = to_datetime(finding.started_at)
         detection.updated_at = now
         if finding.ended_at is None:
-            account.open[key] = detection
+            account.keep_open(key, detection)
         else:
             detection.ended_at = to_datetime(finding.ended_at)
-            account.open.pop(key, None)
+            account.close(key)
         return detection
 
 

@@ -1,5 +1,8 @@
 """Prometheus view of the engine's current state, built at scrape time from memory (no database reads).
 
+The daemon renders /metrics in a worker thread while the event loop feeds the engine: what is iterated is copied
+first (``snapshot``), and an account the engine forgets meanwhile is left out of that page.
+
 Labels follow the daemon's ``flockwatch_followers{platform,account}``: ``account`` is the handle alone, and
 ``*`` for a platform-wide event.
 """
@@ -15,7 +18,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from service.accounts import AccountRef
 from service.detection.base import Detection, Severity
 from service.detection.engine import DetectionEngine
-from service.exposition import escape_label, sample_line
+from service.exposition import escape_label, sample_line, snapshot
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
@@ -27,7 +30,7 @@ class DetectionCollector(Collector):
             registry.register(self)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        active = _one_per_account_kind(self._engine.active())
+        active = _one_per_account_kind(snapshot(self._engine.active))
         info = GaugeMetricFamily(
             "flockwatch_detection_info",
             "An active detection, with its verdict in labels (always 1)",
@@ -84,7 +87,7 @@ class ScoreCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(SCORE_NAME, SCORE_HELP, labels=["platform", "account", "detector"])
-        for ref, detector, score in self._engine.scores():
+        for ref, detector, score in snapshot(self._engine.scores):
             family.add_metric([ref.platform, ref.handle, detector], score)
         yield family
 
@@ -103,10 +106,13 @@ class ScoreExposition:
 
     def render(self) -> bytes:
         cache = {}
-        for ref, token in self._engine.score_tokens():
+        for ref, token in snapshot(self._engine.score_tokens):
             kept = self._cache.get(ref)
             if kept is None or kept[0] is not token:
-                kept = (token, _score_lines(ref, self._engine.scores_of(ref)))
+                try:
+                    kept = (token, _score_lines(ref, self._engine.scores_of(ref)))
+                except KeyError:  # forgotten by the engine since the snapshot
+                    continue
             cache[ref] = kept
         self._cache = cache
         header = f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n"

@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from service.detection.base import DAY, DROP, PLATFORM_EVENT, Detection, Severity, to_datetime
+from service.detection.base import (
+    DAY,
+    DROP,
+    PLATFORM_EVENT,
+    Detection,
+    Severity,
+    load_detection,
+    save_detection,
+    to_datetime,
+)
+from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import median, percent
 
 WINDOW: Final = 1.5 * DAY
@@ -37,6 +47,43 @@ class _Platform:
             count = sum(1 for t in self.seen.values() if t >= now - ACTIVE_WITHIN)
             self._active = (now, count)
         return count
+
+    def save(self, out: StateWriter) -> None:
+        out.integer(len(self.seen))
+        for account, at in self.seen.items():
+            out.text(account)
+            out.number(at)
+        out.integer(len(self.signals))
+        for account, (start, end, change) in self.signals.items():
+            out.text(account)
+            for value in (start, end, change):
+                out.number(value)
+        out.integer(len(self.drops))
+        for drop in self.drops.values():
+            save_detection(out, drop)
+        out.flag(self.event is not None)
+        if self.event is not None:
+            save_detection(out, self.event)
+        out.number(self.last_signal)
+        out.number(self._active[0])
+        out.integer(self._active[1])
+
+    @staticmethod
+    def load(state: StateReader) -> _Platform:
+        platform = _Platform()
+        for _ in range(state.count(1 << 30)):
+            account = state.text()
+            platform.seen[account] = state.number()
+        for _ in range(state.count(1 << 30)):
+            account = state.text()
+            platform.signals[account] = (state.number(), state.number(), state.number())
+        for _ in range(state.count(1 << 30)):
+            drop = load_detection(state)
+            platform.drops[drop.account] = drop
+        platform.event = load_detection(state) if state.flag() else None
+        platform.last_signal = state.number()
+        platform._active = (state.number(), state.integer())
+        return platform
 
 
 class PlatformWatch:
@@ -93,6 +140,30 @@ class PlatformWatch:
             state.event.score = min(1.0, len(changes) / max(active, 1))
         state.event.updated_at = to_datetime(now)
         return [state.event, *self._explain_all(state)]
+
+    def save(self, out: StateWriter) -> None:
+        out.integer(len(self._platforms))
+        for name, platform in self._platforms.items():
+            out.text(name)
+            platform.save(out)
+
+    def load(self, state: StateReader) -> None:
+        platforms = {}
+        for _ in range(state.count(1 << 16)):
+            name = state.text()
+            platforms[name] = _Platform.load(state)
+        self._platforms = platforms
+
+    def share(self, platform: str, account: str, open_detections: list[Detection]) -> None:
+        """After a restore: the account's open drop and the watch's note of it become one object again,
+        as they were before the snapshot (explaining the drop must change the account's detection)."""
+        state = self._platforms.get(platform)
+        noted = state.drops.get(account) if state is not None else None
+        if state is None or noted is None:
+            return
+        for detection in open_detections:
+            if detection.key == noted.key:
+                state.drops[account] = detection
 
     def own_drop(self, detection: Detection) -> None:
         """Note an account's drop; explain it at once when an event is going on."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from service.sources.base import SourceError
 if TYPE_CHECKING:
     import httpx
 
+HEALTHY_KEPT = 64  # recent batches remembered as answered
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(minutes=30)
 DEFAULT_WAIT = timedelta(minutes=1)  # a 429 that names no reset time (GitHub's advice for secondary limits)
@@ -148,7 +150,9 @@ class RateGate:
         self.blocked_until: datetime | None = None  # the platform said to wait (429, quota, Retry-After)
         self.backoff_until: datetime | None = None  # we chose to wait (5xx, timeouts, bad credential)
         self._backoff_batch: int | None = None
-        self._healthy_batch: int | None = None
+        # batches with an answered request: several run at once, and each one's own failures are about its
+        # accounts, not the platform
+        self._healthy_batches: OrderedDict[int, None] = OrderedDict()
         self._failures = 0
 
     def now(self) -> datetime:
@@ -215,7 +219,7 @@ class RateGate:
         account (a lookup that breaks on the server), and the platform must not stall for everyone.
         """
         now = self._clock.now()
-        if batch is not None and batch == self._healthy_batch:
+        if batch is not None and batch in self._healthy_batches:
             return now
         if (
             batch is not None
@@ -233,6 +237,8 @@ class RateGate:
     def succeeded(self, batch: int | None = None) -> None:
         self._failures = 0
         if batch is not None:
-            self._healthy_batch = batch
+            self._healthy_batches[batch] = None
+            while len(self._healthy_batches) > HEALTHY_KEPT:
+                self._healthy_batches.popitem(last=False)
             if batch == self._backoff_batch:
                 self.backoff_until = None

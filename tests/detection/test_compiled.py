@@ -33,15 +33,16 @@ def test_the_engine_runs_compiled() -> None:
     assert all(str(module.__file__).endswith(".so") for module in modules)
 
 
-def test_the_interpreted_engine_finds_exactly_what_the_compiled_one_finds(tmp_path: Path) -> None:
+def test_the_interpreted_engine_finds_exactly_what_the_compiled_one_finds(
+    tmp_path: Path, interpreted_service: Path
+) -> None:
     # FLOCKWATCH_PURE_PYTHON=1 installs the same modules uncompiled: same detections, byte for byte.
     history = tmp_path / "history.csv"
     with history.open("w") as out:
         out.write("timestamp,account,followers\n")
         for s in generate(7, Sizes(20, 6, 2, 8, 4, 8, 6, 6)):
             out.writelines(f"{int(t)},{s.account},{f}\n" for t, f in zip(s.times, s.followers, strict=True))
-    interpreted = tmp_path / "interpreted"
-    shutil.copytree(ROOT / "service", interpreted / "service", ignore=shutil.ignore_patterns("*.so"))
+    interpreted = interpreted_service
 
     def backtest(python_path: Path) -> str:
         command = [sys.executable, "-m", "service", "backtest", str(history)]

@@ -13,10 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.cli import main
-from service.clock import ManualClock
 from service.detection.engine import DetectionEngine
 from service.detection.metrics import DetectionCollector, ScoreExposition
-from service.detection.recorder import DetectionRecorder
 from service.store import models
 from service.store.database import open_engine
 
@@ -67,67 +65,6 @@ def test_detections_lists_what_import_found(
 
 def test_detections_rejects_a_bad_account(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["detections", "nowhere", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
-
-
-async def test_recorder_keeps_one_row_per_ongoing_anomaly(database_url: str) -> None:
-    database = open_engine(database_url)
-    clock = ManualClock(START)
-    recorder = DetectionRecorder(DetectionEngine(), database, clock)
-    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10)
-
-    for sample in samples:  # one sample per batch, as the daemon delivers them
-        await recorder.on_samples([sample])
-
-    with Session(database) as session:
-        rows = session.scalars(
-            select(models.Detection).where(models.Detection.kind == "regular_growth")
-        ).all()
-    assert len(rows) == 1
-    assert rows[0].ended_at is None
-    assert "gained +768/day for 10 days" in rows[0].summary
-    database.dispose()
-
-
-async def test_recorder_warms_up_from_stored_samples_and_updates_the_open_row(database_url: str) -> None:
-    database = open_engine(database_url)
-    samples = series("x:dripping", organic_gains(30, 20) + [768] * 12)
-    first = DetectionRecorder(DetectionEngine(), database, ManualClock(START))
-    _store_samples(database, samples[:36])
-    await first.on_samples(samples[:36])
-
-    restarted = DetectionRecorder(DetectionEngine(), database, ManualClock(START + timedelta(days=40)))
-    warmed = await restarted.warm_up()
-    _store_samples(database, samples[36:])
-    await restarted.on_samples(samples[36:])
-
-    assert warmed == 36
-    with Session(database) as session:
-        rows = session.scalars(
-            select(models.Detection).where(models.Detection.kind == "regular_growth")
-        ).all()
-    assert len(rows) == 1 and rows[0].account_id is not None
-    assert "for 12 days" in rows[0].summary
-    database.dispose()
-
-
-def _store_samples(database, samples) -> None:  # type: ignore[no-untyped-def]
-    with Session(database) as session, session.begin():
-        account = session.scalar(select(models.Account).where(models.Account.handle == "dripping"))
-        if account is None:
-            account = models.Account(platform="x", handle="dripping", state="active", added_at=START)
-            session.add(account)
-            session.flush()
-        for s in samples:
-            session.add(
-                models.Sample(
-                    account_id=account.id,
-                    observed_at=s.observed_at,
-                    followers=s.followers,
-                    following=s.following,
-                    posts=s.posts,
-                    followers_step=s.followers_step,
-                )
-            )
 
 
 def test_collector_exports_scores_and_active_detections() -> None:
@@ -189,22 +126,6 @@ def test_import_links_explained_drops_to_the_platform_event(
     assert event.account == "mastodon:*" and event.account_id is None
     assert len(drops) == 5 and {d.explained_by for d in drops} == {event.id}
     assert all(d.severity == "info" and d.account_id is not None for d in drops)
-
-
-async def test_warm_up_closes_rows_whose_anomaly_ended_while_away(database_url: str) -> None:
-    database = open_engine(database_url)
-    samples = series("x:dripping", organic_gains(30, 20) + [768] * 10 + organic_gains(10, 20, seed=3))
-    first = DetectionRecorder(DetectionEngine(), database, ManualClock(START))
-    _store_samples(database, samples[:38])
-    await first.on_samples(samples[:38])
-    _store_samples(database, samples[38:])  # stored by a run that crashed before detecting anything
-
-    await DetectionRecorder(DetectionEngine(), database, ManualClock(START + timedelta(days=60))).warm_up()
-
-    with Session(database) as session:
-        row = session.scalars(select(models.Detection).where(models.Detection.kind == "regular_growth")).one()
-    assert row.ended_at == START + timedelta(days=40)
-    database.dispose()
 
 
 def test_database_url_comes_from_the_environment(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 FIRST_COUNT = 1_000_000
+PLATFORM: web.AppKey[LedgerPlatform] = web.AppKey("platform")
 
 
 @dataclass
@@ -59,7 +60,7 @@ class LedgerPlatform:
 
     async def start(self) -> None:
         app = web.Application()
-        app["platform"] = self
+        app[PLATFORM] = self
         app.router.add_get("/api/v1/accounts/lookup", self._lookup)
         app.router.add_get("/api/v1/accounts/{id}", self._by_id)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)

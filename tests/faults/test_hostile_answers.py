@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.fakes.ledger import LedgerPlatform, account_id
+from tests.fakes.ledger import PLATFORM, LedgerPlatform, account_id
 from tests.faults.harness import DaemonProcess, daemon_config, referee
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -40,11 +40,6 @@ def _entity(acct: str, account: str = account_id(VICTIM), followers: int = 5) ->
     }
 
 
-def _valid(acct: str) -> Fault:
-    """An answer that is still a valid observation of the victim (its count goes in the ledger)."""
-    return lambda request: _answer(_entity(acct, followers=request.app["platform"].record(VICTIM)))
-
-
 async def _trickle(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
@@ -54,15 +49,23 @@ async def _trickle(request: web.Request) -> web.StreamResponse:
     return response
 
 
-FAULTS: dict[str, Fault] = {
+# Answers that are not a valid observation (the victim's polls fail while the fault lasts, and count errors)...
+BROKEN: dict[str, Fault] = {
     "a 300-character handle": lambda _r: _answer(_entity("user7@" + "h" * 300)),
     "a NUL in the error text": lambda _r: _answer({"error": "refused\x00because"}, status=403),
-    "a lone surrogate in the handle": _valid("user7@fake\udc80.example"),
+    "a lone surrogate in the handle": lambda _r: _answer(_entity("user7@fake\udc80.example")),
     "deeply nested JSON": lambda _r: web.Response(text="[" * 200_000, content_type="application/json"),
-    "a rate-limit header '²'": lambda _r: _answer(_entity(VICTIM), headers={"X-RateLimit-Remaining": "²"}),
     "an account id ending in a newline": lambda _r: _answer(_entity(VICTIM, account_id(VICTIM) + "\n")),
     "an answer trickling one byte a second": _trickle,
 }
+# ... and answers whose counts are valid around something to ignore (they are stored; the ledger has them).
+VALID: dict[str, Fault] = {
+    "a rate-limit header '²'": lambda request: _answer(
+        _entity(VICTIM, followers=request.app[PLATFORM].record(VICTIM)),
+        headers={"X-RateLimit-Remaining": "²"},
+    ),
+}
+FAULTS = {**BROKEN, **VALID}
 
 
 @pytest.fixture
@@ -82,9 +85,11 @@ async def test_one_poisoned_answer_stays_one_account_s_problem(
     daemon.start()
     await daemon.metrics_url()
     await asyncio.sleep(2)
+    before = _answers(platform)
     platform.faults[VICTIM.lower()] = FAULTS[fault]
     await asyncio.sleep(6)
     errors = await daemon.metric("flockwatch_poll_errors_total")
+    during = {h: n - before.get(h, 0) for h, n in _answers(platform).items()}
     platform.faults.clear()
     victim_answers = len(platform.ledger.by_handle().get(VICTIM, []))
     await asyncio.sleep(4)
@@ -96,8 +101,14 @@ async def test_one_poisoned_answer_stays_one_account_s_problem(
     tally.write()
     tally.assert_nothing_lost()
     assert code == 0, daemon.tail()
-    assert errors > 0
+    assert errors > 0 if fault in BROKEN else during.get(VICTIM, 0) > 0
     # polled again after the fault, and (nothing lost) stored
     assert len(platform.ledger.by_handle().get(VICTIM, [])) > victim_answers
-    per_account = platform.ledger.by_handle()
-    assert all(len(per_account.get(h, [])) >= 8 for h in HANDLES if h != VICTIM)  # the others never stopped
+    # the others never stopped: several polls each while the fault lasted (a request may take up to poll.timeout)
+    assert min(during.get(h, 0) for h in HANDLES if h != VICTIM) >= 2, sorted(
+        during.items(), key=lambda kv: kv[1]
+    )[:8]
+
+
+def _answers(platform: LedgerPlatform) -> dict[str, int]:
+    return {handle: len(answers) for handle, answers in platform.ledger.by_handle().items()}

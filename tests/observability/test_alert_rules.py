@@ -56,7 +56,9 @@ def test_one_alert_per_detection_kind_quoting_the_detection() -> None:
             continue
         expr = str(rule["expr"])
         match = re.fullmatch(
-            r'max without \(summary\) \(flockwatch_detection_info\{kind="(\w+)"\}\) == 1', expr
+            r'label_replace\(label_replace\(max without \(summary\) \(flockwatch_detection_info\{kind="(\w+)"\}\), '
+            r'"subject", "account", "", ""\), "subject", "repository", "account", "\.\+/\.\+"\) == 1',
+            expr,
         )
         assert match, f"{rule['alert']}: one alert per active detection of a kind, whatever its summary says"
         kinds[match.group(1)] = rule["alert"]

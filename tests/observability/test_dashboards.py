@@ -117,13 +117,65 @@ def test_panels_are_laid_out_without_overlap(name: str) -> None:
 def test_account_dashboard_has_what_the_issue_asks() -> None:
     board = BOARDS["account.json"]
     variables = [variable["name"] for variable in board["templating"]["list"]]
-    assert variables == ["datasource", "platform", "account"]
+    assert variables == ["datasource", "platform", "account", "noun", "title_noun"]
     titles = {panel["title"]: panel for panel in board["panels"]}
     assert titles["Gain per hour"]["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
     assert titles["Gain per day"]["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
-    assert {"Followers", "Following", "Posts", "Daily gain and expected band"} <= set(titles)
+    assert {"$title_noun", "Following", "Posts", "Daily gain and expected band"} <= set(titles)
+    assert titles["$title_noun"]["targets"][0]["legendFormat"] == "$noun"
     annotation = board["annotations"]["list"][1]
     assert "flockwatch_detection_info" in annotation["expr"] and annotation["textFormat"] == "{{summary}}"
+
+
+NOUN_TEST = """
+rule_files: []
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - series: flockwatch_followers{platform="github", account="octo-org/hello"}
+    values: 40x5
+  - series: flockwatch_followers{platform="github", account="torvalds"}
+    values: 200000x5
+  promql_expr_test:
+"""
+
+
+@pytest.mark.parametrize(("account", "noun"), [("octo-org/hello", "stars"), ("torvalds", "followers")])
+def test_the_account_dashboard_says_stars_for_a_repository(tmp_path: Path, account: str, noun: str) -> None:
+    """The hidden noun variables resolve, through PromQL on the series the dashboard already reads."""
+    promtool = require_tool("promtool")
+    variables = {v["name"]: v for v in BOARDS["account.json"]["templating"]["list"]}
+    for name, expected in (("noun", noun), ("title_noun", noun.title())):
+        variable = variables[name]
+        assert variable["hide"] == 2 and re.fullmatch(r"/noun=\"\(\\w\+\)\"/", variable["regex"])
+        query = re.fullmatch(r"query_result\((.*)\)", variable["query"]).group(1)  # type: ignore[union-attr]
+        expr = substitute(query, {"platform": "github", "account": account})
+        case = {
+            "expr": expr,
+            "eval_time": "2m",
+            "exp_samples": [
+                {
+                    "labels": f'flockwatch_followers{{account="{account}", noun="{expected}", platform="github"}}',
+                    "value": 40 if "/" in account else 200000,
+                }
+            ],
+        }
+        document = yaml.safe_load(NOUN_TEST)
+        document["tests"][0]["promql_expr_test"] = [case]
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        result = run_tool(promtool, "test", "rules", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_overview_filters_by_kind_of_subject_without_extra_series() -> None:
+    board = BOARDS["overview.json"]
+    subject = next(v for v in board["templating"]["list"] if v["name"] == "subject")
+    values = {option["text"]: option["value"] for option in subject["options"]}
+    assert values["accounts"] == "[^/]+" and values["repositories"] == ".+/.+" and subject["allValue"] == ".*"
+    filtered = [expr for _, expr in prometheus_queries(board) if 'account=~"$subject"' in expr]
+    assert len(filtered) >= 7
 
 
 def test_every_metric_used_is_in_the_contract() -> None:
@@ -141,6 +193,9 @@ def test_every_prometheus_query_parses(tmp_path: Path) -> None:
         "datasource": "flockwatch-prometheus",
         "platform": "mastodon",
         "account": "someone@example.social",
+        "subject": ".+/.+",
+        "noun": "followers",
+        "title_noun": "Followers",
     }
     rules = [
         {"record": f"check:query_{number}", "expr": substitute(expr, values)}

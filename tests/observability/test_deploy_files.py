@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from service.config import load
+from service.webconfig import load_web_config
 from tests.observability.support import ROOT, load_yaml, require_tool, run_tool, shared_path
 
 DEPLOY = ROOT / "deploy"
@@ -49,11 +50,35 @@ def test_compose_runs_the_whole_stack_from_pinned_images() -> None:
 
 
 def test_compose_bind_mounts_exist() -> None:
+    """Every bind mount is in the repository, or made by deploy/web/make-secrets.sh (in deploy/web/secrets)."""
+    made = (DEPLOY / "web/make-secrets.sh").read_text(encoding="utf-8")
     for name, service in COMPOSE["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            if source.startswith("."):
+            if source.startswith("./web/secrets"):
+                assert source == "./web/secrets" or Path(source).name in made, (
+                    f"{name}: {source} is never made"
+                )
+            elif source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_make_secrets_makes_a_web_config_flockwatch_accepts(tmp_path: Path) -> None:
+    require_tool("openssl")
+    script = tmp_path / "make-secrets.sh"
+    script.write_text((DEPLOY / "web/make-secrets.sh").read_text(encoding="utf-8"), encoding="utf-8")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # python3 with bcrypt first
+    result = subprocess.run(
+        ["sh", str(script), "flockwatch.monitoring.svc"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    secrets = tmp_path / "secrets"
+    config = load_web_config(secrets / "web-config.yml")
+    assert config.tls is not None and set(config.users) == {"prometheus", "probe"}
+    san = run_tool(
+        "openssl", "x509", "-in", str(secrets / "tls.crt"), "-noout", "-ext", "subjectAltName"
+    ).stdout
+    assert "DNS:flockwatch" in san and "IP Address:127.0.0.1" in san and "flockwatch.monitoring.svc" in san
 
 
 def test_compose_wiring_matches_the_configuration_files() -> None:

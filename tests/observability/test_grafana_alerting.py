@@ -39,7 +39,11 @@ def test_same_detection_alerts_with_the_same_labels_and_summaries() -> None:
         assert twin["for"] == rule["for"], name
         query = next(item for item in twin["data"] if item["refId"] == "A")
         kind = re.search(r'kind="(\w+)"', rule["expr"]).group(1)  # type: ignore[union-attr]
-        assert query["model"]["expr"] == f'flockwatch_detection_info{{kind="{kind}"}} == 1', name
+        selector = f'flockwatch_detection_info{{kind="{kind}"}}'
+        assert query["model"]["expr"] == rule["expr"].replace(
+            f"max without (summary) ({selector})", selector
+        ), name
+        assert query["model"]["expr"].startswith("label_replace(label_replace(" + selector), name
         assert query["datasourceUid"] == "flockwatch-prometheus"
 
 

@@ -43,7 +43,14 @@ from tests.observability.support import (
 pytestmark = pytest.mark.slow
 
 FOUNDING_ACCOUNT = "founding@demo.example"
-VARIABLES = {"datasource": "flockwatch-prometheus", "platform": "mastodon", "account": FOUNDING_ACCOUNT}
+VARIABLES = {
+    "datasource": "flockwatch-prometheus",
+    "platform": "mastodon",
+    "account": FOUNDING_ACCOUNT,
+    "subject": "[^/]+",
+    "noun": "followers",
+    "title_noun": "Followers",
+}
 SPEED = 14400  # four simulated hours a second: a week of history in 42 s
 T = TypeVar("T")
 
@@ -306,8 +313,33 @@ VARIABLE_QUERIES = [
     pytest.param(variable["query"], id=f"{board['uid']}: ${variable['name']}")
     for board in dashboards().values()
     for variable in board["templating"]["list"]
-    if variable["type"] == "query"
+    if variable["type"] == "query" and variable["query"].startswith("label_values(")
 ]
+NOUN_QUERIES = [
+    pytest.param(variable, id=f"{board['uid']}: ${variable['name']}")
+    for board in dashboards().values()
+    for variable in board["templating"]["list"]
+    if variable["type"] == "query" and variable["query"].startswith("query_result(")
+]
+
+
+@pytest.mark.parametrize("variable", NOUN_QUERIES)
+def test_dashboard_noun_says_followers_for_the_founding_account(
+    stack: Stack, variable: dict[str, Any]
+) -> None:
+    """``query_result(expr)`` with its regex, as Grafana resolves it: the demo's accounts count followers."""
+    expr = substitute(variable["query"].removeprefix("query_result(").removesuffix(")"), VARIABLES)
+    pattern = re.compile(variable["regex"].strip("/"))
+
+    def nouns() -> set[str] | None:
+        found = {
+            match.group(1)
+            for r in stack.query(expr)
+            if (match := pattern.search(f'noun="{r["metric"].get("noun")}"'))
+        }
+        return found or None
+
+    assert wait_for(f"a value for ${variable['name']}", nouns, stack, 60) == {VARIABLES[variable["name"]]}
 
 
 @pytest.mark.parametrize("query", VARIABLE_QUERIES)

@@ -15,17 +15,29 @@ hours (sub-daily samples) or in one period (daily samples). Then its shape decid
 
 from __future__ import annotations
 
+from array import array
 from typing import Final, final
 
-from service.detection.base import BURST, DAY, Detector, Finding, Period, Point, Severity
-from service.detection.history import AccountHistory
+from service.detection.base import (
+    BURST,
+    DAY,
+    Detector,
+    Finding,
+    Period,
+    Point,
+    Severity,
+    load_period,
+    save_period,
+)
+from service.detection.history import AccountHistory, TimedCounts
+from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.detection.stats import count, signed
 
 HOUR: Final = 3_600.0
 WINDOW: Final = 6 * HOUR  # a bought step is delivered within this
-KEPT: Final = 2 * WINDOW  # raw samples kept: the window, and room to tell when the rise began
-MAX_KEPT: Final = 800  # and at most this many
-TRIM_AT: Final = 256
+KEPT: Final = 2 * WINDOW  # the one sample kept from before the window must be at most this old
+MAX_KEPT: Final = 800  # raw samples kept at most
+TRIM_AT: Final = 8  # dead samples are cut off in batches of this many (each cut copies the window)
 SUBDAILY_GAP: Final = 0.5 * DAY
 MIN_BASELINE_PERIODS: Final = 7  # a week of history before the usual rate is trusted
 MIN_STEP: Final = (
@@ -62,63 +74,109 @@ class _Burst:
         self.last_high = start
         self.reported = False
 
+    def save(self, out: StateWriter) -> None:
+        for value in (self.start, self.rate, self.opened, self.total, self.peak_hourly, self.last_high):
+            out.number(value)
+        out.integer(self.start_followers)
+        out.flag(self.reported)
+
+    @staticmethod
+    def load(state: StateReader) -> _Burst:
+        start, rate, opened, total = state.number(), state.number(), state.number(), state.number()
+        burst = _Burst(start, 0, total, rate, opened)
+        burst.opened = opened  # as saved, even when 0.0
+        burst.peak_hourly = state.number()
+        burst.last_high = state.number()
+        burst.start_followers = state.integer()
+        burst.reported = state.flag()
+        return burst
+
 
 @final
 class _Recent:
-    """The raw samples of the last KEPT seconds (at most MAX_KEPT), and the rising minima of the last WINDOW:
-    the lowest count the window has seen is ``low_counts[low_head]``.
+    """The raw samples of the last WINDOW (and the latest one before it, if at most KEPT old), and the
+    rising minima of the last WINDOW: the lowest count the window has seen is that of sample number
+    ``lows[low_head]``.
 
-    Parallel lists with a moving head rather than deques of tuples: updated on every sample, so written
-    for speed; the dead front of each list is cut off once it is TRIM_AT long, so memory stays bounded.
+    Arrays of primitives rather than lists or deques of tuples: one account holds a few dozen samples in
+    a few hundred bytes. Samples before ``head`` are dead and cut off once TRIM_AT of them pile up;
+    ``first`` numbers the sample at index 0, and the minima are kept as sample numbers.
     """
 
-    __slots__ = ("counts", "head", "low_counts", "low_head", "low_times", "times")
+    __slots__ = ("first", "head", "low_head", "lows", "samples")
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self.counts: list[int] = []
+        self.samples = TimedCounts()
         self.head = 0
-        self.low_times: list[float] = []
-        self.low_counts: list[int] = []
+        self.first = 0  # number of the sample at index 0, counted since the start
+        self.lows: array[int] = array("q")
         self.low_head = 0
 
     def add(self, at: float, followers: int) -> None:
-        self.times.append(at)
-        self.counts.append(followers)
-        self.head = _advance(self.times, self.counts, self.head, at - KEPT)
-        low_times, low_counts = self.low_times, self.low_counts
-        while len(low_counts) > self.low_head and low_counts[-1] >= followers:
-            low_counts.pop()
-            low_times.pop()
-        low_times.append(at)
-        low_counts.append(followers)
-        self.low_head = _advance(low_times, low_counts, self.low_head, at - WINDOW)
+        samples, lows = self.samples, self.lows
+        samples.append(at, followers)
+        first = self.first
+        while len(lows) > self.low_head and samples.count(lows[-1] - first) >= followers:
+            lows.pop()
+        lows.append(first + len(samples) - 1)
+        self._trim(at)
+
+    def _trim(self, at: float) -> None:
+        samples, oldest = self.samples, at - WINDOW
+        n = len(samples)
+        head = self.head
+        while head + 1 < n and samples.time(head + 1) < oldest:
+            head += 1  # samples[head] is now the latest sample before the window, or the oldest in it
+        if samples.time(head) < oldest and samples.time(head) < at - KEPT:
+            head += 1
+        head = max(head, n - MAX_KEPT)
+        if head >= TRIM_AT:
+            samples.drop_first(head)
+            self.first += head
+            head = 0
+        self.head = head
+        lows, low_head, live = self.lows, self.low_head, self.first + head
+        while lows[low_head] < live or samples.time(lows[low_head] - self.first) < oldest:
+            low_head += 1  # never past the newest, which is inside the window
+        if low_head >= TRIM_AT:
+            del lows[:low_head]
+            low_head = 0
+        self.low_head = low_head
+
+    def lowest(self) -> int:
+        return self.samples.count(self.lows[self.low_head] - self.first)
 
     def since(self, at: float) -> list[tuple[float, int]]:
         """The kept samples from ``at`` on, oldest first."""
-        times, counts = self.times, self.counts
-        return [(times[i], counts[i]) for i in range(self.head, len(times)) if times[i] >= at]
+        samples = self.samples
+        return [
+            (samples.time(i), samples.count(i))
+            for i in range(self.head, len(samples))
+            if samples.time(i) >= at
+        ]
 
     def span_back(self, now: float, span: float) -> tuple[float, int] | None:
         """The latest kept sample at least ``span`` seconds before ``now``."""
-        times = self.times
-        for i in range(len(times) - 1, self.head - 1, -1):
-            if now - times[i] >= span:
-                return times[i], self.counts[i]
+        samples = self.samples
+        for i in range(len(samples) - 1, self.head - 1, -1):
+            if now - samples.time(i) >= span:
+                return samples.time(i), samples.count(i)
         return None
 
+    def save(self, out: StateWriter) -> None:
+        out.integer(self.first + self.head)
+        self.samples.save(out, self.head)
+        out.integers(self.lows[self.low_head :])
 
-def _advance(times: list[float], counts: list[int], head: int, oldest: float) -> int:
-    """The new head of a pair of lists: past the samples older than ``oldest`` (never past the newest) and
-    all but the last MAX_KEPT. Once the dead front is TRIM_AT long it is cut off and the head is 0."""
-    while times[head] < oldest:
-        head += 1
-    head = max(head, len(times) - MAX_KEPT)
-    if head >= TRIM_AT:
-        del times[:head]
-        del counts[:head]
-        head = 0
-    return head
+    def load(self, state: StateReader) -> None:
+        self.first = state.integer()
+        self.head = 0
+        self.samples.load(state, MAX_KEPT)
+        self.lows = state.integers(MAX_KEPT)
+        self.low_head = 0
+        first, kept = self.first, len(self.samples)
+        if not self.lows or any(not 0 <= low - first < kept for low in self.lows):
+            raise SnapshotError("snapshot burst window is inconsistent")
 
 
 class BurstDetector(Detector):
@@ -134,10 +192,34 @@ class BurstDetector(Detector):
         self._shrinking = 0.0
         self._floor = MIN_STEP  # what _bounds gives before the first baseline
 
+    def save(self, out: StateWriter) -> None:
+        super().save(out)
+        self._recent.save(out)
+        for value in (self._rate, self._sd, self._after, self._shrinking, self._floor):
+            out.number(value)
+        out.flag(self._ready)
+        out.flag(self._burst is not None)
+        if self._burst is not None:
+            self._burst.save(out)
+        candidate = self._daily_candidate
+        out.flag(candidate is not None)
+        if candidate is not None:
+            save_period(out, candidate[0])
+            out.number(candidate[1])
+
+    def load(self, state: StateReader) -> None:
+        super().load(state)
+        self._recent.load(state)
+        self._rate, self._sd, self._after = state.number(), state.number(), state.number()
+        self._shrinking, self._floor = state.number(), state.number()
+        self._ready = state.flag()
+        self._burst = _Burst.load(state) if state.flag() else None
+        self._daily_candidate = (load_period(state), state.number()) if state.flag() else None
+
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         at = point.at
         recent = self._recent
-        previous_at = recent.times[-1] if recent.times else None
+        previous_at = recent.samples.last_time() if len(recent.samples) else None
         recent.add(at, point.followers)
         findings: list[Finding] = []
         if self._ready and previous_at is not None:
@@ -153,7 +235,7 @@ class BurstDetector(Detector):
         """Cheap bound, checked on every sample: no excess can beat the rise above the window's lowest
         count (plus, for a shrinking account, the loss it was expected to make)."""
         recent = self._recent
-        bound = point.followers - recent.low_counts[recent.low_head] + self._shrinking
+        bound = point.followers - recent.lowest() + self._shrinking
         return bound >= self._floor and bound >= 10.0 * point.step  # bound >= self._threshold(step)
 
     def _update_baseline(self, history: AccountHistory, period: Period) -> None:

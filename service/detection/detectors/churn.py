@@ -8,12 +8,21 @@ ten periods.
 
 from __future__ import annotations
 
-from collections import deque
 from itertools import pairwise
 from typing import Final
 
-from service.detection.base import CHURN, Detector, Finding, Period, Point, Severity
-from service.detection.history import AccountHistory
+from service.detection.base import (
+    CHURN,
+    Detector,
+    Finding,
+    Period,
+    Point,
+    Severity,
+    load_finding,
+    save_finding,
+)
+from service.detection.history import AccountHistory, TimedCounts
+from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, signed
 
 SPIKE_SHARE: Final = 0.2
@@ -28,9 +37,26 @@ QUIET_PERIODS: Final = 5
 class ChurnDetector(Detector):
     def __init__(self) -> None:
         super().__init__(CHURN, per_sample=False)
-        self._swings: deque[tuple[float, int]] = deque(maxlen=SEESAW_PERIODS)  # (start, signed swing)
+        # The last SEESAW_PERIODS periods: their starts and their signed swings (0 when small).
+        self._swings: TimedCounts | None = (
+            None  # made at the first following count (many platforms have none)
+        )
         self._open: Finding | None = None
         self._quiet = 0
+
+    def save(self, out: StateWriter) -> None:
+        super().save(out)
+        (self._swings or TimedCounts()).save(out)
+        save_finding(out, self._open)
+        out.integer(self._quiet)
+
+    def load(self, state: StateReader) -> None:
+        super().load(state)
+        swings = TimedCounts()
+        swings.load(state, SEESAW_PERIODS)
+        self._swings = swings if len(swings) else None
+        self._open = load_finding(state)
+        self._quiet = state.integer()
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None or period.following_gain is None or period.following is None:
@@ -38,8 +64,13 @@ class ChurnDetector(Detector):
         change = period.following_gain
         before = max(period.following - change, 1)
         big_swing = abs(change) >= max(SWING_MIN, SWING_SHARE * before)
-        self._swings.append((period.start, change if big_swing else 0))
-        verdict = self._spike(period, before) or self._seesaw(before)
+        swings = self._swings
+        if swings is None:
+            swings = self._swings = TimedCounts()
+        swings.append(period.start, change if big_swing else 0)
+        if len(swings) > SEESAW_PERIODS:
+            swings.drop_first(1)
+        verdict = self._spike(period, before) or self._seesaw(swings, before)
         if verdict is None:
             return self._quiet_period(period.end)
         self._quiet = 0
@@ -60,14 +91,14 @@ class ChurnDetector(Detector):
         score = min(1.0, 0.5 + change / before)
         return Finding(CHURN, period.start, score, Severity.WARNING, summary)
 
-    def _seesaw(self, before: int) -> Finding | None:
-        swings = [(start, s) for start, s in self._swings if s != 0]
+    def _seesaw(self, kept: TimedCounts, before: int) -> Finding | None:
+        swings = [(kept.time(i), kept.count(i)) for i in range(len(kept)) if kept.count(i) != 0]
         reversals = sum(1 for (_, a), (_, b) in pairwise(swings) if (a > 0) != (b > 0))
         if reversals < SEESAW_REVERSALS:
             return None
         largest = max(abs(s) for _, s in swings)
         summary = (
-            f"following count went up and down {reversals} times in {len(self._swings)} periods, "
+            f"following count went up and down {reversals} times in {len(kept)} periods, "
             f"by up to {count(largest)} ({largest / before * 100:.0f}%): a follow/unfollow seesaw"
         )
         score = min(1.0, 0.4 + 0.1 * reversals)

@@ -13,11 +13,11 @@ count: the reference is the account's own recent rate.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Final
 
 from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
-from service.detection.history import AccountHistory
+from service.detection.history import AccountHistory, TimedCounts
+from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, day_to_day_sd, percent, signed
 from service.detection.stats import days as span
 
@@ -40,6 +40,7 @@ SUB_DAILY: Final = 43_200.0
 FADED: Final = 0.25  # a loss under a quarter of the run's fastest no longer continues the drop
 
 
+HOURLY_KEPT: Final = 40  # hourly points of the last 36 hours, and the one before them
 SUSTAINED: Final = 36 * 3_600.0  # sub-daily samples: a loss this long, in both halves, is sustained
 SUSTAINED_Z: Final = 5.0  # over 1.5 days, about the evidence of two periods at UNUSUAL_Z each
 HOUR: Final = 3_600.0
@@ -69,6 +70,22 @@ class _Loss:
         self.end = at
         self.followers_now = followers
 
+    def save(self, out: StateWriter) -> None:
+        for value in (self.start, self.end, self.reference, self.worst):
+            out.number(value)
+        out.integer(self.followers_before)
+        out.integer(self.followers_now)
+        out.integer(self.rising)
+
+    @staticmethod
+    def load(state: StateReader) -> _Loss:
+        start, end, reference, worst = state.number(), state.number(), state.number(), state.number()
+        run = _Loss(start, state.integer(), reference)
+        run.reach(end, state.integer())
+        run.worst = worst
+        run.rising = state.integer()
+        return run
+
 
 class DropDetector(Detector):
     def __init__(self) -> None:
@@ -80,9 +97,30 @@ class DropDetector(Detector):
         self._losing_days = 0.0
         self._open = False
         self._reference: float | None = None
-        self._hourly: deque[tuple[float, int]] = deque(maxlen=80)  # the last 36 hours, one sample an hour
+        # The last 36 hours, one sample an hour (and the one before them): at most 38 of each.
+        self._hourly = TimedCounts()
         self._hourly_at = -math.inf  # time of the newest sample in _hourly
         self._last_at = 0.0
+
+    def save(self, out: StateWriter) -> None:
+        super().save(out)
+        for value in (self._cusum, self._scale, self._losing_days, self._hourly_at, self._last_at):
+            out.number(value)
+        out.optional_number(self._reference)
+        out.flag(self._open)
+        out.flag(self._run is not None)
+        if self._run is not None:
+            self._run.save(out)
+        self._hourly.save(out)
+
+    def load(self, state: StateReader) -> None:
+        super().load(state)
+        self._cusum, self._scale, self._losing_days = state.number(), state.number(), state.number()
+        self._hourly_at, self._last_at = state.number(), state.number()
+        self._reference = state.optional_number()
+        self._open = state.flag()
+        self._run = _Loss.load(state) if state.flag() else None
+        self._hourly.load(state, HOURLY_KEPT)
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         self.platform_signal = None
@@ -158,27 +196,26 @@ class DropDetector(Detector):
 
     def _sustained(self, point: Point) -> list[Finding]:
         hourly = self._hourly
-        hourly.append((point.at, point.followers))
+        hourly.append(point.at, point.followers)
         self._hourly_at = point.at
-        while len(hourly) > 2 and point.at - hourly[1][0] >= SUSTAINED:
-            hourly.popleft()  # keep just one point older than the window: it is the window's start
+        while len(hourly) > 2 and point.at - hourly.time(1) >= SUSTAINED:
+            hourly.drop_first(1)  # keep just one point older than the window: it is the window's start
         reference = self._reference
-        start = hourly[0]
-        if reference is None or point.at - start[0] < SUSTAINED:
+        if reference is None or point.at - hourly.time(0) < SUSTAINED:
             return []
-        loss = start[1] - point.followers
+        loss = hourly.count(0) - point.followers
         if loss < max(3 * point.step, 10):
             return []
-        middle = next(h for h in hourly if point.at - h[0] <= SUSTAINED / 2)
-        if middle[1] <= point.followers or start[1] <= middle[1]:
+        middle = next(i for i in range(len(hourly)) if point.at - hourly.time(i) <= SUSTAINED / 2)
+        if hourly.count(middle) <= point.followers or hourly.count(0) <= hourly.count(middle):
             return []
-        days = (point.at - start[0]) / 86_400.0
+        days = (point.at - hourly.time(0)) / 86_400.0
         rate = -loss / days
         z = (reference - rate) / self._scale * days**0.5
         if z < SUSTAINED_Z or (reference < 0 and rate > SHRINKING_FACTOR * reference):
             return []
-        peak = max((h for h in hourly if h[0] >= start[0]), key=lambda h: (h[1], h[0]))
-        self._run = _Loss(peak[0], peak[1], reference)
+        peak = max(range(len(hourly)), key=lambda i: (hourly.count(i), hourly.time(i)))
+        self._run = _Loss(hourly.time(peak), hourly.count(peak), reference)
         self._run.reach(point.at, point.followers)
         self._cusum = z
         self._open = True

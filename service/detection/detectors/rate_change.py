@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from service.detection.base import RATE_CHANGE, Detector, Finding, Period, Point, Severity
+from service.detection.base import (
+    RATE_CHANGE,
+    Detector,
+    Finding,
+    Period,
+    Point,
+    Severity,
+    load_finding,
+    save_finding,
+)
 from service.detection.history import AccountHistory
+from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import median, robust_scale, signed
 
 RECENT: Final = 5
@@ -24,6 +34,14 @@ class RateChangeDetector(Detector):
     def __init__(self) -> None:
         super().__init__(RATE_CHANGE, per_sample=False)
         self._open: Finding | None = None
+
+    def save(self, out: StateWriter) -> None:
+        super().save(out)
+        save_finding(out, self._open)
+
+    def load(self, state: StateReader) -> None:
+        super().load(state)
+        self._open = load_finding(state)
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None:

@@ -20,6 +20,7 @@ from typing import Final, final
 
 from service.detection.base import REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
 from service.detection.history import AccountHistory
+from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import chi2_lower_tail, count, median, signed
 from service.detection.stats import days as span
 
@@ -63,11 +64,35 @@ class _Plateau:
         self.last_in = first
         self.misses = 0
 
+    def save(self, out: StateWriter) -> None:
+        for value in (self.first, self.mean, self.sd, self.days, self.reference, self.band, self.last_in):
+            out.number(value)
+        out.flag(self.exact)
+        out.integer(self.misses)
+
+    @staticmethod
+    def load(state: StateReader) -> _Plateau:
+        first, mean, sd, days, reference = (state.number() for _ in range(5))
+        plateau = _Plateau(first, mean, sd, days, False, reference)
+        plateau.band, plateau.last_in = state.number(), state.number()
+        plateau.exact, plateau.misses = state.flag(), state.integer()
+        return plateau
+
 
 class RegularGrowthDetector(Detector):
     def __init__(self) -> None:
         super().__init__(REGULAR_GROWTH, per_sample=False)
         self._plateau: _Plateau | None = None
+
+    def save(self, out: StateWriter) -> None:
+        super().save(out)
+        out.flag(self._plateau is not None)
+        if self._plateau is not None:
+            self._plateau.save(out)
+
+    def load(self, state: StateReader) -> None:
+        super().load(state)
+        self._plateau = _Plateau.load(state) if state.flag() else None
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         if period is None:
