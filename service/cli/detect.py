@@ -6,23 +6,41 @@
 from __future__ import annotations
 
 import argparse
+import bisect
+import csv
 import gc
+import io
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from service.accounts import AccountError, AccountRef
-from service.cli.common import CommandError, ProgressBar, add_database_options, database_url, open_database
-from service.detection.base import Detection, iso
-from service.detection.csvinput import BadRow, ReadRecords, ReadResult, read_records
+from service.cli.common import (
+    CommandError,
+    ProgressBar,
+    add_database_options,
+    add_listing_options,
+    database_url,
+    kind_name,
+    open_database,
+    open_store,
+    platform_name,
+    write_listing,
+)
+from service.detection.base import Detection, Severity, iso
+from service.detection.csvinput import FUTURE_TOLERANCE, BadRow, ReadRecords, ReadResult, Record, read_records
 from service.detection.engine import DetectionEngine
 from service.detection.replay import replay_records
+from service.store.queries import DETECTION_SORTS, SEVERITIES, DetectionQuery
 
 if TYPE_CHECKING:
     from service.detection.importer import Importer, ImportReport
+    from service.store.repository import DetectionRow
 
 EXIT_BAD_INPUT = 2
 Loaded = TypeVar("Loaded", ReadResult, ReadRecords)
@@ -49,10 +67,17 @@ def register(subparsers: Any) -> None:
     add_database_options(importer)
     importer.set_defaults(handler=run_import)
 
-    listing = subparsers.add_parser("detections", help="list stored detections")
-    listing.add_argument("account", nargs="?", metavar="ACCOUNT", help="platform:handle")
+    listing = subparsers.add_parser(
+        "detections",
+        help="list stored detections, newest first",
+        description="Stored detections, filtered and sorted in the database.",
+    )
+    listing.add_argument("account", nargs="?", metavar="ACCOUNT", help="only this account (platform:handle)")
     listing.add_argument("--active", action="store_true", help="only anomalies still going on")
-    listing.add_argument("--format", choices=("jsonl", "table"), default="table")
+    listing.add_argument("--platform", type=platform_name, help="only this platform")
+    listing.add_argument("--kind", type=kind_name, help="only this kind of anomaly")
+    listing.add_argument("--severity", choices=SEVERITIES, help="only detections at least this severe")
+    add_listing_options(listing, DETECTION_SORTS, "detected")
     add_database_options(listing)
     listing.set_defaults(handler=run_detections)
 
@@ -63,6 +88,7 @@ def run_backtest(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     records = loaded.records
     _say(f"replaying {len(records):,} samples of {loaded.accounts:,} accounts from {args.file}")
+    _warn_of_the_future(records)
     found = []
     jsonl = args.format == "jsonl"
     # The rows live to the end and the engine makes no reference cycles in its stride: keep the cyclic
@@ -82,6 +108,15 @@ def run_backtest(args: argparse.Namespace) -> int:
         write_table(found, sys.stdout)
     _say(f"done: {len(found):,} detections ({_by_kind(found)})")
     return 0
+
+
+def _warn_of_the_future(records: Sequence[Record]) -> None:
+    """Rows dated after now + 5 minutes (a clock error upstream) are replayed, but ``import`` refuses
+    them: say so. The rows are sorted by time, so a bisection counts them."""
+    cut = time.time() + FUTURE_TOLERANCE.total_seconds()
+    later = len(records) - bisect.bisect_right(records, cut, key=itemgetter(0))
+    if later:
+        _say(f"warning: {later:,} rows are dated in the future (after now + 5 minutes); import refuses them")
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -123,29 +158,63 @@ def _import_samples(importer: Importer, path: Path, skip_bad_rows: bool) -> Impo
         _say(f"skipped {skipped.count:,} bad rows{future}; first: {skipped.first[0]}")
     _say(
         f"stored {report.added:,} new samples ({report.rows - report.added:,} were already there) "
-        f"of {len(report.accounts):,} accounts ({report.new_accounts:,} new, now watched)"
+        f"of {len(report.accounts):,} accounts ({report.new_accounts:,} added to the watchlist)"
     )
     return report
 
 
 def run_detections(args: argparse.Namespace) -> int:
-    from service.detection.recorder import list_detections
-
     account = None
     if args.account:
         try:
             account = str(AccountRef.parse(args.account))
         except AccountError as exc:
-            _say(f"flockwatch detections: {exc}")
-            return EXIT_BAD_INPUT
-    with open_database(database_url(args)) as database:
-        found = list_detections(database, account, args.active)
-    if args.format == "jsonl":
-        for detection in found:
-            print(json.dumps(detection.public(), ensure_ascii=False))
-    else:
-        write_table(found, sys.stdout)
+            raise CommandError(_shorten(str(exc))) from None
+    query = DetectionQuery(
+        account=account,
+        platform=args.platform,
+        kind=args.kind,
+        severity=args.severity,
+        active=args.active,
+        sort=args.sort,
+        reverse=args.reverse,
+        limit=args.limit or None,
+    )
+    with open_store(database_url(args)) as store:
+        page = store.detection_page(query)
+    found = [_as_detection(row) for row in page.rows]
+    write_listing(
+        args.format, [d.public() for d in found], lambda: _table_text(found), page.total - len(found)
+    )
     return 0
+
+
+def _as_detection(row: DetectionRow) -> Detection:
+    return Detection(
+        row.platform,
+        row.account,
+        row.kind,
+        row.detector,
+        row.started_at,
+        row.detected_at,
+        row.ended_at,
+        row.score,
+        Severity(row.severity),
+        row.summary,
+        key=row.key,
+        explained_by=row.explained_by_key,
+        updated_at=row.updated_at,
+    )
+
+
+def _table_text(found: Sequence[Detection]) -> str:
+    out = io.StringIO()
+    write_table(found, out)
+    return out.getvalue().rstrip("\n")
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _load(path: Path, skip_bad_rows: bool, read: Callable[[Path, bool], Loaded]) -> Loaded | None:
@@ -159,6 +228,9 @@ def _load(path: Path, skip_bad_rows: bool, read: Callable[[Path, bool], Loaded])
         return None
     except UnicodeDecodeError:
         _say(f"flockwatch: {path} is not UTF-8 text")
+        return None
+    except csv.Error as exc:  # e.g. a quoted cell longer than the csv module takes
+        _say(f"flockwatch: {path} is not a CSV file it can read: {exc}")
         return None
     if loaded.skipped:
         _say(f"skipped {len(loaded.skipped):,} malformed rows; first: {loaded.skipped[0]}")

@@ -12,7 +12,7 @@ import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
@@ -325,6 +325,7 @@ REASON_LIMIT: Final = 200  # characters of a cell quoted in a message
 CHUNK_ROWS: Final = 20_000
 KEPT_PROBLEMS: Final = 5
 FUTURE: Final = "dated in the future"
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)  # a row dated later than now + this is refused
 
 
 class FutureRow(ValueError):
@@ -373,9 +374,10 @@ class RowStream:
         return raw.tell() if raw is not None and not raw.closed else 0
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[Row]]:
-        with self.path.open("rb") as raw:
-            self._raw = raw
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        raw = self.path.open("rb")
+        self._raw = raw
+        # Closing the text layer closes the file, also when a bad row stops the reading half-way.
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
             lines = _bounded_lines(text)
             header = next(lines, None)
             if header is None:
@@ -431,7 +433,7 @@ class RowStream:
             row = self._strict(cells, parser)
         if self.not_after_us is not None and row[1] > self.not_after_us:
             when = datetime.fromtimestamp(row[1] / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            raise FutureRow(f"{FUTURE}: {when} is after now + 5 minutes")
+            raise FutureRow(f"{FUTURE}: {when} is after now + {FUTURE_TOLERANCE.seconds // 60} minutes")
         return row
 
     def _fast(self, cells: list[str], parser: _RowParser) -> Row | None:

@@ -29,14 +29,13 @@ from service.accounts import AccountRef
 from service.clock import Clock
 from service.config import RetentionConfig
 from service.detection.base import Detection
-from service.detection.csvinput import RowStream, Skipped, micros
+from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, RowStream, Skipped, micros
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
 from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
 from service.store.repository import SavedState, Store, add_accounts
 from service.store.rollups import Maintenance
 
-FUTURE_TOLERANCE: Final = timedelta(minutes=5)  # a row dated later than now + this is refused
 WARM_UP: Final = timedelta(days=30)  # stored history before the file that the detectors read first
 SLICE_ROWS: Final = 200_000  # about this many samples read back per time slice
 HOUR_US: Final = 3_600_000_000
@@ -81,9 +80,10 @@ class _Reader:
 
     AHEAD: Final = 3
 
-    def __init__(self, stream: RowStream, loader: SampleLoader) -> None:
+    def __init__(self, stream: RowStream, loader: SampleLoader, chunk_rows: int) -> None:
         self._stream = stream
         self._loader = loader
+        self._chunk_rows = chunk_rows
         self._queue: queue.Queue[_Chunk | BaseException | None] = queue.Queue(self.AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="import-reader", daemon=True)
@@ -106,7 +106,7 @@ class _Reader:
         try:
             seen: set[str] = set()
             stream = self._stream
-            for rows in stream.chunks():
+            for rows in stream.chunks(self._chunk_rows):
                 names = {row[0] for row in rows} - seen
                 seen |= names
                 new = [stream.accounts[name] for name in sorted(names)]
@@ -127,9 +127,10 @@ class _Reader:
 
 
 class Importer:
-    def __init__(self, database: Engine, clock: Clock) -> None:
+    def __init__(self, database: Engine, clock: Clock, chunk_rows: int = CHUNK_ROWS) -> None:
         self.database = database
         self.clock = clock
+        self.chunk_rows = chunk_rows  # rows read, encoded and stored at a time
 
     def load(self, path: Path, skip_bad_rows: bool, progress: Progress | None = None) -> ImportReport:
         """Step 1: the samples, in one transaction. Raises ``BadRow`` (nothing stored) on a bad row."""
@@ -139,7 +140,7 @@ class Importer:
         size = max(path.stat().st_size, 1)
         with self.database.begin() as conn:
             loader = loader_for(conn)
-            with _Reader(stream, loader) as reader:
+            with _Reader(stream, loader, self.chunk_rows) as reader:
                 for chunk in reader:
                     if chunk.new:
                         known, added = add_accounts(conn, chunk.new, now)

@@ -85,7 +85,7 @@ class SqliteLoader(SampleLoader):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
         # A bigger page cache for this connection only: a bulk load touches one index page per account.
-        self._cursor.execute("PRAGMA cache_size = -262144")  # 256 MiB
+        self._cursor.execute("PRAGMA cache_size = -131072")  # 128 MiB
         self._times = SqliteTimes()
 
     def encode(self, rows: Sequence[LoadRow]) -> str:
@@ -153,15 +153,17 @@ class PostgresLoader(SampleLoader):
         return self.added
 
     def _move(self) -> None:
-        if not self._conflicts:
-            self._conflicts = not self._move_plainly()
-        if self._conflicts:
+        moved = None if self._conflicts else self._move_plainly()
+        if moved is None:
+            self._conflicts = True
             self._cursor.execute(self.MOVE + self.IN_ORDER)
-        self.added += max(self._cursor.rowcount, 0)
+            moved = self._cursor.rowcount
+        self.added += max(moved, 0)
         self._cursor.execute("TRUNCATE import_staging")
         self._staged = 0
 
-    def _move_plainly(self) -> bool:
+    def _move_plainly(self) -> int | None:
+        """Rows moved, or None when one was already stored (nothing moved then)."""
         from psycopg.errors import UniqueViolation
 
         self._cursor.execute("SAVEPOINT import_move")
@@ -169,9 +171,10 @@ class PostgresLoader(SampleLoader):
             self._cursor.execute(self.MOVE)
         except UniqueViolation:
             self._cursor.execute("ROLLBACK TO SAVEPOINT import_move")
-            return False
+            return None
+        moved = int(self._cursor.rowcount)
         self._cursor.execute("RELEASE SAVEPOINT import_move")
-        return True
+        return moved
 
     def _fields(self, platform: str, handle: str) -> str:
         return f"{_copy_text(platform)}\t{_copy_text(handle)}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, FunctionElement, Insert, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import models
+
+if TYPE_CHECKING:
+    from service.store.listing import Page, StatusLine
+    from service.store.queries import DetectionQuery, StatusQuery
 
 
 @dataclass(slots=True)
@@ -339,6 +343,18 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_status_row(row) for row in rows]
+
+    def status_page(self, query: StatusQuery) -> Page[StatusLine]:
+        """One page of watched accounts, filtered and sorted in the database (``flockwatch status``)."""
+        from service.store.listing import status_page
+
+        return status_page(self.engine, query)
+
+    def detection_page(self, query: DetectionQuery) -> Page[DetectionRow]:
+        """One page of stored detections, filtered and sorted in the database (``flockwatch detections``)."""
+        from service.store.listing import detection_page
+
+        return detection_page(self.engine, query)
 
     def events(self, ref: AccountRef) -> list[tuple[datetime, str, str]]:
         query = (
