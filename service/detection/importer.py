@@ -163,7 +163,8 @@ class Importer:
         day = first.replace(hour=0, minute=0, second=0, microsecond=0)
         total = max((last - day) / timedelta(days=1), 1e-9)
         while day <= last:
-            end = min(day + timedelta(days=1) - timedelta(microseconds=1), last)
+            # roll_up_range stops before its end: one microsecond past the last sample takes its hour
+            end = min(day + timedelta(days=1), last + timedelta(microseconds=1))
             maintenance.roll_up_range(max(day, first), end)
             day += timedelta(days=1)
             if progress is not None:
