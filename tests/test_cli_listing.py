@@ -192,3 +192,24 @@ def test_bad_listing_options_exit_2(args: list[str], capsys: pytest.CaptureFixtu
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err) < 2_000
+
+
+def test_migration_0003_adds_and_removes_the_ongoing_index(engine: Engine) -> None:
+    from alembic import command
+
+    from service.store.database import alembic_config
+
+    def definition() -> str | None:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_ongoing'"
+            else:
+                sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_detections_ongoing'"
+            found = conn.exec_driver_sql(sql).scalar()
+        return None if found is None else str(found)
+
+    assert "ended_at IS NULL" in str(definition())  # partial: the ongoing detections only
+    command.downgrade(alembic_config(engine), "0002")
+    assert definition() is None
+    command.upgrade(alembic_config(engine), "head")
+    assert "ended_at IS NULL" in str(definition())

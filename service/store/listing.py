@@ -62,7 +62,10 @@ class StatusLine:
 def status_page(engine: Engine, query: StatusQuery) -> Page[StatusLine]:
     accounts = models.table(models.Account)
     ongoing = _ongoing(query)
-    source = accounts.outerjoin(ongoing, ongoing.c.account_id == accounts.c.id)
+    # The ongoing detections are joined before the limit only when a filter or the sort reads them;
+    # otherwise only the page's rows are looked up.
+    early = _filters_detections(query) or query.sort == "score"
+    source = accounts.outerjoin(ongoing, ongoing.c.account_id == accounts.c.id) if early else accounts
     where = _status_filters(query, accounts, ongoing)
     with engine.connect() as conn:
         _for_listing(conn)
@@ -70,9 +73,13 @@ def status_page(engine: Engine, query: StatusQuery) -> Page[StatusLine]:
         window = _sorted_window(query.sort)
         hours = _common_hours(conn, source, where, WINDOWS[window]) if window else {}
         olds = {name: _OldCount(name, delta, hours.get(name, ())) for name, delta in WINDOWS.items()}
-        page = _status_rows(query, accounts, ongoing, source, where, olds)
+        page = _status_rows(query, accounts, ongoing, source, where, olds, early)
         rows = conn.execute(page).all()
     return Page([_status_line(row) for row in rows], total)
+
+
+def _filters_detections(query: StatusQuery) -> bool:
+    return query.active or query.kind is not None or query.severity is not None
 
 
 def _for_listing(conn: Connection) -> None:
@@ -110,7 +117,7 @@ def _status_filters(query: StatusQuery, accounts: Any, ongoing: Any) -> list[Any
         where.append(accounts.c.platform == query.platform)
     if query.states:
         where.append(accounts.c.state.in_(query.states))
-    if query.active or query.kind is not None or query.severity is not None:
+    if _filters_detections(query):
         where.append(ongoing.c.account_id.is_not(None))
     return where
 
@@ -187,12 +194,22 @@ def _common_hours(
 
 
 def _status_rows(
-    query: StatusQuery, accounts: Any, ongoing: Any, source: Any, where: list[Any], olds: dict[str, _OldCount]
+    query: StatusQuery,
+    accounts: Any,
+    ongoing: Any,
+    source: Any,
+    where: list[Any],
+    olds: dict[str, _OldCount],
+    early: bool,
 ) -> Any:
-    """The page: filtered, sorted and limited; the old counts a sort needs are computed for every
-    matching account, the others only for the page's rows."""
+    """The page: filtered, sorted and limited over narrow rows (the old counts a sort needs computed for
+    every matching account), then the page's accounts in full, their other old counts and, unless read
+    already, their ongoing detections."""
     window = _sorted_window(query.sort)
-    columns = [accounts, ongoing.c.score, ongoing.c.ongoing]
+    keys = ("id", "platform", "handle", "latest_at", "latest_followers")
+    columns = [accounts.c[key] for key in keys]
+    if early:
+        columns += [ongoing.c.score, ongoing.c.ongoing]
     if window is not None:
         source, old = olds[window].joined(source, accounts)
         columns.append(old.label(f"old_{window}"))
@@ -201,11 +218,18 @@ def _status_rows(
     if query.limit is not None:
         inner = inner.limit(query.limit)
     page = inner.subquery("page")
-    outer_source: Any = page
-    outer_columns = [page]
+    full = accounts.alias("account")
+    outer_source: Any = page.join(full, full.c.id == page.c.id)
+    if early:
+        outer_columns = [full, page.c.score, page.c.ongoing]
+    else:
+        outer_source = outer_source.outerjoin(ongoing, ongoing.c.account_id == page.c.id)
+        outer_columns = [full, ongoing.c.score, ongoing.c.ongoing]
     for name, old_count in olds.items():
-        if name != window:
-            outer_source, old = old_count.joined(outer_source, page)
+        if name == window:
+            outer_columns.append(page.c[f"old_{name}"])
+        else:
+            outer_source, old = old_count.joined(outer_source, full)
             outer_columns.append(old.label(f"old_{name}"))
     old = page.c[f"old_{window}"] if window else None
     return (
