@@ -197,3 +197,21 @@ def test_the_stream_reads_what_the_strict_reader_reads(tmp_path: Path) -> None:
     assert sorted(streamed, key=lambda r: (r[1], r[0])) == [
         (str(s.account), micros(s.observed_at), s.followers, s.following, s.posts) for s in strict
     ]
+
+
+def test_of_two_rows_of_one_account_and_time_the_first_in_the_file_is_kept(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    # Rows are grouped by account before they are stored (a window at a time) and, on PostgreSQL, moved
+    # from a staging table: neither may change which of two rows for one moment is kept.
+    rows = _rows(3_000)
+    rows.insert(1_500, (rows[0][0], rows[0][1], 77))  # the first moment of x:user0 again, later on
+    path = write_csv(tmp_path / "h.csv", rows)  # type: ignore[arg-type]
+
+    report = Importer(engine, ManualClock(datetime.now(UTC)), chunk_rows=100, window=700).load(path, False)
+
+    assert (report.rows, report.added) == (3_001, 3_000)
+    samples = models.table(models.Sample)
+    with engine.connect() as conn:
+        first = conn.scalar(select(samples.c.followers).order_by(samples.c.observed_at, samples.c.account_id))
+    assert first == 1_000

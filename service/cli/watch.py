@@ -125,19 +125,20 @@ def cmd_watch_add(args: argparse.Namespace) -> int:
 
 
 def cmd_watch_remove(args: argparse.Namespace) -> int:
-    refs = read_accounts(args)
-    with open_store(database_url(args)) as store:
-        removed = set(store.unwatch_many(refs, datetime.now(UTC)))
-    _report(refs, removed, "stopped watching", "was not watched", always_other=True)
-    return 1 if len(removed) < len(refs) else 0
+    return _change_watched(args, "unwatch_many", "stopped watching")
 
 
 def cmd_watch_recheck(args: argparse.Namespace) -> int:
+    return _change_watched(args, "recheck", "polled at the next chance")
+
+
+def _change_watched(args: argparse.Namespace, change: str, did: str) -> int:
+    """Apply a Store change that only concerns watched accounts; exit 1 if some were not watched."""
     refs = read_accounts(args)
     with open_store(database_url(args)) as store:
-        rechecked = set(store.recheck(refs, datetime.now(UTC)))
-    _report(refs, rechecked, "polled at the next chance", "was not watched", always_other=True)
-    return 1 if len(rechecked) < len(refs) else 0
+        done = set(getattr(store, change)(refs, datetime.now(UTC)))
+    _report(refs, done, did, "was not watched", always_other=True)
+    return 1 if len(done) < len(refs) else 0
 
 
 def cmd_watch_list(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import csv
 import gc
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -373,7 +373,7 @@ class RowStream:
         raw = self._raw
         return raw.tell() if raw is not None and not raw.closed else 0
 
-    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[Row]]:
+    def chunks(self, size: int = CHUNK_ROWS) -> Generator[list[Row], None, None]:
         raw = self.path.open("rb")
         self._raw = raw
         # Closing the text layer closes the file, also when a bad row stops the reading half-way.

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Final
 
@@ -29,7 +30,7 @@ from service.accounts import AccountRef
 from service.clock import Clock
 from service.config import RetentionConfig
 from service.detection.base import Detection
-from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, RowStream, Skipped, micros
+from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, Row, RowStream, Skipped, micros
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
 from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
@@ -38,6 +39,7 @@ from service.store.rollups import Maintenance
 
 WARM_UP: Final = timedelta(days=30)  # stored history before the file that the detectors read first
 SLICE_ROWS: Final = 200_000  # about this many samples read back per time slice
+WINDOW_ROWS: Final = 1_000_000  # rows grouped by account before they are stored (about 130 MB)
 HOUR_US: Final = 3_600_000_000
 
 # (rows or samples done, fraction of the step done or None when unknown)
@@ -76,14 +78,22 @@ class _Chunk:
 class _Reader:
     """Reads and encodes the file in a thread of its own, at most ``AHEAD`` chunks ahead of the database:
     parsing (Python) and storing (the database, which releases the GIL) overlap. An error in the file
-    comes out of the iteration; leaving the ``with`` block stops the thread."""
+    comes out of the iteration; leaving the ``with`` block stops the thread.
+
+    Rows are handed over a ``window`` at a time, grouped by account (a stable sort: an account's rows
+    keep their file order, so of two rows of one account and time the first is still kept). A file in
+    time order names every account in every few rows; grouped, each account's index pages are touched
+    once per window instead of once per row.
+    """
 
     AHEAD: Final = 3
 
-    def __init__(self, stream: RowStream, loader: SampleLoader, chunk_rows: int) -> None:
+    def __init__(self, stream: RowStream, loader: SampleLoader, chunk_rows: int, window: int) -> None:
         self._stream = stream
         self._loader = loader
         self._chunk_rows = chunk_rows
+        self._window = window
+        self._seen: set[str] = set()  # accounts named in earlier chunks
         self._queue: queue.Queue[_Chunk | BaseException | None] = queue.Queue(self.AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="import-reader", daemon=True)
@@ -103,19 +113,35 @@ class _Reader:
             yield item
 
     def _run(self) -> None:
+        chunks = self._stream.chunks(self._chunk_rows)
         try:
-            seen: set[str] = set()
-            stream = self._stream
-            for rows in stream.chunks(self._chunk_rows):
-                names = {row[0] for row in rows} - seen
-                seen |= names
-                new = [stream.accounts[name] for name in sorted(names)]
-                times = [row[1] for row in rows]
-                payload = self._loader.encode(rows)
-                self._put(_Chunk(payload, len(rows), new, min(times), max(times), stream.position()))
+            window: list[Row] = []
+            for rows in chunks:
+                if self._stop.is_set():  # the database side stopped (an error, Ctrl-C): read no further
+                    return
+                window += rows
+                if len(window) >= self._window:
+                    self._hand_over(window)
+                    window = []
+            self._hand_over(window)
             self._put(None)
         except BaseException as exc:  # handed to the reading side, which raises it
             self._put(exc)
+        finally:
+            chunks.close()  # closes the file
+
+    def _hand_over(self, window: list[Row]) -> None:
+        window.sort(key=itemgetter(0))
+        for start in range(0, len(window), self._chunk_rows):
+            self._put(self._chunk(window[start : start + self._chunk_rows]))
+
+    def _chunk(self, rows: list[Row]) -> _Chunk:
+        stream = self._stream
+        names = {row[0] for row in rows} - self._seen
+        self._seen |= names
+        times = [row[1] for row in rows]
+        new = [stream.accounts[name] for name in sorted(names)]
+        return _Chunk(self._loader.encode(rows), len(rows), new, min(times), max(times), stream.position())
 
     def _put(self, item: _Chunk | BaseException | None) -> None:
         while not self._stop.is_set():
@@ -127,10 +153,13 @@ class _Reader:
 
 
 class Importer:
-    def __init__(self, database: Engine, clock: Clock, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self, database: Engine, clock: Clock, chunk_rows: int = CHUNK_ROWS, window: int = WINDOW_ROWS
+    ) -> None:
         self.database = database
         self.clock = clock
         self.chunk_rows = chunk_rows  # rows read, encoded and stored at a time
+        self.window = window  # rows grouped by account before they are stored
 
     def load(self, path: Path, skip_bad_rows: bool, progress: Progress | None = None) -> ImportReport:
         """Step 1: the samples, in one transaction. Raises ``BadRow`` (nothing stored) on a bad row."""
@@ -140,7 +169,7 @@ class Importer:
         size = max(path.stat().st_size, 1)
         with self.database.begin() as conn:
             loader = loader_for(conn)
-            with _Reader(stream, loader, self.chunk_rows) as reader:
+            with _Reader(stream, loader, self.chunk_rows, self.window) as reader:
                 for chunk in reader:
                     if chunk.new:
                         known, added = add_accounts(conn, chunk.new, now)
@@ -180,7 +209,7 @@ class Importer:
         recorder = DetectionRecorder(engine, dict(report.accounts))
         store = Store(self.database)
         start = report.first_us - int(WARM_UP.total_seconds()) * 1_000_000
-        end = micros(self.clock.now() + FUTURE_TOLERANCE)
+        end = _newest(store, refs, micros(self.clock.now() + FUTURE_TOLERANCE)) + 1
         with self.database.connect() as conn:
             reader = SampleReader(conn, refs)
             step = _slice_length(report, start)
@@ -195,6 +224,12 @@ class Importer:
             reader.close()
         store.close_stale_detections(list(refs), {d.key for d in engine.active()})
         report.states = _save_states(store, engine, refs, self.clock.now())
+
+
+def _newest(store: Store, refs: dict[int, AccountRef], limit_us: int) -> int:
+    """The time of the newest sample stored for these accounts (their latest_at), at most ``limit_us``."""
+    newest = [a.latest_at for _, a in store.accounts_by_id(refs).values() if a.latest_at is not None]
+    return min(max(micros(when) for when in newest), limit_us) if newest else limit_us
 
 
 def _slice_length(report: ImportReport, start_us: int) -> int:

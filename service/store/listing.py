@@ -32,10 +32,11 @@ from sqlalchemy.ext.compiler import compiles
 from service.samples import Sample
 from service.store import models
 from service.store.queries import DetectionQuery, StatusQuery, at_least
-from service.store.repository import DetectionRow, WatchedAccount, _minus, _watched
+from service.store.repository import DetectionRow, WatchedAccount, _minus, _status_row
 
 T = TypeVar("T")
 WINDOWS: Final = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+_LABELS: Final = {"24h": "old_0", "7d": "old_1"}  # as the repository's _status_row reads them
 COMMON_HOURS: Final = 4  # PostgreSQL: hours of the fleet's cut-off times read by a hash join
 COMMON_SHARE: Final = 0.05  # ... each holding at least this share of the accounts
 
@@ -212,7 +213,7 @@ def _status_rows(
         columns += [ongoing.c.score, ongoing.c.ongoing]
     if window is not None:
         source, old = olds[window].joined(source, accounts)
-        columns.append(old.label(f"old_{window}"))
+        columns.append(old.label(_LABELS[window]))
     order = _status_order(query, accounts, ongoing, window, columns[-1] if window else None)
     inner = select(*columns).select_from(source).where(*where).order_by(*order)
     if query.limit is not None:
@@ -227,11 +228,11 @@ def _status_rows(
         outer_columns = [full, ongoing.c.score, ongoing.c.ongoing]
     for name, old_count in olds.items():
         if name == window:
-            outer_columns.append(page.c[f"old_{name}"])
+            outer_columns.append(page.c[_LABELS[name]])
         else:
             outer_source, old = old_count.joined(outer_source, full)
-            outer_columns.append(old.label(f"old_{name}"))
-    old = page.c[f"old_{window}"] if window else None
+            outer_columns.append(old.label(_LABELS[name]))
+    old = page.c[_LABELS[window]] if window else None
     return (
         select(*outer_columns)
         .select_from(outer_source)
@@ -257,16 +258,10 @@ def _status_order(query: StatusQuery, accounts: Any, ongoing: Any, window: str |
 
 
 def _status_line(row: Any) -> StatusLine:
-    account = _watched(row)
-    latest = None
-    if row.latest_at is not None and row.latest_followers is not None:
-        latest = Sample(
-            account.ref, row.latest_at, row.latest_followers, row.latest_following, row.latest_posts
-        )
-    changes = [
-        None if old is None or latest is None else latest.followers - old for old in (row.old_24h, row.old_7d)
-    ]
-    return StatusLine(account, latest, changes[0], changes[1], row.score, row.ongoing or 0)
+    status = _status_row(row)  # the repository's reading of an account row with its two old counts
+    return StatusLine(
+        status.account, status.latest, status.change_24h, status.change_7d, row.score, row.ongoing or 0
+    )
 
 
 class _HourOf(FunctionElement[datetime]):
