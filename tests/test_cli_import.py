@@ -215,3 +215,15 @@ def test_of_two_rows_of_one_account_and_time_the_first_in_the_file_is_kept(
     with engine.connect() as conn:
         first = conn.scalar(select(samples.c.followers).order_by(samples.c.observed_at, samples.c.account_id))
     assert first == 1_000
+
+
+def test_backtest_replays_rows_from_the_future_but_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    soon = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = write_csv(tmp_path / "h.csv", [*history_rows(), (soon, "x:quiet", 99_999)])  # type: ignore[list-item]
+
+    assert main(["backtest", str(path)]) == 0
+    assert "warning: 1 rows are dated in the future (after now + 5 minutes); import refuses them" in (
+        capsys.readouterr().err
+    )
