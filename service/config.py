@@ -249,7 +249,7 @@ class PlatformConfig(Strict):
         if not isinstance(value, str):
             try:
                 secret = self.secret(name)
-            except OSError:  # an unreadable file: check-config names it (_check_secret_files)
+            except (OSError, UnicodeDecodeError):  # check-config names the file (_check_secret_files)
                 return None
             value = secret.get_secret_value() if secret is not None else ""
         return value.strip() or None
@@ -402,15 +402,31 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"not UTF-8 text (byte {exc.start + 1})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+        raise ConfigError(str(path), [_yaml_problem(exc)]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["nested too deeply to be a configuration"]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["the top level must be a mapping of keys (database, http, poll, ...)"])
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where the YAML is broken, by line and column only: the parser's own message quotes the line,
+    which may hold an inline secret."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return "not valid YAML (the file's text is not shown: it may hold a secret)"
+    return (
+        f"not valid YAML at line {mark.line + 1}, column {mark.column + 1} "
+        "(the file's text is not shown: it may hold a secret)"
+    )
 
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -448,7 +464,21 @@ def _check_secret_files(config: Config, source: str) -> None:
         settings = config.platforms.of(platform)
         for field in type(settings).model_fields:
             path = getattr(settings, field)
-            if field.endswith("_file") and path is not None and not Path(path).is_file():
-                problems.append(f"platforms.{platform}.{field}: no such file: {path}")
+            if field.endswith("_file") and path is not None:
+                problem = _secret_file_problem(Path(path))
+                if problem:
+                    problems.append(f"platforms.{platform}.{field}: {problem}: {path}")
     if problems:
         raise ConfigError(source, problems)
+
+
+def _secret_file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return "no such file"
+    try:
+        path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror})"
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    return None

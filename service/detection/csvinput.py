@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import gc
-from collections.abc import Iterator
+import io
+import itertools
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
-from typing import Final, TextIO
+from typing import BinaryIO, Final, TextIO
 
 from service.accounts import AccountError, AccountRef
 from service.samples import Sample
@@ -233,6 +235,12 @@ class _RowParser:
         self._following = columns.get("following")
         self._posts = columns.get("posts")
         self.width = max(columns.values()) + 1
+        # The same positions as plain ints (-1: no such column), for the streaming reader's fast path.
+        self.time_column = self._time
+        self.account_column = self._account
+        self.followers_column = self._followers
+        self.following_column = columns.get("following", -1)
+        self.posts_column = columns.get("posts", -1)
         self._accounts: dict[str, AccountRef | str] = {}  # spelling -> account, or why it is not one
 
     def __call__(self, row: list[str]) -> Sample:
@@ -304,3 +312,238 @@ def _count(text: str, name: str, required: bool = False) -> int | None:
     if value < 0:
         raise ValueError(f"{name} {value} is negative")
     return value
+
+
+# -- streaming: ``import`` reads a file of any size in bounded memory ------------------------------------
+
+# One row as ``import`` streams it: (account as platform:handle, epoch microseconds, followers, following,
+# posts). Integer microseconds are exact, as the database stores times.
+Row = tuple[str, int, int, int | None, int | None]
+MAX_COUNT: Final = 2**63 - 1  # what the database's BIGINT columns hold
+LINE_LIMIT: Final = 1_000_000  # characters; a longer line is a bad row, never held whole
+REASON_LIMIT: Final = 200  # characters of a cell quoted in a message
+CHUNK_ROWS: Final = 20_000
+KEPT_PROBLEMS: Final = 5
+FUTURE: Final = "dated in the future"
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)  # a row dated later than now + this is refused
+
+
+class FutureRow(ValueError):
+    """A row dated after now + the tolerance: a clock error upstream, never stored."""
+
+
+class Skipped:
+    """The bad rows ``--skip-bad-rows`` passed over: counted, those dated in the future apart, the first
+    few kept to show (a file of bad rows must not fill memory)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.future = 0
+        self.first: list[BadRow] = []
+
+    def add(self, row: BadRow, future: bool) -> None:
+        self.count += 1
+        self.future += 1 if future else 0
+        if len(self.first) < KEPT_PROBLEMS:
+            self.first.append(row)
+
+
+class RowStream:
+    """The rows of a CSV history in file order, a chunk at a time, with the checks of ``read_samples``
+    plus two of its own: counts the database can hold, and no row dated after ``not_after_us``.
+
+    Lines without quotes are split by hand and their common cells converted directly; a line with a quote
+    goes through the csv module (a quoted cell may span lines). Bytes that are not UTF-8 make their line a
+    bad row. Memory holds one chunk and one entry per distinct account spelling, whatever the file's size.
+    """
+
+    def __init__(self, path: Path, skip_bad_rows: bool = False, not_after_us: int | None = None) -> None:
+        self.path = path
+        self.skip_bad_rows = skip_bad_rows
+        self.not_after_us = not_after_us
+        self.skipped = Skipped()
+        self.accounts: dict[str, AccountRef] = {}  # platform:handle -> account
+        self.rows = 0  # good rows read so far
+        self._names: dict[str, str] = {}  # spelling in the file -> platform:handle
+        self._midnights: dict[str, int] = {}
+        self._raw: BinaryIO | None = None
+
+    def position(self) -> int:
+        """Bytes of the file read so far (for a progress bar)."""
+        raw = self._raw
+        return raw.tell() if raw is not None and not raw.closed else 0
+
+    def chunks(self, size: int = CHUNK_ROWS) -> Generator[list[Row], None, None]:
+        raw = self.path.open("rb")
+        self._raw = raw
+        # Closing the text layer closes the file, also when a bad row stops the reading half-way.
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+            lines = _bounded_lines(text)
+            header = next(lines, None)
+            if header is None:
+                raise BadRow(self.path, 1, "the file is empty; expected a header timestamp,account,followers")
+            cells = next(csv.reader([header]), [])
+            parser = _RowParser(_columns(self.path, [h.strip().lower() for h in cells]))
+            yield from self._read(lines, parser, size)
+
+    def _read(self, lines: Iterator[str], parser: _RowParser, size: int) -> Iterator[list[Row]]:
+        rows: list[Row] = []
+        number = 1
+        for line in lines:
+            number += 1
+            try:
+                if len(line) >= LINE_LIMIT and not line.endswith(("\n", "\r")):
+                    raise ValueError(f"the line is longer than {LINE_LIMIT:,} characters")
+                if '"' in line:
+                    reader = csv.reader(itertools.chain([line], lines))
+                    try:
+                        cells = next(reader, [])
+                    finally:
+                        number += max(reader.line_num - 1, 0)  # a quoted cell may span lines
+                    row = self._cells(cells, parser)
+                else:
+                    row = self._line(line, parser)
+            except (ValueError, csv.Error) as exc:
+                self._bad(number, exc)
+                continue
+            if row is not None:
+                rows.append(row)
+                if len(rows) >= size:
+                    self.rows += len(rows)
+                    yield rows
+                    rows = []
+        self.rows += len(rows)
+        if rows:
+            yield rows
+
+    def _line(self, line: str, parser: _RowParser) -> Row | None:
+        if not line.isascii() and _undecodable(line):
+            raise ValueError("the line is not UTF-8 text")
+        line = line.rstrip("\r\n")
+        first = line[:1]
+        if (not first or first == "," or first.isspace()) and not line.replace(",", "").strip():
+            return None  # a blank row, as the csv module skips it
+        return self._cells(line.split(","), parser)
+
+    def _cells(self, cells: list[str], parser: _RowParser) -> Row | None:
+        if not cells or all(not cell.strip() for cell in cells):
+            return None
+        row = self._fast(cells, parser)
+        if row is None:
+            row = self._strict(cells, parser)
+        if self.not_after_us is not None and row[1] > self.not_after_us:
+            when = datetime.fromtimestamp(row[1] / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise FutureRow(f"{FUTURE}: {when} is after now + {FUTURE_TOLERANCE.seconds // 60} minutes")
+        return row
+
+    def _fast(self, cells: list[str], parser: _RowParser) -> Row | None:
+        """The common cells (known account, Unix seconds or ``...T...Z``, plain digits) without parsing."""
+        if len(cells) < parser.width:
+            return None
+        name = self._names.get(cells[parser.account_column])
+        if name is None:
+            return None
+        at = _fast_micros(cells[parser.time_column], self._midnights)
+        followers = _plain_count(cells[parser.followers_column])
+        if at < 0 or followers < 0:
+            return None
+        following = _optional(cells, parser.following_column)
+        posts = _optional(cells, parser.posts_column)
+        if following == -2 or posts == -2:
+            return None
+        return (name, at, followers, None if following < 0 else following, None if posts < 0 else posts)
+
+    def _strict(self, cells: list[str], parser: _RowParser) -> Row:
+        sample = parser(cells)
+        for value, what in (
+            (sample.followers, "followers"),
+            (sample.following, "following"),
+            (sample.posts, "posts"),
+        ):
+            if value is not None and value > MAX_COUNT:
+                raise ValueError(f"{what} {_shorten(str(value))} is too large")
+        name = str(sample.account)
+        self.accounts.setdefault(name, sample.account)
+        self._names.setdefault(cells[parser.account_column], name)
+        return (name, micros(sample.observed_at), sample.followers, sample.following, sample.posts)
+
+    def _bad(self, number: int, exc: Exception) -> None:
+        problem = BadRow(self.path, number, _shorten(str(exc)))
+        if not self.skip_bad_rows:
+            raise problem
+        self.skipped.add(problem, isinstance(exc, FutureRow))
+
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(when: datetime) -> int:
+    """Epoch microseconds of an aware datetime, exactly."""
+    delta = when - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _bounded_lines(text: TextIO) -> Iterator[str]:
+    """The file's lines (ends kept), none longer than LINE_LIMIT: the rest of a longer line is dropped,
+    and what is returned of it has no line end, which marks it as too long."""
+    while True:
+        line = text.readline(LINE_LIMIT)
+        if not line:
+            return
+        if len(line) >= LINE_LIMIT and not line.endswith(("\n", "\r")):
+            rest = line
+            while rest and not rest.endswith(("\n", "\r")):
+                rest = text.readline(LINE_LIMIT)
+        yield line
+
+
+def _undecodable(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _fast_micros(text: str, midnights: dict[str, int]) -> int:
+    """Epoch microseconds of Unix seconds or ``YYYY-MM-DDTHH:MM:SSZ``; -1 for anything else."""
+    if 0 < len(text) <= 11 and text.isdigit() and text.isascii():
+        return int(text) * 1_000_000
+    if len(text) != 20 or text[19] != "Z" or text[10] != "T" or text[13] != ":" or text[16] != ":":
+        return -1
+    clock = text[11:13] + text[14:16] + text[17:19]
+    if not (clock.isdigit() and clock.isascii()):
+        return -1
+    hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+    if hours > 23 or minutes > 59 or seconds > 59:
+        return -1
+    day = text[:10]
+    midnight = midnights.get(day)
+    if midnight is None:
+        try:
+            midnight = micros(parse_timestamp(day + "T00:00:00Z")) // 1_000_000
+        except ValueError:
+            return -1
+        if midnight < 0:
+            return -1
+        midnights[day] = midnight
+    return (midnight + hours * 3600 + minutes * 60 + seconds) * 1_000_000
+
+
+def _plain_count(text: str) -> int:
+    """A count written as up to 18 plain digits (always below MAX_COUNT); -1 for anything else."""
+    if 0 < len(text) <= 18 and text.isdigit() and text.isascii():
+        return int(text)
+    return -1
+
+
+def _optional(cells: list[str], column: int) -> int:
+    """An optional count: its value, -1 when the column is absent or empty, -2 when it needs parsing."""
+    if column < 0 or not cells[column]:
+        return -1
+    value = _plain_count(cells[column])
+    return value if value >= 0 else -2
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"

@@ -1,38 +1,272 @@
-"""Loading a history exported from elsewhere into the database: idempotent, in batches."""
+"""``flockwatch import``: a history exported from elsewhere into the database, then rollups and detection.
+
+1. **Samples, all or nothing.** The file is streamed (bounded memory, whatever its size) into one
+   transaction: accounts it names are created as they appear, samples go in by bulk statements (COPY on
+   PostgreSQL), a sample already stored is kept as it was, and each account's ``latest_*`` columns are
+   set. A bad row (without ``--skip-bad-rows``), a database error or an interrupt rolls everything back.
+2. **Rollups** of every hour the file touched (``Maintenance.roll_up_range``).
+3. **Detection**, in time order with bounded memory: the stored samples of the file's accounts, from
+   ``WARM_UP`` before the file's first row to the newest stored, are read back one time slice at a time
+   and run through a fresh engine; what it finds is stored (upserts by key), rows left open that it no
+   longer holds are closed, and each account's final engine state is saved, so a daemon started
+   afterwards loads it instead of replaying. Steps 2 and 3 only add derived data: after a failure there,
+   importing the same file again (it adds no samples) redoes them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from pathlib import Path
+from typing import Final
 
 from sqlalchemy import Engine
 
 from service.accounts import AccountRef
-from service.samples import Sample
-from service.store.repository import Store
+from service.clock import Clock
+from service.config import RetentionConfig
+from service.detection.base import Detection
+from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, Row, RowStream, Skipped, micros
+from service.detection.engine import DetectionEngine
+from service.detection.recorder import DetectionRecorder
+from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
+from service.store.repository import SavedState, Store, add_accounts
+from service.store.rollups import Maintenance
 
-BATCH = 5_000
+WARM_UP: Final = timedelta(days=30)  # stored history before the file that the detectors read first
+SLICE_ROWS: Final = 200_000  # about this many samples read back per time slice
+WINDOW_ROWS: Final = 1_000_000  # rows grouped by account before they are stored (about 130 MB)
+HOUR_US: Final = 3_600_000_000
+
+# (rows or samples done, fraction of the step done or None when unknown)
+Progress = Callable[[int, float | None], None]
 
 
-def ensure_accounts(database: Engine, refs: set[AccountRef], now: datetime) -> dict[AccountRef, int]:
-    """Ids of the accounts, adding (as watched) the ones the database does not know yet."""
-    store = Store(database)
-    store.watch_many(sorted(refs - store.account_ids(refs).keys()), now)
-    return store.account_ids(refs)
+@dataclass
+class ImportReport:
+    rows: int = 0  # good rows in the file
+    added: int = 0  # samples that were new
+    accounts: dict[AccountRef, int] = field(default_factory=dict)  # the file's accounts and their ids
+    new_accounts: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    skipped: Skipped = field(default_factory=Skipped)
+    analysed: int = 0  # samples the detectors read
+    detections: int = 0  # anomalies stored
+    states: int = 0  # engine states saved
+
+    def note(self, chunk: _Chunk) -> None:
+        self.rows += chunk.rows
+        self.first_us = chunk.first_us if self.first_us is None else min(self.first_us, chunk.first_us)
+        self.last_us = chunk.last_us if self.last_us is None else max(self.last_us, chunk.last_us)
 
 
-def insert_samples(
-    database: Engine,
-    samples: Sequence[Sample],
-    account_ids: dict[AccountRef, int],
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Insert the samples an account does not have yet at that time; returns how many were new."""
-    store = Store(database)
-    added = 0
-    for start in range(0, len(samples), BATCH):
-        batch = samples[start : start + BATCH]
-        added += store.write([(account_ids[s.account], s) for s in batch], [])
-        if progress is not None:
-            progress(start + len(batch), len(samples))
-    return added
+@dataclass
+class _Chunk:
+    payload: str  # the rows, encoded for the database
+    rows: int
+    new: list[AccountRef]  # accounts the file names for the first time in this chunk
+    first_us: int
+    last_us: int
+    position: int  # bytes of the file read
+
+
+class _Reader:
+    """Reads and encodes the file in a thread of its own, at most ``AHEAD`` chunks ahead of the database:
+    parsing (Python) and storing (the database, which releases the GIL) overlap. An error in the file
+    comes out of the iteration; leaving the ``with`` block stops the thread.
+
+    Rows are handed over a ``window`` at a time, grouped by account (a stable sort: an account's rows
+    keep their file order, so of two rows of one account and time the first is still kept). A file in
+    time order names every account in every few rows; grouped, each account's index pages are touched
+    once per window instead of once per row.
+    """
+
+    AHEAD: Final = 3
+
+    def __init__(self, stream: RowStream, loader: SampleLoader, chunk_rows: int, window: int) -> None:
+        self._stream = stream
+        self._loader = loader
+        self._chunk_rows = chunk_rows
+        self._window = window
+        self._seen: set[str] = set()  # accounts named in earlier chunks
+        self._queue: queue.Queue[_Chunk | BaseException | None] = queue.Queue(self.AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="import-reader", daemon=True)
+
+    def __enter__(self) -> _Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        chunks = self._stream.chunks(self._chunk_rows)
+        try:
+            window: list[Row] = []
+            for rows in chunks:
+                if self._stop.is_set():  # the database side stopped (an error, Ctrl-C): read no further
+                    return
+                window += rows
+                if len(window) >= self._window:
+                    self._hand_over(window)
+                    window = []
+            self._hand_over(window)
+            self._put(None)
+        except BaseException as exc:  # handed to the reading side, which raises it
+            self._put(exc)
+        finally:
+            chunks.close()  # closes the file
+
+    def _hand_over(self, window: list[Row]) -> None:
+        window.sort(key=itemgetter(0))
+        for start in range(0, len(window), self._chunk_rows):
+            self._put(self._chunk(window[start : start + self._chunk_rows]))
+
+    def _chunk(self, rows: list[Row]) -> _Chunk:
+        stream = self._stream
+        names = {row[0] for row in rows} - self._seen
+        self._seen |= names
+        times = [row[1] for row in rows]
+        new = [stream.accounts[name] for name in sorted(names)]
+        return _Chunk(self._loader.encode(rows), len(rows), new, min(times), max(times), stream.position())
+
+    def _put(self, item: _Chunk | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+class Importer:
+    def __init__(
+        self, database: Engine, clock: Clock, chunk_rows: int = CHUNK_ROWS, window: int = WINDOW_ROWS
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.chunk_rows = chunk_rows  # rows read, encoded and stored at a time
+        self.window = window  # rows grouped by account before they are stored
+
+    def load(self, path: Path, skip_bad_rows: bool, progress: Progress | None = None) -> ImportReport:
+        """Step 1: the samples, in one transaction. Raises ``BadRow`` (nothing stored) on a bad row."""
+        now = self.clock.now()
+        stream = RowStream(path, skip_bad_rows, micros(now + FUTURE_TOLERANCE))
+        report = ImportReport(skipped=stream.skipped)
+        size = max(path.stat().st_size, 1)
+        with self.database.begin() as conn:
+            loader = loader_for(conn)
+            with _Reader(stream, loader, self.chunk_rows, self.window) as reader:
+                for chunk in reader:
+                    if chunk.new:
+                        known, added = add_accounts(conn, chunk.new, now)
+                        report.accounts.update(known)
+                        report.new_accounts += len(added)
+                    loader.load(chunk.payload)
+                    report.note(chunk)
+                    if progress is not None:
+                        progress(report.rows, chunk.position / size)
+            report.added = loader.finish()
+            note_latest(conn, report.accounts.values())
+        return report
+
+    def roll_up(self, report: ImportReport, progress: Progress | None = None) -> None:
+        """Step 2: hourly and daily rollups of every hour the file touched, a day at a time."""
+        if report.first_us is None or report.last_us is None:
+            return
+        maintenance = Maintenance(self.database, RetentionConfig())
+        first, last = _time(report.first_us), _time(report.last_us)
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        total = max((last - day) / timedelta(days=1), 1e-9)
+        while day <= last:
+            # roll_up_range stops before its end: one microsecond past the last sample takes its hour
+            end = min(day + timedelta(days=1), last + timedelta(microseconds=1))
+            maintenance.roll_up_range(max(day, first), end)
+            day += timedelta(days=1)
+            if progress is not None:
+                progress(0, min((day - first) / timedelta(days=1) / total, 1.0))
+
+    def analyse(self, report: ImportReport, progress: Progress | None = None) -> None:
+        """Step 3: run the detectors over the stored history of the file's accounts, store what they find
+        and save each account's final state."""
+        if report.first_us is None or not report.accounts:
+            return
+        refs = {account_id: ref for ref, account_id in report.accounts.items()}
+        engine = DetectionEngine()
+        recorder = DetectionRecorder(engine, dict(report.accounts))
+        store = Store(self.database)
+        start = report.first_us - int(WARM_UP.total_seconds()) * 1_000_000
+        end = _newest(store, refs, micros(self.clock.now() + FUTURE_TOLERANCE)) + 1
+        with self.database.connect() as conn:
+            reader = SampleReader(conn, refs)
+            step = _slice_length(report, start)
+            at = start - start % HOUR_US
+            while at < end:
+                found = _observe(engine, refs, reader.slice(at, at + step), report)
+                if found:
+                    report.detections += store.write_batch([], [], recorder.rows(found)).detections
+                at += step
+                if progress is not None:
+                    progress(report.analysed, min((at - start) / max(end - start, 1), 1.0))
+            reader.close()
+        store.close_stale_detections(list(refs), {d.key for d in engine.active()})
+        report.states = _save_states(store, engine, refs, self.clock.now())
+
+
+def _newest(store: Store, refs: dict[int, AccountRef], limit_us: int) -> int:
+    """The time of the newest sample stored for these accounts (their latest_at), at most ``limit_us``."""
+    newest = [a.latest_at for _, a in store.accounts_by_id(refs).values() if a.latest_at is not None]
+    return min(max(micros(when) for when in newest), limit_us) if newest else limit_us
+
+
+def _slice_length(report: ImportReport, start_us: int) -> int:
+    """A time slice expected to hold about SLICE_ROWS samples of the file's accounts (whole hours)."""
+    assert report.last_us is not None
+    span = max(report.last_us - start_us, HOUR_US)
+    per_us = max(report.rows, 1) / span
+    hours = max(1, min(int(SLICE_ROWS / per_us // HOUR_US), 24 * 31))
+    return hours * HOUR_US
+
+
+def _observe(
+    engine: DetectionEngine,
+    refs: dict[int, AccountRef],
+    rows: list[tuple[int, int, int, int | None, int]],
+    report: ImportReport,
+) -> list[Detection]:
+    """Feed one slice to the engine; the detections it opened, changed or ended (latest version each)."""
+    changed: dict[str, Detection] = {}
+    observe = engine.observe_values
+    for account_id, us, followers, following, step in rows:
+        for detection in observe(refs[account_id], us / 1e6, followers, following, step):
+            changed[detection.key] = detection
+    report.analysed += len(rows)
+    return list(changed.values())
+
+
+def _save_states(store: Store, engine: DetectionEngine, refs: dict[int, AccountRef], now: datetime) -> int:
+    states = []
+    for account_id, ref in refs.items():
+        last = engine.last_at(ref)
+        blob = engine.snapshot(ref) if last is not None else None
+        if last is not None and blob is not None:
+            states.append(SavedState(account_id, datetime.fromtimestamp(last, UTC), blob, None, now))
+    store.save_states(states)
+    return len(states)
+
+
+def _time(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC) + timedelta(microseconds=us % 1_000_000)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -120,6 +121,14 @@ class Detection(Base):
     __table_args__ = (
         Index("ix_detections_account_open", "account_id", "ended_at"),
         Index("ix_detections_detected_at", "detected_at"),
+        # The ongoing ones alone, with their scores: what `flockwatch status` aggregates (migration 0003).
+        Index(
+            "ix_detections_ongoing",
+            "account_id",
+            "score",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

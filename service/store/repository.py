@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, FunctionElement, Insert, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import models
+
+if TYPE_CHECKING:
+    from service.store.listing import Page, StatusLine
+    from service.store.queries import DetectionQuery, StatusQuery
 
 
 @dataclass(slots=True)
@@ -344,6 +348,18 @@ class Store:
             rows = conn.execute(query).all()
         return [_status_row(row) for row in rows]
 
+    def status_page(self, query: StatusQuery) -> Page[StatusLine]:
+        """One page of watched accounts, filtered and sorted in the database (``flockwatch status``)."""
+        from service.store.listing import status_page
+
+        return status_page(self.engine, query)
+
+    def detection_page(self, query: DetectionQuery) -> Page[DetectionRow]:
+        """One page of stored detections, filtered and sorted in the database (``flockwatch detections``)."""
+        from service.store.listing import detection_page
+
+        return detection_page(self.engine, query)
+
     def events(self, ref: AccountRef) -> list[tuple[datetime, str, str]]:
         query = (
             select(models.AccountEvent.at, models.AccountEvent.kind, models.AccountEvent.detail)
@@ -381,6 +397,24 @@ def _rows_by_ref(conn: Connection, refs: Sequence[AccountRef]) -> dict[AccountRe
             query = _ACCOUNT_QUERY.where(table.platform == platform, table.handle.in_(chunk))
             found.update({AccountRef(row.platform, row.handle): row for row in conn.execute(query)})
     return found
+
+
+def add_accounts(
+    conn: Connection, refs: Iterable[AccountRef], now: datetime
+) -> tuple[dict[AccountRef, int], list[AccountRef]]:
+    """The ids of ``refs`` in the connection's transaction, adding (watched) those not known yet, and the
+    ones added; an account known but not watched stays as it is. ``import`` creates its accounts so."""
+    wanted = list(dict.fromkeys(refs))
+    known = _rows_by_ref(conn, wanted)
+    new = [ref for ref in wanted if ref not in known]
+    if new:
+        table = models.table(models.Account)
+        insert = insert_ignoring_duplicates(conn, table, ["platform", "handle"])
+        conn.execute(insert, [_new_account(ref, now, None) for ref in new])
+        added = _rows_by_ref(conn, new)
+        _log_changes(conn, [row.id for row in added.values()], now)
+        known.update(added)
+    return {ref: row.id for ref, row in known.items()}, new
 
 
 def _log_changes(conn: Connection, ids: Sequence[int], now: datetime) -> None:

@@ -1,0 +1,296 @@
+"""Bulk loading for ``flockwatch import``: samples streamed into the caller's transaction, and read back in
+time slices for detection.
+
+Samples arrive as plain tuples ``(account id, epoch microseconds, followers, following, posts)``. SQLite
+takes them with one prepared INSERT per chunk; PostgreSQL takes them with COPY into a temporary staging
+table, moved into ``samples`` by one INSERT ... SELECT ... ON CONFLICT DO NOTHING every ``FLUSH_ROWS``
+rows. Either way a sample already stored (same account and time) is kept as it was, and everything
+happens in the transaction of the connection given: the caller commits or rolls back the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from sqlalchemy import Connection, func, select, update
+
+from service.store import models
+
+# (account as platform:handle, epoch microseconds, followers, following, posts), as the CSV reader yields it
+LoadRow = tuple[str, int, int, int | None, int | None]
+FLUSH_ROWS: Final = 500_000  # PostgreSQL: staged rows moved into samples per statement
+_SECOND: Final = 1_000_000
+
+
+class SampleLoader(ABC):
+    """Adds samples inside the connection's transaction; ``added`` counts those that were new.
+
+    ``encode`` turns rows into one payload for the database (pure, safe to run in another thread, so the
+    file is read while the database works); ``load`` hands a payload to the database in one statement,
+    which finds each row's account by platform and handle (the accounts must exist by then).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.added = 0
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._prefixes: dict[str, str] = {}  # platform:handle -> its encoded fields
+
+    @abstractmethod
+    def encode(self, rows: Sequence[LoadRow]) -> str: ...
+
+    @abstractmethod
+    def load(self, payload: str) -> None: ...
+
+    def finish(self) -> int:
+        return self.added
+
+    def _prefix(self, name: str) -> str:
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            platform, _, handle = name.partition(":")
+            prefix = self._prefixes[name] = self._fields(platform, handle)
+        return prefix
+
+    @abstractmethod
+    def _fields(self, platform: str, handle: str) -> str: ...
+
+
+def loader_for(conn: Connection) -> SampleLoader:
+    if conn.dialect.name == "postgresql":
+        return PostgresLoader(conn)
+    if conn.dialect.name == "sqlite":
+        return SqliteLoader(conn)
+    raise ValueError(f"unsupported database: {conn.dialect.name} (use SQLite or PostgreSQL)")
+
+
+class SqliteLoader(SampleLoader):
+    """A chunk is one JSON array handed to one INSERT ... SELECT over ``json_each``: SQLite does the
+    whole chunk in one call, without a Python round trip per row."""
+
+    # CROSS JOIN keeps json_each the outer loop (file order: the first of two rows of one account and
+    # time is kept) and finds each account by its unique (platform, handle) index.
+    INSERT: Final = (
+        "INSERT INTO samples (account_id, observed_at, followers, following, posts, followers_step) "
+        "SELECT a.id, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, 1 "
+        "FROM json_each(?) AS j CROSS JOIN accounts AS a "
+        "ON a.platform = j.value ->> 0 AND a.handle = j.value ->> 1 "
+        "WHERE true ON CONFLICT (account_id, observed_at) DO NOTHING"
+    )
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        # A bigger page cache for this connection only: a bulk load touches one index page per account.
+        self._cursor.execute("PRAGMA cache_size = -131072")  # 128 MiB
+        self._times = SqliteTimes()
+
+    def encode(self, rows: Sequence[LoadRow]) -> str:
+        text, prefix = self._times.text, self._prefix
+        return (
+            "["
+            + ",".join(
+                f'[{prefix(name)},"{text(us)}",{f},{_json(g)},{_json(p)}]' for name, us, f, g, p in rows
+            )
+            + "]"
+        )
+
+    def load(self, payload: str) -> None:
+        self._cursor.execute(self.INSERT, (payload,))
+        self.added += max(self._cursor.rowcount, 0)
+
+    def _fields(self, platform: str, handle: str) -> str:
+        return f"{json.dumps(platform)},{json.dumps(handle)}"
+
+
+class PostgresLoader(SampleLoader):
+    """Chunks go by COPY into a temporary staging table; every FLUSH_ROWS rows one INSERT ... SELECT
+    moves them into samples. The move is first tried without ON CONFLICT (a third cheaper, and right for
+    a file that repeats nothing already stored); a conflict rolls that try back to a savepoint and redoes
+    it with ON CONFLICT DO NOTHING in file order (of two rows of one account and time the first is kept),
+    as every later move then is."""
+
+    STAGING: Final = (
+        "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging (seq bigint, platform text, handle text, "
+        "us bigint, followers bigint, following bigint, posts bigint) ON COMMIT DROP"
+    )
+    MOVE: Final = (
+        "INSERT INTO samples (account_id, observed_at, followers, following, posts, followers_step) "
+        "SELECT a.id, timestamptz 'epoch' + s.us * interval '1 microsecond', s.followers, s.following, "
+        "s.posts, 1 FROM import_staging s JOIN accounts a ON a.platform = s.platform AND a.handle = s.handle"
+    )
+    IN_ORDER: Final = " ORDER BY s.seq ON CONFLICT (account_id, observed_at) DO NOTHING"
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._cursor.execute(self.STAGING)
+        self._staged = 0
+        self._seq = 0
+        self._conflicts = False  # once a move met a stored sample, every move skips them
+
+    def encode(self, rows: Sequence[LoadRow]) -> str:
+        prefix, start = self._prefix, self._seq
+        self._seq += len(rows)
+        return "".join(
+            f"{start + i}\t{prefix(name)}\t{us}\t{f}\t{_copy(g)}\t{_copy(p)}\n"
+            for i, (name, us, f, g, p) in enumerate(rows)
+        )
+
+    def load(self, payload: str) -> None:
+        copy_in = "COPY import_staging (seq, platform, handle, us, followers, following, posts) FROM STDIN"
+        with self._cursor.copy(copy_in) as copy:
+            copy.write(payload)
+        self._staged += payload.count("\n")
+        if self._staged >= FLUSH_ROWS:
+            self._move()
+
+    def finish(self) -> int:
+        if self._staged:
+            self._move()
+        return self.added
+
+    def _move(self) -> None:
+        moved = None if self._conflicts else self._move_plainly()
+        if moved is None:
+            self._conflicts = True
+            self._cursor.execute(self.MOVE + self.IN_ORDER)
+            moved = self._cursor.rowcount
+        self.added += max(moved, 0)
+        self._cursor.execute("TRUNCATE import_staging")
+        self._staged = 0
+
+    def _move_plainly(self) -> int | None:
+        """Rows moved, or None when one was already stored (nothing moved then)."""
+        from psycopg.errors import UniqueViolation
+
+        self._cursor.execute("SAVEPOINT import_move")
+        try:
+            self._cursor.execute(self.MOVE)
+        except UniqueViolation:
+            self._cursor.execute("ROLLBACK TO SAVEPOINT import_move")
+            return None
+        moved = int(self._cursor.rowcount)
+        self._cursor.execute("RELEASE SAVEPOINT import_move")
+        return moved
+
+    def _fields(self, platform: str, handle: str) -> str:
+        return f"{_copy_text(platform)}\t{_copy_text(handle)}"
+
+
+def _json(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def _copy(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def _copy_text(value: str) -> str:
+    """A text field of COPY's text format (handles are validated, but escaping costs nothing per row)."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class SqliteTimes:
+    """Epoch microseconds to SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, as SQLAlchemy writes
+    it) and back; the text of a whole second is cached (files repeat their times across accounts)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+        self._days: dict[str, int] = {}
+
+    def text(self, us: int) -> str:
+        seconds, fraction = divmod(us, _SECOND)
+        stamp = self._seconds.get(seconds)
+        if stamp is None:
+            if len(self._seconds) > 100_000:
+                self._seconds.clear()
+            stamp = self._seconds[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+        return f"{stamp}.{fraction:06d}"
+
+    def micros(self, text: str) -> int:
+        midnight = self._days.get(text[:10])
+        if midnight is None:
+            parsed = time.strptime(text[:10], "%Y-%m-%d")
+            midnight = self._days[text[:10]] = _timegm(parsed) * _SECOND
+        clock = (int(text[11:13]) * 60 + int(text[14:16])) * 60 + int(text[17:19])
+        return midnight + clock * _SECOND + (int(text[20:26]) if len(text) > 20 else 0)
+
+
+def _timegm(parsed: time.struct_time) -> int:
+    import calendar
+
+    return calendar.timegm(parsed)
+
+
+def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
+    """Set each account's ``latest_*`` columns from its newest stored sample: one statement per chunk."""
+    accounts = models.table(models.Account)
+    samples = models.table(models.Sample)
+
+    def newest(column: Any) -> Any:
+        return (
+            select(column)
+            .where(samples.c.account_id == accounts.c.id)
+            .order_by(samples.c.observed_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    values = {
+        "latest_at": select(func.max(samples.c.observed_at))
+        .where(samples.c.account_id == accounts.c.id)
+        .scalar_subquery(),
+        "latest_followers": newest(samples.c.followers),
+        "latest_following": newest(samples.c.following),
+        "latest_posts": newest(samples.c.posts),
+    }
+    ids = sorted(set(account_ids))
+    for start in range(0, len(ids), 2_000):
+        chunk = ids[start : start + 2_000]
+        conn.execute(update(accounts).where(accounts.c.id.in_(chunk)).values(**values))
+
+
+class SampleReader:
+    """Stored samples of a set of accounts between two times, in time order, on one connection: what
+    ``import`` runs the detectors over, a slice at a time."""
+
+    def __init__(self, conn: Connection, account_ids: Iterable[int]) -> None:
+        self.conn = conn
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._sqlite = conn.dialect.name == "sqlite"
+        self._times = SqliteTimes()
+        self._cursor.execute("CREATE TEMPORARY TABLE import_accounts (id integer PRIMARY KEY)")
+        ids = [(i,) for i in sorted(set(account_ids))]
+        marker = "?" if self._sqlite else "%s"
+        self._cursor.executemany(f"INSERT INTO import_accounts (id) VALUES ({marker})", ids)
+
+    def slice(self, start_us: int, end_us: int) -> list[tuple[int, int, int, int | None, int]]:
+        """(account id, epoch microseconds, followers, following, step) with start <= time < end."""
+        if self._sqlite:
+            return self._sqlite_slice(start_us, end_us)
+        self._cursor.execute(
+            "SELECT account_id, (extract(epoch FROM observed_at) * 1000000)::bigint, followers, "
+            "following, followers_step FROM samples "
+            "WHERE observed_at >= timestamptz 'epoch' + %s * interval '1 microsecond' "
+            "AND observed_at < timestamptz 'epoch' + %s * interval '1 microsecond' "
+            "AND account_id IN (SELECT id FROM import_accounts) ORDER BY observed_at, account_id",
+            (start_us, end_us),
+        )
+        return list(self._cursor.fetchall())
+
+    def _sqlite_slice(self, start_us: int, end_us: int) -> list[tuple[int, int, int, int | None, int]]:
+        self._cursor.execute(
+            "SELECT account_id, observed_at, followers, following, followers_step FROM samples "
+            "WHERE observed_at >= ? AND observed_at < ? "
+            "AND account_id IN (SELECT id FROM import_accounts) ORDER BY observed_at, account_id",
+            (self._times.text(start_us), self._times.text(end_us)),
+        )
+        micros = self._times.micros
+        return [(a, micros(at), f, g, s) for a, at, f, g, s in self._cursor]
+
+    def close(self) -> None:
+        self._cursor.execute("DROP TABLE IF EXISTS import_accounts")
+        self._cursor.close()
