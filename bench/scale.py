@@ -53,7 +53,7 @@ from service.store.rollups import Maintenance
 RESULTS = ROOT / "bench/results"
 REPORT = ROOT / "docs/benchmarks-scale.md"
 PG_ADMIN = "postgresql+psycopg://flockwatch:flockwatch@127.0.0.1:5432/flockwatch_test"
-HISTORY = {10_000: (30.0, 30.0, True), 100_000: (30.0, 7.0, False)}  # days, raw days, rollups
+HISTORY = {10_000: (30.0, 30.0, True), 100_000: (30.0, 7.0, True)}  # days, raw days, rollups of the raw
 SCRAPE_EVERY = 5.0  # seconds between two scrapes while cycles run (Prometheus: 15-60 s)
 
 
@@ -277,6 +277,12 @@ def _last(events: list[dict[str, Any]], key: str) -> Any:
 # -- around the runs --------------------------------------------------------------------------------------
 
 
+def _until_due(case: Case, last: Run) -> None:
+    """Wait until every account is due again (an interval after the last cycle began), so the next start
+    polls at once: a daemon restarted sooner rightly waits for each account's interval before polling it."""
+    time.sleep(max(0.0, last.cycles[-1].start + case.interval + 1 - time.time()))
+
+
 def cold_start(case: Case, fake: FakePlatform) -> Run:
     """No saved states: the daemon rebuilds every account's from its samples."""
     engine = open_engine(case.url)
@@ -486,8 +492,10 @@ def run_case(case: Case, loaded: dict[str, Any]) -> dict[str, Any]:
         runs = [measured_run(case, fake, "warm", case.cycles, case.scrape_cycles)]
         for _ in range(case.warm_repeats):
             say("warm start again")
+            _until_due(case, runs[-1])
             runs.append(measured_run(case, fake, "warm", cycles=1))
         say("cold start")
+        _until_due(case, runs[-1])
         runs.append(cold_start(case, fake))
         say("commands, maintenance, sizes")
         cli = cli_times(case, case.folder / "flockwatch.yml")

@@ -135,14 +135,19 @@ def _load_batch(
     started = time.perf_counter()
     engine, found, board = _judged(batch, history)
     report.took("detect", started)
+    tables: dict[tuple[int, ...], list[tuple[Table, list[Row]]]] = {}
     for store, id_of in zip(stores, ids, strict=True):
         started = time.perf_counter()
-        raw = _write_rows(store, id_of, batch, history)
+        key = tuple(id_of[ref] for ref in batch.refs)  # databases loaded together number accounts alike
+        if key not in tables:
+            tables[key] = _rows(key, batch, history)
+        for table, rows in tables[key]:
+            bulk_insert(store.engine, table, rows)
         _write_last(store, id_of, batch, DetectionRecorder(engine, dict(id_of)), found)
         states = _states(engine, board, id_of, batch, history)
         store.save_states(states)
         report.took(f"write {store.engine.dialect.name}", started)
-    report.samples += raw
+    report.samples += len(tables[key][0][1])
     report.observed += len(batch.refs) * len(batch.moments)
     report.detections += len({d.key for d in found})
     report.states += len(states)
@@ -181,22 +186,21 @@ def _judged(batch: _Batch, history: History) -> tuple[DetectionEngine, list[Dete
     return engine, found, board
 
 
-def _write_rows(store: Store, id_of: dict[AccountRef, int], batch: _Batch, history: History) -> int:
-    """Raw samples (those after ``raw_from``), and their hourly and daily rollups; returns how many."""
+def _rows(ids: tuple[int, ...], batch: _Batch, history: History) -> list[tuple[Table, list[Row]]]:
+    """The raw samples (those after ``raw_from``) of accounts ``ids`` and, with rollups, their hourly and
+    daily rollups, each with its table."""
     times = [_time(at) for at in batch.moments]
     first = next(i for i, at in enumerate(batch.moments) if at >= history.raw_from)
-    rows = [
-        (id_of[ref], times[step], batch.followers[i][step], batch.following[i][step], batch.posts[i][step], 1)
-        for i, ref in enumerate(batch.refs)
+    rows: list[Row] = [
+        (account_id, times[step], batch.followers[i][step], batch.following[i][step], batch.posts[i][step], 1)
+        for i, account_id in enumerate(ids)
         for step in range(first, len(times))
     ]
-    bulk_insert(store.engine, models.table(models.Sample), rows)
-    if history.rollups:
-        for model, size in ((models.HourlyRollup, HOUR), (models.DailyRollup, DAY)):
-            table = models.table(model)
-            buckets = [tuple(b[c.name] for c in table.columns) for b in _aggregate(rows, size)]
-            bulk_insert(store.engine, table, buckets)
-    return len(rows)
+    tables = [(models.table(models.Sample), rows)]
+    for model, size in ((models.HourlyRollup, HOUR), (models.DailyRollup, DAY)) if history.rollups else ():
+        table = models.table(model)
+        tables.append((table, [tuple(b[c.name] for c in table.columns) for b in _aggregate(rows, size)]))
+    return tables
 
 
 def _write_last(

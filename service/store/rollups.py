@@ -128,13 +128,18 @@ class Maintenance:
 
     def _watermark(self) -> datetime | None:
         with self.engine.connect() as conn:
-            value = conn.scalar(select(models.Setting.value).where(models.Setting.name == WATERMARK))
-        return datetime.fromisoformat(value) if value else None
+            return rolled_up_until(conn)
 
     def _oldest_sample(self) -> datetime | None:
         with self.engine.connect() as conn:
             oldest: datetime | None = conn.scalar(select(func.min(models.Sample.observed_at)))
         return oldest
+
+
+def rolled_up_until(conn: Connection) -> datetime | None:
+    """The watermark: every hourly rollup before it has been made (None before the first run)."""
+    value = conn.scalar(select(models.Setting.value).where(models.Setting.name == WATERMARK))
+    return datetime.fromisoformat(value) if value else None
 
 
 def _floor(when: datetime, size: timedelta) -> datetime:
