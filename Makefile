@@ -7,7 +7,7 @@ PY_DIRS := $(wildcard service migrations tests bench grafana deploy/kubernetes) 
 # setup.py compiles these with mypyc: the install is redone when one changes, so tests run what ships.
 COMPILED := $(wildcard service/detection/*.py service/detection/detectors/*.py)
 
-.PHONY: run test lint typecheck pytest install clean bench bench-seeds bench-quick bench-metrics generate
+.PHONY: run test lint typecheck pytest install clean bench bench-seeds bench-quick bench-metrics bench-scale generate
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "needs python3.11 on PATH (or make PYTHON=/path/to/python3.11)"; exit 2; }
@@ -47,6 +47,10 @@ bench-quick: $(STAMP)
 bench-metrics: $(STAMP)
 	$(BIN)/python bench/metrics_page.py
 	$(BIN)/python -m bench.score_page
+
+# The daemon at 10,000 and 100,000 accounts on SQLite and PostgreSQL (about two hours): docs/benchmarks-scale.md
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale
 
 generate: $(STAMP)
 	$(BIN)/python grafana/generate.py

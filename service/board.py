@@ -18,7 +18,8 @@ from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 
 CHANGE_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-_KEEP = (7 * 24 + 4) * 3600.0
+REACH = timedelta(days=7, hours=4)  # how far back the trail keeps points (one older point stays besides)
+_KEEP = REACH.total_seconds()
 _FINE = 26 * 3600.0  # hourly points this far back, three-hourly before
 _FORMAT = 1
 

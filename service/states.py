@@ -2,7 +2,8 @@
 
 Start-up (and a replica taking accounts over) loads every account's saved state in a few set-based
 queries and replays only the samples stored after it, instead of replaying raw history. An account with no
-usable state (a new install, a snapshot of an older format) is rebuilt from its last weeks of samples.
+usable state (a new install, a snapshot of an older format) is rebuilt from its last weeks: the hourly
+rollups (one sample an hour, kept longer than raw samples), then the raw samples of the last two days.
 The daemon saves the states of accounts that moved on every ``checkpoint`` and once more at shutdown.
 Engine and board are only ever changed on the event loop, a chunk of accounts at a time; the database
 work runs in threads.
@@ -16,10 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from service.accounts import AccountRef
-from service.board import Board
+from service.board import REACH, Board
 from service.clock import Clock
 from service.detection.base import Detection
 from service.detection.engine import DetectionEngine
@@ -82,7 +84,8 @@ class AccountStates:
         refs = {a.id: a.ref for a in accounts}
         report.replayed += await self._replay(self._store.samples_after, after, refs, now, take)
         since = {a.id: now - timedelta(days=REBUILD_DAYS) for a in missing}
-        report.replayed += await self._replay(self._store.samples_after, since, refs, now, take, thin=True)
+        rebuild = partial(self._store.rebuild_history, fine_from=now - timedelta(days=FINE_DAYS))
+        report.replayed += await self._replay(rebuild, since, refs, now, take, thin=True)
         report.rebuilt = len(missing)
         for account in accounts:
             self._saved.setdefault(account.id, None)
@@ -129,11 +132,13 @@ class AccountStates:
 
     async def _observe(self, samples: Sequence[tuple[int, Sample]], take: Take) -> None:
         found: list[Detection] = []
+        trail_from = _trail_starts(samples)
         for start in range(0, len(samples), CHUNK * 20):
             for account_id, sample in samples[start : start + CHUNK * 20]:
                 self._recorder.ids.setdefault(sample.account, account_id)
                 found += self._engine.observe(sample)
-                self._board.record_sample(sample)
+                if sample.observed_at >= trail_from[account_id]:
+                    self._board.record_sample(sample)
             await asyncio.sleep(0)
         if found:
             await take(Batch(detections=self._recorder.rows(found)))
@@ -189,6 +194,15 @@ class AccountStates:
 
 def _chunks(values: Sequence[T], size: int) -> list[Sequence[T]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _trail_starts(samples: Sequence[tuple[int, Sample]]) -> dict[int, datetime]:
+    """Per account, the oldest sample time its /metrics trail can still hold: a day before the trail's reach
+    from its newest sample. Older samples only cost the board time (it would drop them again)."""
+    newest: dict[int, datetime] = {}
+    for account_id, sample in samples:
+        newest[account_id] = sample.observed_at  # samples come in time order: the last one is the newest
+    return {account_id: at - REACH - timedelta(days=1) for account_id, at in newest.items()}
 
 
 def _thinned(samples: Sequence[tuple[int, Sample]], fine_from: datetime) -> list[tuple[int, Sample]]:

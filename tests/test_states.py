@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 from service.accounts import AccountRef
 from service.board import Board
 from service.clock import ManualClock
+from service.config import RetentionConfig
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
 from service.metrics import ServiceMetrics
@@ -27,6 +28,7 @@ from service.states import AccountStates
 from service.store import models
 from service.store.database import upgrade
 from service.store.repository import Store, WatchedAccount
+from service.store.rollups import Maintenance
 from service.writer import SampleWriter
 from tests.detection.helpers import START, organic_gains, series
 
@@ -109,6 +111,25 @@ async def test_a_restart_without_a_saved_state_rebuilds_it_from_samples(
 
     assert loaded_before == (0, 1)
     (row,) = _rows(store, "regular_growth")
+    assert "for 12 days" in row.summary
+
+
+async def test_a_state_rebuilt_after_raw_samples_expired_reads_the_hourly_rollups(
+    store: Store, clock: ManualClock
+) -> None:
+    store.watch(DRIPPING, START)
+    samples = series("x:dripping", organic_gains(30, 20) + [768] * 12)
+    Run(store, clock).poll(samples[:36])
+    clock.set(samples[35].observed_at)
+    Maintenance(store.engine, RetentionConfig(raw=timedelta(days=3))).run(clock.now() + timedelta(hours=1))
+    assert store.sample_count() == 3  # the raw samples of the last three days are all that is left
+
+    restarted = Run(store, clock)
+    loaded_before = await _load(restarted)
+    restarted.poll(samples[36:])
+
+    assert loaded_before == (0, 1)
+    (row,) = _rows(store, "regular_growth")  # the same anomaly, followed from its start
     assert "for 12 days" in row.summary
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import models
+from service.store.rollups import rolled_up_until
 
 if TYPE_CHECKING:
     from service.store.listing import Page, StatusLine
@@ -339,6 +340,54 @@ class Store:
         rows.sort(key=lambda pair: pair[1].observed_at)
         return rows
 
+    def rebuild_history(
+        self,
+        since: dict[int, datetime],
+        refs: dict[int, AccountRef],
+        until: datetime | None = None,
+        *,
+        fine_from: datetime,
+    ) -> list[tuple[int, Sample]]:
+        """What rebuilding a state reads, in time order: each account's hourly rollups (the last sample of
+        each hour) from ``since[id]`` up to ``fine_from`` or as far as the rollups reach, then its raw
+        samples. Rollups outlive raw samples (``retention.raw``) and hold a quarter of their rows at
+        15-minute polling; samples written late into hours already rolled up count once maintenance has
+        rolled those hours up again."""
+        with self.engine.connect() as conn:
+            reach = rolled_up_until(conn)
+        if reach is None:
+            return self.samples_after(since, refs, until)
+        cut = min(reach, _hour_floor(fine_from))
+        rows = self._hourly_after(since, refs, cut)
+        raw_from = {i: max(at, cut - _INSTANT) for i, at in since.items()}
+        rows += self.samples_after(raw_from, refs, until)
+        rows.sort(key=lambda pair: pair[1].observed_at)
+        return rows
+
+    def _hourly_after(
+        self, since: dict[int, datetime], refs: dict[int, AccountRef], before: datetime
+    ) -> list[tuple[int, Sample]]:
+        """The last sample of each rolled-up hour after ``since[id]`` and before ``before``."""
+        hourly = models.table(models.HourlyRollup).c
+        rows: list[tuple[int, Sample]] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(since), 2_000):
+                oldest = min(since[i] for i in chunk) - timedelta(hours=1)
+                query = select(
+                    hourly.account_id,
+                    hourly.last_at,
+                    hourly.last_followers,
+                    hourly.last_following,
+                    hourly.last_posts,
+                    hourly.followers_step,
+                ).where(hourly.account_id.in_(chunk), hourly.bucket >= oldest, hourly.bucket < before)
+                for account_id, at, followers, following, posts, step in conn.execute(query):
+                    if at > since[account_id]:
+                        rows.append(
+                            (account_id, Sample(refs[account_id], at, followers, following, posts, step))
+                        )
+        return rows
+
     def status(self) -> list[StatusRow]:
         """Each watched account with its latest sample and the change over 24 h and 7 d before it."""
         table = models.table(models.Account)
@@ -376,6 +425,13 @@ class Store:
 
 
 _WINDOWS = (timedelta(hours=24), timedelta(days=7))
+_INSTANT = timedelta(microseconds=1)
+
+
+def _hour_floor(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0)
+
+
 FUTURE_TOLERANCE = timedelta(minutes=5)  # a time further ahead of the clock than this is a clock's mistake
 _ACCOUNT_QUERY = select(models.table(models.Account))
 

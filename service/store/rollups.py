@@ -141,8 +141,8 @@ class Maintenance:
         return deleted
 
     def _watermark(self) -> datetime | None:
-        value = self._setting(WATERMARK)
-        return datetime.fromisoformat(value) if value else None
+        with self.engine.connect() as conn:
+            return rolled_up_until(conn)
 
     def _setting(self, name: str) -> str | None:
         with self.engine.connect() as conn:
@@ -153,6 +153,12 @@ class Maintenance:
         with self.engine.connect() as conn:
             oldest: datetime | None = conn.scalar(select(func.min(models.Sample.observed_at)))
         return oldest
+
+
+def rolled_up_until(conn: Connection) -> datetime | None:
+    """The watermark: every hourly rollup before it has been made (None before the first run)."""
+    value = conn.scalar(select(models.Setting.value).where(models.Setting.name == WATERMARK))
+    return datetime.fromisoformat(value) if value else None
 
 
 def _floor(when: datetime, size: timedelta) -> datetime:
