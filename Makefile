@@ -59,3 +59,4 @@ generate: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build flockwatch-demo.db* flockwatch_native__mypyc*.so
 	find service -name '*.so' -delete
+	rm -f service/detection/_compiled_sources.py

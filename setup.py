@@ -7,6 +7,7 @@ a C compiler or the Python headers (with a warning): the modules then run interp
 results, at about a third of the speed. All other project metadata lives in pyproject.toml.
 """
 
+import hashlib
 import os
 import shutil
 import sys
@@ -44,7 +45,23 @@ def missing_toolchain() -> str | None:
     return None
 
 
+def record_sources() -> None:
+    """Write the digest of every source compiled: the package loads the sources instead of compiled modules
+    that no longer match them (service/detection/__init__.py)."""
+    package = Path("service/detection")
+    digests = {
+        str(Path(path).relative_to(package)): hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        for path in COMPILED
+    }
+    lines = [f"    {name!r}: {digest!r}," for name, digest in sorted(digests.items())]
+    (package / "_compiled_sources.py").write_text(
+        '"""Written by setup.py: the digests of the sources compiled with mypyc."""\n\n'
+        "DIGESTS: dict[str, str] = {\n" + "\n".join(lines) + "\n}\n"
+    )
+
+
 def compiled_modules() -> list[Extension]:
+    Path("service/detection/_compiled_sources.py").unlink(missing_ok=True)  # written again if compiled
     if os.environ.get("FLOCKWATCH_PURE_PYTHON", "") not in ("", "0"):
         return []
     lacking = missing_toolchain()
@@ -62,7 +79,9 @@ def compiled_modules() -> list[Extension]:
     # compiled ones import may use: mypyc type-checks with no config file, reads those imports as Any and
     # reports errors only in the modules it compiles (`make typecheck` checks everything strictly).
     options = [f"--config-file={os.devnull}", "--ignore-missing-imports", "--follow-imports=silent"]
-    return mypycify([*options, *COMPILED], opt_level="3", group_name="flockwatch_native")
+    extensions = mypycify([*options, *COMPILED], opt_level="3", group_name="flockwatch_native")
+    record_sources()
+    return extensions
 
 
 setup(ext_modules=compiled_modules())

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import models
-from service.store.rollups import rolled_up_until
 
 if TYPE_CHECKING:
     from service.store.listing import Page, StatusLine
@@ -547,12 +546,18 @@ ROLLUP_WATERMARK = "rollup_watermark"  # hours before it are rolled up
 ROLLUP_DIRTY = "rollup_dirty"  # the earliest sample written behind the watermark since the rollups last ran
 
 
+def rolled_up_until(conn: Connection) -> datetime | None:
+    """The rollup watermark: every hourly rollup before it has been made (None before the first run)."""
+    watermark = conn.scalar(select(models.Setting.value).where(models.Setting.name == ROLLUP_WATERMARK))
+    return datetime.fromisoformat(watermark) if watermark else None
+
+
 def note_late_samples(conn: Connection, earliest: datetime) -> None:
     """Samples written behind the rollup watermark (a spool backlog, an import) mark their hours for rolling
     up again, in the same transaction: the mark survives a crash or a skipped maintenance run."""
     settings = models.table(models.Setting)
-    watermark = conn.scalar(select(settings.c.value).where(settings.c.name == ROLLUP_WATERMARK))
-    if watermark is None or earliest >= datetime.fromisoformat(watermark):
+    watermark = rolled_up_until(conn)
+    if watermark is None or earliest >= watermark:
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(settings).values(name=ROLLUP_DIRTY, value=earliest.isoformat())

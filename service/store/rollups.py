@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 from service.config import RetentionConfig
 from service.store import models
 from service.store.database import lock_key
-from service.store.repository import ROLLUP_DIRTY, ROLLUP_WATERMARK
+from service.store.repository import ROLLUP_DIRTY, ROLLUP_WATERMARK, rolled_up_until
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,6 @@ class Maintenance:
         with self.engine.connect() as conn:
             oldest: datetime | None = conn.scalar(select(func.min(models.Sample.observed_at)))
         return oldest
-
-
-def rolled_up_until(conn: Connection) -> datetime | None:
-    """The watermark: every hourly rollup before it has been made (None before the first run)."""
-    value = conn.scalar(select(models.Setting.value).where(models.Setting.name == WATERMARK))
-    return datetime.fromisoformat(value) if value else None
 
 
 def _floor(when: datetime, size: timedelta) -> datetime:

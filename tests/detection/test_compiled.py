@@ -65,3 +65,39 @@ def test_the_interpreted_engine_finds_exactly_what_the_compiled_one_finds(
     found = backtest(ROOT)
     assert found.count("\n") > 50 and '"regular_growth"' in found and '"burst"' in found
     assert backtest(interpreted) == found
+
+
+def _engine_file(python_path: Path, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    probe = "import service.detection.engine as e, service.detection.detectors.burst as b; print(e.__file__, b.__file__)"
+    return subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(python_path), **environment},
+        cwd=cwd,
+    )
+
+
+@pytest.mark.skipif(
+    _built_uncompiled(), reason="installed uncompiled (FLOCKWATCH_PURE_PYTHON or no C compiler)"
+)
+def test_a_source_edited_after_the_build_runs_interpreted_with_a_warning(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "service", copy / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    assert _engine_file(copy, tmp_path).stdout.split()[0].endswith(".so")  # as built: compiled, quietly
+
+    burst = copy / "service" / "detection" / "detectors" / "burst.py"
+    burst.write_text(burst.read_text() + "\nEDITED = True\n")
+    edited = _engine_file(copy, tmp_path)
+
+    assert all(path.endswith(".py") for path in edited.stdout.split())  # the whole engine from sources
+    assert "older than their sources (detectors/burst.py)" in edited.stderr
+    assert "make install" in edited.stderr
+
+
+def test_pure_python_at_run_time_loads_the_sources_without_a_rebuild(tmp_path: Path) -> None:
+    loaded = _engine_file(ROOT, tmp_path, FLOCKWATCH_PURE_PYTHON="1")
+
+    assert all(path.endswith(".py") for path in loaded.stdout.split())
+    assert loaded.stderr == ""
