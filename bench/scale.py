@@ -294,9 +294,11 @@ def cold_start(case: Case, fake: FakePlatform) -> Run:
 
 
 def cli_times(case: Case, config: Path) -> dict[str, Any]:
-    """Wall and CPU seconds of the read-only commands, each run twice."""
+    """Wall and CPU seconds of the read-only commands, each run twice: the default page (the 50 accounts
+    with the highest scores) and every account."""
     commands = {
         "status": ["status", "--config", str(config)],
+        "status --limit 0": ["status", "--limit", "0", "--config", str(config)],
         "detections": ["detections", "--config", str(config)],
         "detections --active": ["detections", "--active", "--config", str(config)],
     }
@@ -388,6 +390,8 @@ def prepared_cases(
     """A case per database, each holding the size's history: loaded now (all databases in one pass), or
     kept from an earlier run with --reuse."""
     days, raw_days, rollups = HISTORY.get(accounts, (args.days, args.days, True))
+    if args.raw_days is not None:
+        raw_days = min(days, args.raw_days)
     history = History(accounts, days, raw_days, hour_floor(time.time()), rollups)
     folders = {db: args.data / f"{accounts}-{db}" for db in databases}
     kept: dict[str, dict[str, Any]] = {}
@@ -534,6 +538,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10000,100000", help="accounts, comma-separated")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--days", type=float, default=7.0, help="days of history for sizes without a preset")
+    parser.add_argument(
+        "--raw-days",
+        type=float,
+        help="days of raw samples (as with a shorter retention.raw; default: by size)",
+    )
     parser.add_argument("--interval", type=float, help="scaled poll interval in seconds (default: by size)")
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--scrape-cycles", type=int, default=2)

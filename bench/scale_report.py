@@ -228,13 +228,20 @@ def _commands(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         cells = [_case(r)]
-        for name in ("status", "detections", "detections --active"):
-            runs = r["cli"][name]
+        for name in ("status", "status --limit 0", "detections", "detections --active"):
+            runs = r["cli"].get(name, [])
+            if not runs:
+                cells.append("-")
+                continue
             cells.append(", ".join(f"{x['seconds']:.1f}" for x in runs) + f" ({runs[-1]['lines']:,} lines)")
         rows.append(cells)
     note = "Wall seconds of `python -m service …` (interpreter start included), each run twice, output to a pipe.\n"
     return (
-        _section("Commands", ["case", "`status`", "`detections`", "`detections --active`"], rows)
+        _section(
+            "Commands",
+            ["case", "`status`", "`status --limit 0`", "`detections`", "`detections --active`"],
+            rows,
+        )
         + "\n"
         + note
     )

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -221,8 +220,9 @@ def synthetic_board(refs: list[AccountRef], rng: random.Random) -> Board:
     for ref in refs:
         view = board.view(ref)
         followers = rng.randrange(100, 2_000_000)
-        view.trail = deque((at, followers + 90 * i) for i, at in enumerate(hours))
-        view.latest = Sample(ref, hours[-1], view.trail[-1][1], rng.randrange(5000), rng.randrange(90000))
+        for i, at in enumerate(hours):
+            view._extend(at.timestamp(), followers + 90 * i)
+        view.latest = Sample(ref, hours[-1], view.counts[-1], rng.randrange(5000), rng.randrange(90000))
         view.state, view.last_polled_at = AccountState.ACTIVE, NOW
     return board
 

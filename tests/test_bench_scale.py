@@ -47,7 +47,10 @@ def test_the_benchmark_measures_the_daemon_and_writes_its_report(tmp_path: Path,
         assert all(c["users"] == ACCOUNTS and c["stored"] is not None for c in run["cycles"])
     assert len(warm["cycles"]) == CYCLES and all(c["cpu"] is not None for c in warm["cycles"])
     assert any(s["status"] == 200 and s["page"] > 0 for s in warm["scrapes"])
-    assert [c["lines"] for c in result["cli"]["status"]] == [ACCOUNTS + 1]  # a header and every account
+    assert [c["lines"] for c in result["cli"]["status --limit 0"]] == [
+        ACCOUNTS + 1
+    ]  # a header, every account
+    assert all(c["code"] == 0 and c["lines"] > 1 for c in result["cli"]["status"])  # its first page
     samples = result["size"]["rows"]["samples"]
     assert samples >= result["loaded"]["samples"] + (CYCLES + 1) * ACCOUNTS
     assert result["size"]["bytes"]["samples"] > 0

@@ -202,7 +202,10 @@ def test_migration_0003_adds_and_removes_the_ongoing_index(engine: Engine) -> No
     def definition() -> str | None:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
-                sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_ongoing'"
+                sql = (
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_ongoing' "
+                    "AND schemaname = current_schema()"
+                )
             else:
                 sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_detections_ongoing'"
             found = conn.exec_driver_sql(sql).scalar()
