@@ -130,7 +130,7 @@ def write_report(r: Report) -> str:
         "## The real series",
         "",
         "flockwatch's `regular_growth` detections and its warnings of any kind on the two real YouTube "
-        "histories in `shared/data/real/` (unlabelled, mostly organic: their one-day steps are viral days "
+        "histories in `tests/data/real/` (a copy of `shared/data/real/`; unlabelled, mostly organic: their one-day steps are viral days "
         "that daily counts cannot tell from a bought batch):",
         "",
         *_real(r),

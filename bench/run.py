@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "bench" / ".venv-adtk"
 PEERS = ROOT / "bench" / "baselines" / "peers.py"
 RESULTS = ROOT / "bench" / "results"  # git-ignored
-REAL = ROOT.parent / "shared" / "data" / "real"
+REAL = ROOT / "tests" / "data" / "real"  # a copy of shared/data/real
 PEER_PACKAGES = ["numpy<2", "pandas==1.5.3", "scipy<1.12", "statsmodels<0.15", "matplotlib<3.9", "adtk"]
 
 

@@ -19,7 +19,7 @@ from service.detection.engine import DetectionEngine
 
 from .helpers import START, of_kind, organic_gains, run, series
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[1] / "data" / "real"  # a copy of shared/data/real
 QUARTER = timedelta(minutes=15)
 
 

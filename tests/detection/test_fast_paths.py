@@ -22,7 +22,7 @@ from service.detection.stats import chi2_lower_tail
 
 from .helpers import organic_gains, series
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[1] / "data" / "real"  # a copy of shared/data/real
 
 ODD_ROWS = [
     "2026-04-01T00:00:00Z,x:a,5",

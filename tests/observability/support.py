@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+SHARED = ROOT / "tests" / "data"  # copies of shared/schemas (Apache-2.0; see its README)
 RULES = ROOT / "deploy/prometheus/rules/flockwatch.rules.yml"
 RULE_TESTS = ROOT / "deploy/prometheus/rules/flockwatch.rules.test.yml"
 ALERTMANAGER_CONFIG = ROOT / "deploy/alertmanager/alertmanager.yml"
@@ -48,10 +48,7 @@ def run_tool(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 
 def shared_path(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not present (the shared/ folder sits beside the project)")
-    return path
+    return SHARED.joinpath(*parts)
 
 
 def load_yaml(path: Path) -> Any:
