@@ -70,6 +70,7 @@ class Case:
     warm_repeats: int = 2  # further warm starts, each up to its first cycle stored
     quiet: float = 10.0  # seconds of idle CPU measured between two cycles
     cli_repeats: int = 2
+    cold: bool = True  # also a start with no saved states (rebuilt from samples)
     patience: float = 3600.0  # seconds a start-up may take
 
 
@@ -429,6 +430,7 @@ def _case(accounts: int, database: str, folder: Path, history: History, args: ar
         args.warm_repeats,
         quiet=args.quiet,
         cli_repeats=args.cli_repeats,
+        cold=not args.no_cold,
     )
 
 
@@ -498,9 +500,10 @@ def run_case(case: Case, loaded: dict[str, Any]) -> dict[str, Any]:
             say("warm start again")
             _until_due(case, runs[-1])
             runs.append(measured_run(case, fake, "warm", cycles=1))
-        say("cold start")
-        _until_due(case, runs[-1])
-        runs.append(cold_start(case, fake))
+        if case.cold:
+            say("cold start")
+            _until_due(case, runs[-1])
+            runs.append(cold_start(case, fake))
         say("commands, maintenance, sizes")
         cli = cli_times(case, case.folder / "flockwatch.yml")
         maintenance = maintenance_cost(case)
@@ -552,6 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("/tmp/flockwatch-scale"), help="databases and logs")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="a PostgreSQL URL allowed to create databases")
     parser.add_argument("--pg-prefix", default="flockwatch_scale", help="name of the databases it creates")
+    parser.add_argument("--no-cold", action="store_true", help="skip the start without saved states")
     parser.add_argument("--reuse", action="store_true", help="keep a history loaded by an earlier run")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     parser.add_argument("--results", type=Path, default=RESULTS)

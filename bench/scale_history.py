@@ -1,8 +1,8 @@
 """The scale benchmark's history: a watchlist of X accounts with weeks of samples, as if the daemon had
 polled them every 15 minutes, their rollups, detections and saved detection states.
 
-``flockwatch import`` is being rewritten for streaming speed on another branch, so this loads the
-databases itself. Through the Store's API: the watchlist (``Store.watch_many``), each account's last
+This loads the databases itself (quicker to set up than a CSV through ``flockwatch import``, which
+``bench/import_speed.py`` measures on its own). Through the Store's API: the watchlist (``Store.watch_many``), each account's last
 poll, latest counts and detections (``Store.write_batch``), the states (``Store.save_states``) of a
 ``DetectionEngine`` run over the history. Raw samples and rollup rows, the bulk of it, go in with plain
 bulk inserts (COPY on PostgreSQL): ``write_batch`` and ``Maintenance.run`` take 40-55 µs a row here

@@ -26,12 +26,12 @@ threads; not PostgreSQL's server processes).
 
 History is loaded first (`bench/scale_history.py`), as if the daemon had polled every 15 minutes: the watchlist,
 raw samples, rollups, each account's last poll and detections, and each account's saved detection state from a
-`DetectionEngine` run over the history. `flockwatch import` is being rewritten on another branch, so the loader
-writes through the Store's API (`watch_many`, `write_batch`, `save_states`) and bulk-inserts the raw samples
-and rollup rows itself (COPY on PostgreSQL). 10,000 accounts get 30 days of 15-minute samples; 100,000 accounts
-get 30 days as the engine's history (hourly before the last week, as the daemon's own rebuild reads it) of
-which the last 7 days are stored as raw samples, without rollups (7 days of 100,000 accounts are 67 million
-rows; a month would not fit this shared disk and afternoon).
+`DetectionEngine` run over the history. The loader writes through the Store's API (`watch_many`, `write_batch`,
+`save_states`) and bulk-inserts the raw samples and rollup rows itself (COPY on PostgreSQL), which is quicker
+to set up than a CSV through `flockwatch import` (measured on its own in
+[benchmarks-import.md](benchmarks-import.md)). Each case's history (days in all, of which raw) is in its row
+below: before the raw days the engine sees one sample an hour, as the daemon's own rebuild reads it, and only
+the raw days are stored as samples and rolled up.
 """
 
 
