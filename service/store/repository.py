@@ -466,10 +466,22 @@ def add_accounts(
         table = models.table(models.Account)
         insert = insert_ignoring_duplicates(conn, table, ["platform", "handle"])
         conn.execute(insert, [_new_account(ref, now, None) for ref in new])
+        _refresh_statistics(conn, len(new))
         added = _rows_by_ref(conn, new)
         _log_changes(conn, [row.id for row in added.values()], now)
         known.update(added)
     return {ref: row.id for ref, row in known.items()}, new
+
+
+def _refresh_statistics(conn: Connection, added: int) -> None:
+    """After adding many accounts in this transaction, let PostgreSQL's planner know (ANALYZE counts the
+    transaction's own rows): planned on a table it believes tiny, reading them back by handle took 3 s per
+    2,000 accounts when 100,000 were added at once, instead of milliseconds."""
+    if added >= _MANY and conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE accounts"))
+
+
+_MANY = 1_000
 
 
 def _log_changes(conn: Connection, ids: Sequence[int], now: datetime) -> None:
