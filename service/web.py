@@ -4,7 +4,10 @@ Nothing of it runs on the event loop that polls. The server has a thread and an 
 /metrics is rendered in a worker thread: concurrent scrapes wait for one render and share its page, and a page is
 served again while it is younger than a second (or than its render took, if longer), so any number of scrapers
 cost at most one render at a time, and rendering at most half the time. A scraper that accepts gzip (Prometheus
-does) gets the page compressed once per render, in the worker thread.
+does) gets the page compressed once per render, in the worker thread (in the render itself once gzip was asked).
+When rendering is costly (a quarter of a CPU second or more: tens of thousands of accounts), a scrape does not wait
+for it: it gets the page rendered for the scrape before (never older than two minutes) while the next one renders,
+so the values it reads are one scrape interval old, and each scrape still costs one render.
 
 With a web configuration file (``service.webconfig``) the server speaks TLS and asks for basic auth as Prometheus
 exporters do. As in the exporter-toolkit, authentication covers every path, /healthz and /readyz included. The file
@@ -44,6 +47,8 @@ ReadinessCheck = Callable[[], Coroutine[Any, Any, list[str]]]
 PageSection = Callable[[], bytes]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE_MIN_AGE = 1.0  # seconds a rendered page is served again
+SLOW_RENDER = 0.25  # CPU seconds: a render this costly has scrapes served the previous page while the next renders
+PAGE_MAX_STALE = 120.0  # seconds: the oldest page a scrape is served while a new one renders
 SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 
 
@@ -51,6 +56,9 @@ SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 class _Rendered:
     page: bytes
     took: float
+    cpu: float = 0.0  # CPU seconds of the render's thread: what the page costs, whatever the machine's load
+    compressed: bytes | None = None  # compressed in the render, once scrapers asked for gzip
+    at: float = -math.inf  # clock time the render ended
     gzipped: asyncio.Future[bytes] | None = None  # compressed once, when a scraper first asks for gzip
 
 
@@ -62,9 +70,13 @@ class MetricsPage:
         render: Callable[[], bytes],
         *,
         min_age: float = PAGE_MIN_AGE,
+        slow: float = SLOW_RENDER,
+        max_stale: float = PAGE_MAX_STALE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._render, self._min_age, self._clock = render, min_age, clock
+        self._slow, self._max_stale = slow, max_stale
+        self._gzip_wanted = False
         self._current = _Rendered(b"", 0.0)
         self._fresh_until = -math.inf
         self._rendering: asyncio.Future[_Rendered] | None = None
@@ -75,6 +87,9 @@ class MetricsPage:
         rendered = await self._fresh()
         if not gzipped:
             return rendered.page
+        self._gzip_wanted = True
+        if rendered.compressed is not None:
+            return rendered.compressed
         if rendered.gzipped is None:
             loop = asyncio.get_running_loop()
             rendered.gzipped = loop.run_in_executor(self._worker, _gzip, rendered.page)
@@ -84,24 +99,35 @@ class MetricsPage:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     async def _fresh(self) -> _Rendered:
-        if self._clock() < self._fresh_until:
+        now = self._clock()
+        if now < self._fresh_until:
             return self._current
         if self._rendering is None:
             loop = asyncio.get_running_loop()
             self._rendering = loop.run_in_executor(self._worker, self._timed_render)
             self._rendering.add_done_callback(self._rendered)
+        if self._serves_previous(now):
+            return self._current  # the render goes on for the next scrape
         return await asyncio.shield(self._rendering)
 
+    def _serves_previous(self, now: float) -> bool:
+        """Whether a scrape gets the page already rendered instead of waiting: renders are slow, and the
+        page is not too old."""
+        current = self._current
+        return current.cpu >= self._slow and now - current.at <= self._max_stale
+
     def _timed_render(self) -> _Rendered:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         page = self._render()
-        return _Rendered(page, time.perf_counter() - started)
+        compressed = _gzip(page) if self._gzip_wanted else None
+        return _Rendered(page, time.perf_counter() - started, time.thread_time() - cpu, compressed)
 
     def _rendered(self, done: asyncio.Future[_Rendered]) -> None:
         self._rendering = None
         if done.cancelled() or done.exception() is not None:
             return  # every waiter gets the exception; the next scrape tries again
         self._current = done.result()
+        self._current.at = self._clock()
         self.renders += 1
         self._fresh_until = self._clock() + max(self._min_age, self._current.took)
 

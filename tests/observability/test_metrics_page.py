@@ -192,3 +192,42 @@ async def test_the_anomaly_scores_can_be_left_out_of_the_page(tmp_path: Path, sc
         await daemon.http.stop()
     assert ("flockwatch_anomaly_score{" in page) is scores
     assert 'flockwatch_account_state{account="someone",platform="x",state="pending"} 1.0' in page
+
+
+async def test_when_renders_are_slow_a_scrape_gets_the_previous_page_while_the_next_renders() -> None:
+    render, clock = SlowRender(), Clock()
+    render.release.set()
+    page = MetricsPage(render, clock=clock, slow=0.0, max_stale=60.0)
+    assert await page.get() == b"page 1\n"  # nothing rendered yet: the first scrape waits
+    render.release.clear()
+
+    clock.now = 15.0
+    assert await page.get() == b"page 1\n"  # served at once, while page 2 renders
+    await asyncio.sleep(0.05)
+    assert render.calls == 2
+    render.release.set()
+    await asyncio.sleep(0.05)
+    clock.now = 30.0
+    render.release.clear()
+    assert await page.get() == b"page 2\n"  # what the previous scrape's render made
+
+    render.release.set()
+    await asyncio.sleep(0.05)
+    render.release.clear()
+    clock.now = 100.0  # the newest page (page 3, rendered at 30 s) is now too old to serve
+    waiting = asyncio.ensure_future(page.get())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    render.release.set()
+    assert await waiting == b"page 4\n"
+    page.close()
+
+
+async def test_a_fast_render_is_always_waited_for() -> None:
+    render, clock = SlowRender(), Clock()
+    render.release.set()
+    page = MetricsPage(render, clock=clock)  # renders here take far less than the slow threshold
+    assert await page.get() == b"page 1\n"
+    clock.now = 15.0
+    assert await page.get() == b"page 2\n"
+    page.close()
