@@ -36,6 +36,7 @@ T = TypeVar("T")
 REBUILD_DAYS = 30  # what a state rebuilt from samples reads: every detector's memory fits in it
 FINE_DAYS = 2  # of those, the last days at full resolution; before that one sample an hour
 CHUNK = 500  # accounts changed on the event loop between two yields
+STATES_CHUNK = 5_000  # saved states read from the database at a time
 REBUILD_GROUP = 200
 REPLAY_GROUP = 2_000
 PLATFORMS_STATE = "platforms"
@@ -67,19 +68,20 @@ class AccountStates:
         """Bring ``accounts`` into the engine and on the board; detections the replay finds go to ``take``."""
         started = time.perf_counter()
         report = Loaded()
-        by_id = {a.id: a for a in accounts}
-        saved = await asyncio.to_thread(self._store.load_states, list(by_id))
         after: dict[int, datetime] = {}
         missing: list[WatchedAccount] = []
-        for chunk in _chunks(list(by_id.values()), CHUNK):
+        # A chunk of saved states at a time: all of them at once (4 KB an account) would hold 400 MB at
+        # 100,000 accounts, and the heap would keep that size after they are freed.
+        for chunk in _chunks(list({a.id: a for a in accounts}.values()), STATES_CHUNK):
+            saved = await asyncio.to_thread(self._store.load_states, [a.id for a in chunk])
             for account in chunk:
-                state = saved.get(account.id)
+                state = saved.pop(account.id, None)
                 if state is not None and self._restore(account, state):
                     after[account.id] = state.as_of
                     report.restored += 1
                 else:
                     missing.append(account)
-            await asyncio.sleep(0)
+                await _yield_every(report.restored + len(missing))
         now = self._clock.now()
         refs = {a.id: a.ref for a in accounts}
         report.replayed += await self._replay(self._store.samples_after, after, refs, now, take)
@@ -190,6 +192,12 @@ class AccountStates:
     def forget(self, account_ids: Sequence[int]) -> None:
         for account_id in account_ids:
             self._saved.pop(account_id, None)
+
+
+async def _yield_every(done: int) -> None:
+    """Let the event loop run once per ``CHUNK`` accounts restored."""
+    if done % CHUNK == 0:
+        await asyncio.sleep(0)
 
 
 def _chunks(values: Sequence[T], size: int) -> list[Sequence[T]]:
