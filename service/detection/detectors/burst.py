@@ -508,6 +508,7 @@ class BurstDetector(Detector):
         if surprise >= LOG_ALPHA_DAY:
             return []
         step = self._daily_step = _DailyStep.begin(period, excess, surprise, process)
+        history.exclude(excess, period.end)
         return [self._one_day_step(step, None)]
 
     def _daily_shape(
@@ -523,8 +524,10 @@ class BurstDetector(Detector):
             return self._ended(self._one_day_step(step, excess), step.end)
         if step.periods == 1:
             step.extend(period, excess)
+            history.exclude(excess, period.end)
             return self._one_day_step(step, None)
         self._daily_step = None
+        history.exclude(-step.total, step.start)  # organic after all: part of the account's own growth
         burst = _Burst(step.start, step.start_followers, step.total + excess, process.rate)
         point = Point(period.end, period.followers, period.following, period.step)
         return self._ended(self._viral(burst, point), period.end)
