@@ -16,7 +16,7 @@ import math
 from typing import Final
 
 from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
-from service.detection.evidence import SPREAD_PERIODS, shift_variance
+from service.detection.evidence import FIT_PERIODS, SPREAD_PERIODS, shift_variance
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, day_to_day_sd, percent, signed
@@ -162,6 +162,10 @@ class DropDetector(Detector):
                 math.sqrt(sum(process.flows())),
                 1.0,
             )
+            if len(rates) < FIT_PERIODS:
+                # A few calm days do not prove an account has no slow ones: until two weeks of periods
+                # show its own spread, the typical one (drawn towards the prior) is the least it has.
+                self._scale = max(self._scale, math.sqrt(process.typical))
         return self._reference is not None
 
     def _on_period(self, period: Period) -> list[Finding]:
