@@ -271,3 +271,37 @@ def test_a_drip_on_a_ten_follower_account_is_found() -> None:
     )
 
     assert found and found[0].detected_at - (START + timedelta(days=24)) <= timedelta(days=5)
+
+
+def test_an_organic_busy_day_that_recurs_is_not_flagged_again_once_the_account_has_shown_it() -> None:
+    # Daily counts cannot tell a one-day crowd from a delivered batch: the first is a warning that says
+    # so. Its day then stays part of the account's own growth, so a like day two weeks later is judged
+    # against an account that has such days, not flagged again as if the first had been bought.
+    gains = organic_gains(60, 200, seed=10)
+    gains[25] += 3000
+    gains[40] += 3000
+    found = [
+        d for d in of_kind(run(series("x:busy_days", gains)), "burst") if d.severity is not Severity.INFO
+    ]
+
+    assert len(found) == 1 and found[0].summary.startswith("one-day step")
+    assert found[0].detected_at == START + timedelta(days=26)
+
+
+def test_a_balanced_account_losing_a_few_followers_more_than_usual_is_not_a_drop() -> None:
+    # Hourly samples of an account whose arrivals and departures balance (about 20 a day each): the net
+    # rate is near zero, but the count still moves by the noise of both streams, and a day that loses a
+    # dozen is within it.
+    rng = random.Random(5)
+    hourly = [_poisson(rng, 20 / 24) - _poisson(rng, 20 / 24) for _ in range(24 * 40)]
+    found = of_kind(run(series("x:balanced", hourly, every=timedelta(hours=1))), "drop")
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    count, total = 0, rng.expovariate(1.0)
+    while total < mean:
+        count += 1
+        total += rng.expovariate(1.0)
+    return count

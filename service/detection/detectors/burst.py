@@ -521,6 +521,10 @@ class BurstDetector(Detector):
         )
         if not elevated:
             self._daily_step = None
+            # Left out while its shape was judged; back in the account's own growth now, as daily counts
+            # cannot tell it from a one-day crowd: leaving an organic busy day out kept the spread too
+            # narrow, and the account's next busy day was flagged again.
+            history.exclude(-step.total, step.start)
             return self._ended(self._one_day_step(step, excess), step.end)
         if step.periods == 1:
             step.extend(period, excess)

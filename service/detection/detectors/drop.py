@@ -16,7 +16,7 @@ import math
 from typing import Final
 
 from service.detection.base import DROP, Detector, Finding, Period, Point, Severity
-from service.detection.evidence import SPREAD_PERIODS, shift_variance
+from service.detection.evidence import FIT_PERIODS, SPREAD_PERIODS, shift_variance
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import count, day_to_day_sd, percent, signed
@@ -144,17 +144,28 @@ class DropDetector(Detector):
             process = history.process(period.step)
             if process.periods < MIN_REFERENCE_PERIODS:
                 return False
+            rates = history.rates(SPREAD_PERIODS)
+            # The usual rate is the median, but the losses of an account that is not growing are counts
+            # skewed towards the losing side: most days lose a little, a few lose more, so the mean sits
+            # below the median. There the lower of the two is the loss its own process makes usual.
+            recent = rates[-SCALE_PERIODS:]
             self._reference = process.rate
+            if process.rate <= 0.0:
+                self._reference = min(process.rate, sum(recent, 0.0) / len(recent))
             # The account's own day-to-day swings, from successive days (a change of level, such as a
             # drip switching off, moves one of them), their heavy tail included: on an over-dispersed
-            # account a slow day is a loss. Never less than Poisson noise of the usual rate.
-            rates = history.rates(SPREAD_PERIODS)
+            # account a slow day is a loss. Never less than Poisson noise of its turnover: followers
+            # arriving and leaving both vary, even when the net rate is near zero.
             self._scale = max(
                 math.sqrt(shift_variance(rates)),
-                day_to_day_sd(rates[-SCALE_PERIODS:]),
-                math.sqrt(abs(process.rate)),
+                day_to_day_sd(recent),
+                math.sqrt(sum(process.flows())),
                 1.0,
             )
+            if len(rates) < FIT_PERIODS:
+                # A few calm days do not prove an account has no slow ones: until two weeks of periods
+                # show its own spread, the typical one (drawn towards the prior) is the least it has.
+                self._scale = max(self._scale, math.sqrt(process.typical))
         return self._reference is not None
 
     def _on_period(self, period: Period) -> list[Finding]:
