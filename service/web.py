@@ -47,7 +47,9 @@ ReadinessCheck = Callable[[], Coroutine[Any, Any, list[str]]]
 PageSection = Callable[[], bytes]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE_MIN_AGE = 1.0  # seconds a rendered page is served again
-SLOW_RENDER = 0.25  # CPU seconds: a render this costly has scrapes served the previous page while the next renders
+SLOW_RENDER = (
+    0.25  # CPU seconds: a render this costly has scrapes served the previous page while the next renders
+)
 PAGE_MAX_STALE = 120.0  # seconds: the oldest page a scrape is served while a new one renders
 SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 
