@@ -32,15 +32,15 @@ from service.cli.common import (
     platform_name,
     write_listing,
 )
-from service.detection.base import Detection, Severity, iso
+from service.detection.base import Detection, iso
 from service.detection.csvinput import FUTURE_TOLERANCE, BadRow, ReadRecords, ReadResult, Record, read_records
 from service.detection.engine import DetectionEngine
+from service.detection.recorder import detection_of
 from service.detection.replay import replay_records
 from service.store.queries import DETECTION_SORTS, SEVERITIES, DetectionQuery
 
 if TYPE_CHECKING:
     from service.detection.importer import Importer, ImportReport
-    from service.store.repository import DetectionRow
 
 EXIT_BAD_INPUT = 2
 Loaded = TypeVar("Loaded", ReadResult, ReadRecords)
@@ -182,29 +182,11 @@ def run_detections(args: argparse.Namespace) -> int:
     )
     with open_store(database_url(args)) as store:
         page = store.detection_page(query)
-    found = [_as_detection(row) for row in page.rows]
+    found = [detection_of(row, row.key) for row in page.rows]
     write_listing(
         args.format, [d.public() for d in found], lambda: _table_text(found), page.total - len(found)
     )
     return 0
-
-
-def _as_detection(row: DetectionRow) -> Detection:
-    return Detection(
-        row.platform,
-        row.account,
-        row.kind,
-        row.detector,
-        row.started_at,
-        row.detected_at,
-        row.ended_at,
-        row.score,
-        Severity(row.severity),
-        row.summary,
-        key=row.key,
-        explained_by=row.explained_by_key,
-        updated_at=row.updated_at,
-    )
 
 
 def _table_text(found: Sequence[Detection]) -> str:

@@ -77,10 +77,11 @@ def list_detections(database: Engine, account: str | None = None, active: bool =
     if active:
         query = query.where(models.Detection.ended_at.is_(None))
     with Session(database) as session:
-        return [_detection(row) for row in session.scalars(query)]
+        return [detection_of(row, row.key or str(row.id)) for row in session.scalars(query)]
 
 
-def _detection(row: models.Detection) -> Detection:
+def detection_of(row: models.Detection | DetectionRow, key: str) -> Detection:
+    """The detection a stored row (an ORM row or a listing's row) holds, under ``key``."""
     return Detection(
         row.platform,
         row.account,
@@ -92,7 +93,7 @@ def _detection(row: models.Detection) -> Detection:
         row.score,
         Severity(row.severity),
         row.summary,
-        key=row.key or str(row.id),
+        key=key,
         explained_by=row.explained_by_key,
         updated_at=row.updated_at,
     )

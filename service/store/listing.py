@@ -32,7 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from service.samples import Sample
 from service.store import models
 from service.store.queries import DetectionQuery, StatusQuery, at_least
-from service.store.repository import DetectionRow, WatchedAccount, _minus, _status_row
+from service.store.repository import DetectionRow, WatchedAccount, _minus, _status_row, count_at_or_before
 
 T = TypeVar("T")
 WINDOWS: Final = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -148,7 +148,7 @@ class _OldCount:
         old = func.coalesce(
             case((here.c.last_at <= cut, here.c.last_followers)),
             before.c.last_followers,
-            _raw_count_before(accounts, cut),
+            count_at_or_before(accounts, cut),
         )
         return source, old
 
@@ -158,17 +158,6 @@ class _OldCount:
             shifted = [h - timedelta(hours=back) for h in self.hours]
             condition = and_(condition, rollup.c.bucket.in_(shifted))
         return condition
-
-
-def _raw_count_before(accounts: Any, cut: Any) -> Any:
-    samples = models.table(models.Sample)
-    return (
-        select(samples.c.followers)
-        .where(samples.c.account_id == accounts.c.id, samples.c.observed_at <= cut)
-        .order_by(samples.c.observed_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
 
 
 def _common_hours(

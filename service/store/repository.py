@@ -781,13 +781,17 @@ def _upsert_detections(conn: Connection, detections: Sequence[DetectionRow]) -> 
 
 
 def _count_before(table: Any, window: timedelta) -> Any:
-    """The followers of the account's last sample at or before (its latest sample - ``window``): one
-    index probe per account inside one statement."""
+    """The followers of the account's last sample at or before (its latest sample - ``window``)."""
+    return count_at_or_before(table, _minus(table.c.latest_at, window))
+
+
+def count_at_or_before(accounts: Any, cut: Any) -> Any:
+    """The followers of each account's last raw sample at or before ``cut`` (an expression): one index
+    probe per account inside one statement."""
     samples = models.table(models.Sample)
-    cut = _minus(table.c.latest_at, window)
     return (
         select(samples.c.followers)
-        .where(samples.c.account_id == table.c.id, samples.c.observed_at <= cut)
+        .where(samples.c.account_id == accounts.c.id, samples.c.observed_at <= cut)
         .order_by(samples.c.observed_at.desc())
         .limit(1)
         .scalar_subquery()
