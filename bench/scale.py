@@ -98,6 +98,7 @@ class Run:
     quiet: dict[str, float] = field(default_factory=dict)
     rss_peak: int = 0
     rss_steady: int = 0
+    rss_phases: dict[str, int] = field(default_factory=dict)  # highest RSS read in each phase
     average_cpu_share: float | None = None  # over whole scaled intervals
     stop: dict[str, Any] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # load averages at start and end
@@ -115,11 +116,16 @@ def measured_run(case: Case, fake: FakePlatform, kind: str, cycles: int, scrape_
     daemon = Daemon(config, case.folder / f"daemon-{kind}.log")
     try:
         requests = _wait_ready(daemon, fake, listen, case.patience, run)
+        ready_at = time.time()
+        run.rss_phases["start-up"] = daemon.watch.rss_peak_between(daemon.started, ready_at)
         follower = _CycleFollower(case, fake, database, daemon, requests)
         run.cycles = [follower.next() for _ in range(cycles)]
         _settle_rss(run, daemon)
+        run.rss_phases["cycles"] = daemon.watch.rss_peak_between(ready_at, time.time())
         if scrape_cycles:
+            scrapes_from = time.time()
             run.scrapes = _scraped(listen, lambda: [follower.next() for _ in range(scrape_cycles)], run)
+            run.rss_phases["cycles with scrapes"] = daemon.watch.rss_peak_between(scrapes_from, time.time())
             run.quiet = _quiet_costs(case, daemon, listen, run.cycles[-1])
         run.average_cpu_share = _average_share(daemon, run.cycles, case.interval)
         run.rss_peak = daemon.watch.peak

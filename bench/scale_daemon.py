@@ -88,6 +88,10 @@ class Watch:
     def cpu_between(self, start: float, end: float) -> float:
         return self.cpu_at(end) - self.cpu_at(start)
 
+    def rss_peak_between(self, start: float, end: float) -> int:
+        """The highest RSS read from ``start`` to ``end`` (readings every SAMPLE_EVERY seconds)."""
+        return max((r for t, r in zip(self.times, self.rss, strict=True) if start <= t <= end), default=0)
+
     def rss_at(self, when: float) -> int:
         return self.rss[min(bisect_left(self.times, when), len(self.rss) - 1)]
 

@@ -104,6 +104,7 @@ def _startup(results: Sequence[Result]) -> str:
                 f"{cold['loaded'].get('samples_replayed') or 0:,}" if cold else "-",
                 _mib(_peak_rss(r)),
                 _mib(first["rss_steady"]),
+                _phases(first),
             ]
         )
     headers = [
@@ -116,13 +117,15 @@ def _startup(results: Sequence[Result]) -> str:
         "cold: samples replayed",
         "peak RSS",
         "steady RSS",
+        "highest RSS read: start-up / cycles / cycles with scrapes",
     ]
     note = (
         "Ready is the later of `/readyz` answering 200 and the fake seeing the first poll request, from the "
         "moment the process was started (interpreter start-up and migrations check included). A warm start "
         "finds every account's saved state; the cold start finds none (they were deleted) and rebuilds them "
         "from the raw samples (the last 30 days, hourly before the last 2). Peak RSS is the kernel's high-water "
-        "mark (VmHWM) over every start of the case; steady RSS is after the measured cycles of the first start.\n"
+        "mark (VmHWM) over every start of the case; steady RSS is after the measured cycles of the first start; "
+        "the highest RSS read in each phase of the first start (every 0.2 s) shows where the peak comes from.\n"
     )
     return _section("Start-up and memory", headers, rows) + "\n" + note
 
@@ -428,6 +431,12 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _phases(run: dict[str, Any]) -> str:
+    phases = run.get("rss_phases") or {}
+    names = ("start-up", "cycles", "cycles with scrapes")
+    return " / ".join(_mib(phases[name]) if phases.get(name) else "-" for name in names)
 
 
 def _mib(size: float) -> str:

@@ -253,8 +253,10 @@ def page_renderer(board: Board, engine: DetectionEngine) -> tuple[MetricsPage, C
     registry = CollectorRegistry()
     ServiceMetrics(registry)
     DetectionCollector(engine, registry)
-    sections = [AccountExposition(board).render, ScoreExposition(engine).render]
-    page = MetricsPage(lambda: generate_latest(registry) + b"".join(s() for s in sections), min_age=0)
+    sections = [AccountExposition(board).chunks, ScoreExposition(engine).chunks]
+    page = MetricsPage(
+        lambda: (generate_latest(registry), *(piece for s in sections for piece in s())), min_age=0
+    )
     return page, registry
 
 

@@ -8,7 +8,8 @@ reproduces exactly (``tests/observability/test_exposition.py`` compares the two 
 the watchlist leaves the page and the cache.
 
 Serve it after the registry's page: ``generate_latest(registry) + exposition.render()``, with the registry no
-longer holding an ``AccountCollector``.
+longer holding an ``AccountCollector``. The daemon serves ``chunks()`` instead, one per family: at 100,000 accounts
+the page is about 100 MB, and neither it nor its text is ever held in one piece.
 
 The daemon renders the page in a worker thread while the event loop goes on polling and changing the board, so a
 render only reads what one step of the interpreter copies whole: the list of views, a view's attributes, a tuple
@@ -70,18 +71,19 @@ class AccountExposition:
         self._cache: dict[int, tuple[AccountView, _Key, tuple[str, ...]]] = {}
 
     def render(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def chunks(self) -> list[bytes]:
+        """The page as one encoded piece per family."""
         views = self._board.views()
         cache = {id(view): self._entry(view) for view in views}
         self._cache = cache
         blocks = [lines for _, _, lines in cache.values()]
-        columns = list(zip(*blocks, strict=True)) if blocks else [()] * len(FAMILIES)
-        parts = []
-        for header, column in zip(HEADERS, columns, strict=False):
-            parts.append(header)
-            parts.append("".join(column))
-        parts.append(HEADERS[-1])
-        parts.append(_per_state(views))
-        return "".join(parts).encode()
+        chunks = []
+        for family, header in enumerate(HEADERS[:-1]):
+            chunks.append((header + "".join([lines[family] for lines in blocks])).encode())
+        chunks.append((HEADERS[-1] + _per_state(views)).encode())
+        return chunks
 
     def _entry(self, view: AccountView) -> tuple[AccountView, _Key, tuple[str, ...]]:
         kept = self._cache.get(id(view))

@@ -26,6 +26,7 @@ from service.clock import Clock
 from service.detection.base import Detection
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
+from service.memory import give_back
 from service.samples import Sample
 from service.spool import Batch
 from service.store.repository import SavedState, Store, WatchedAccount
@@ -92,6 +93,7 @@ class AccountStates:
         for account in accounts:
             self._saved.setdefault(account.id, None)
         await self._close_stale([a.id for a in accounts])
+        give_back()  # what reading and restoring the states used, the system gets back
         report.seconds = time.perf_counter() - started
         return report
 
@@ -160,13 +162,16 @@ class AccountStates:
                 if state is not None:
                     rows.append(state)
             await asyncio.sleep(0)
+        saved = len(rows)
         if rows:
             await asyncio.to_thread(self._store.save_states, rows)
             for row in rows:
                 self._saved[row.account_id] = row.as_of.timestamp()
         platforms = self._engine.platform_snapshot()
         await asyncio.to_thread(self._store.save_engine_state, PLATFORMS_STATE, now, platforms)
-        return len(rows)
+        del rows
+        give_back()
+        return saved
 
     def _snapshot(self, account: WatchedAccount, now: datetime) -> SavedState | None:
         last = self._engine.last_at(account.ref)

@@ -7,6 +7,12 @@ in time order; an older or duplicate sample of an account is ignored.
 An account's whole state can be taken out as bytes (``snapshot``) and put back (``restore``), into this
 engine or another one, so a restart or a second replica loads it instead of replaying raw samples; the
 platform watch likewise (``platform_snapshot``, ``restore_platforms``). The format is in snapshot.py.
+
+A daemon watching a fleet builds the engine with ``compact=True``: between two samples an account is then held
+as its snapshot (a few hundred bytes to 2 KB, compressed) with its scores, newest point and open detections,
+instead of as live detectors (several KB each). A sample wakes the account, the detectors read it, and it goes
+back to sleep. That costs tens of microseconds per sample, which a poll every few minutes can afford and a
+backtest of millions of rows cannot: replays use the default.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.samples import Sample
 
 __all__ = ["DetectionEngine", "SnapshotError"]
+
+SLEEP_LEVEL = 1  # zlib level of a compact engine's sleeping accounts: put to sleep after every sample
 
 
 @final
@@ -92,15 +100,45 @@ class _Account:
         state.done()
 
 
+@final
+class _Sleeping:
+    """An account between two samples in a compact engine: its state as snapshot bytes, and what readers ask
+    for without waking it. ``open`` keeps the very Detection objects the platform watch and callers hold."""
+
+    __slots__ = ("last", "names", "open", "scores", "state")
+
+    def __init__(self, account: _Account, names: tuple[str, ...], state: bytes) -> None:
+        self.state = state
+        self.last = account.history.last
+        self.names = names
+        self.scores = tuple([detector.score for detector in account.detectors])
+        self.open = account.open
+
+    def opened(self) -> list[Detection]:
+        return list(self.open.values()) if self.open else []
+
+
+def _wake(ref: AccountRef, sleeping: _Sleeping, detectors: list[Detector]) -> _Account:
+    account = _Account(ref, detectors)
+    account.load(StateReader(sleeping.state))
+    account.open = sleeping.open  # the same objects, not the copies the snapshot holds
+    return account
+
+
 def _layout(detectors: tuple[Detector, ...]) -> int:
     """Which detectors, in which order, a snapshot holds the state of."""
     return zlib.crc32(",".join(d.name for d in detectors).encode())
 
 
 class DetectionEngine:
-    def __init__(self, detectors: Callable[[AccountRef], list[Detector]] = all_detectors) -> None:
+    def __init__(
+        self, detectors: Callable[[AccountRef], list[Detector]] = all_detectors, compact: bool = False
+    ) -> None:
         self._make_detectors = detectors
+        self._compact = compact
         self._accounts: dict[AccountRef, _Account] = {}
+        self._sleeping: dict[AccountRef, _Sleeping] = {}  # compact engines: every account between samples
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple of detector names per layout
         self._by_identity: dict[int, _Account] = {}  # id(account.ref) -> account
         self._platforms = PlatformWatch()
 
@@ -118,9 +156,32 @@ class DetectionEngine:
     ) -> list[Detection]:
         """``observe`` for a sample given by its fields, ``at`` in epoch seconds: what replays of large
         files call, without building a Sample per row."""
+        if self._compact:
+            return self._observe_awake(ref, at, followers, following, step)
         account = self._by_identity.get(id(ref))
         if account is None or account.ref is not ref:
             account = self._account(ref)
+        return self._observe(account, at, followers, following, step)
+
+    def _observe_awake(
+        self, ref: AccountRef, at: float, followers: int, following: int | None, step: int
+    ) -> list[Detection]:
+        """A compact engine's observe: wake the account, let it read the sample, put it back to sleep."""
+        sleeping = self._sleeping.get(ref)
+        if sleeping is None:
+            account = _Account(ref, self._make_detectors(ref))
+        elif sleeping.last is not None and at <= sleeping.last.at:
+            return []
+        else:
+            account = _wake(ref, sleeping, self._make_detectors(ref))
+        try:
+            return self._observe(account, at, followers, following, step)
+        finally:
+            self._sleep(account)
+
+    def _observe(
+        self, account: _Account, at: float, followers: int, following: int | None, step: int
+    ) -> list[Detection]:
         history = account.history
         last = history.last
         if last is not None and at <= last.at:
@@ -167,12 +228,33 @@ class DetectionEngine:
         account = self._accounts[ref] = _Account(ref, self._make_detectors(ref))
         return account
 
+    def _sleep(self, account: _Account, state: bytes | None = None) -> None:
+        """Keep the account as bytes. An account already asleep is replaced in place, never taken out of the
+        dictionary first, so a reader in another thread always finds every account."""
+        if state is None:
+            out = StateWriter()
+            account.save(out)
+            state = out.finish(SLEEP_LEVEL)
+        names = tuple([detector.name for detector in account.detectors])
+        self._sleeping[account.ref] = _Sleeping(account, self._names.setdefault(names, names), state)
+
     def snapshot(self, ref: AccountRef) -> bytes | None:
         """The account's whole detection state (period history, every detector's state, its open detections
         with their keys) as compact versioned bytes; None for an account the engine does not hold."""
         account = self._accounts.get(ref)
         if account is None:
-            return None
+            sleeping = self._sleeping.get(ref)
+            if sleeping is None or sleeping.open:
+                # The platform watch may have explained an open detection since the account fell asleep.
+                return (
+                    None
+                    if sleeping is None
+                    else self._snapshot(_wake(ref, sleeping, self._make_detectors(ref)))
+                )
+            return sleeping.state
+        return self._snapshot(account)
+
+    def _snapshot(self, account: _Account) -> bytes:
         out = StateWriter()
         account.save(out)
         return out.finish()
@@ -190,13 +272,20 @@ class DetectionEngine:
         old = self._accounts.pop(ref, None)
         if old is not None:
             self._by_identity.pop(id(old.ref), None)
-        self._accounts[ref] = account
         self._platforms.share(account.platform, account.name, account.opened())
+        if self._compact:
+            self._sleep(account, bytes(state))
+        else:
+            self._accounts[ref] = account
 
     def last_at(self, ref: AccountRef) -> float | None:
         """Epoch seconds of the newest sample the account's state includes (what a snapshot is 'as of')."""
         account = self._accounts.get(ref)
-        last = account.history.last if account is not None else None
+        if account is not None:
+            last = account.history.last
+        else:
+            sleeping = self._sleeping.get(ref)
+            last = sleeping.last if sleeping is not None else None
         return last.at if last is not None else None
 
     def platform_snapshot(self) -> bytes:
@@ -219,12 +308,16 @@ class DetectionEngine:
         self._platforms = watch
         for account in self._accounts.values():
             watch.share(account.platform, account.name, account.opened())
+        for ref, sleeping in self._sleeping.items():
+            watch.share(ref.platform, str(ref), sleeping.opened())
 
     def keep_only(self, refs: Set[AccountRef]) -> None:
         """Forget accounts no longer watched: their scores and active detections leave the metrics."""
         for ref in [ref for ref in self._accounts if ref not in refs]:
             account = self._accounts.pop(ref)
             self._by_identity.pop(id(account.ref), None)
+        for ref in [ref for ref in self._sleeping if ref not in refs]:
+            del self._sleeping[ref]
 
     def flush(self) -> list[Detection]:
         """The detections still open at the end of the input (they stay open)."""
@@ -234,21 +327,33 @@ class DetectionEngine:
         for account in self._accounts.values():
             if account.open:
                 yield from account.open.values()
+        for sleeping in self._sleeping.values():
+            if sleeping.open:
+                yield from sleeping.open.values()
 
     def scores(self) -> Iterator[tuple[AccountRef, str, float]]:
         """(account, detector, latest anomaly score) for every account and detector."""
         for account in self._accounts.values():
             for detector in account.detectors:
                 yield account.ref, detector.name, detector.score
+        for ref, sleeping in self._sleeping.items():
+            for name, score in zip(sleeping.names, sleeping.scores, strict=True):
+                yield ref, name, score
 
     def score_tokens(self) -> Iterator[tuple[AccountRef, object]]:
         """Each account with a token that changes whenever its scores may have (its latest point)."""
         for account in self._accounts.values():
             yield account.ref, account.history.last
+        for ref, sleeping in self._sleeping.items():
+            yield ref, sleeping.last
 
     def scores_of(self, ref: AccountRef) -> tuple[tuple[str, float], ...]:
         """(detector, latest score) of one account."""
-        return tuple((detector.name, detector.score) for detector in self._accounts[ref].detectors)
+        account = self._accounts.get(ref)
+        if account is None:
+            sleeping = self._sleeping[ref]
+            return tuple(zip(sleeping.names, sleeping.scores, strict=True))
+        return tuple((detector.name, detector.score) for detector in account.detectors)
 
     def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
         key = (detector, finding.kind)

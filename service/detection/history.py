@@ -387,6 +387,12 @@ class AccountHistory:
         out.number(self._pending)
         out.flag(self.hold_noise)
         out.numbers(self._excluded if self._excluded is not None else array("d"))
+        # The fits are cached within a period while the noise moves on: saved, so that a restored history
+        # answers with the very fit the original would have.
+        out.integer(self._process_of)
+        _save_process(out, self._process)
+        out.integer(self._earlier_of)
+        _save_process(out, self._earlier)
 
     def load(self, state: StateReader) -> None:
         self._pushed = state.integer()
@@ -411,7 +417,10 @@ class AccountHistory:
         if excluded and len(excluded) != len(self._bounds) - 1:
             raise SnapshotError("snapshot history is inconsistent")
         self._usual_of = -1
-        self._process = self._earlier = None
+        self._process_of = state.integer()
+        self._process = _load_process(state)
+        self._earlier_of = state.integer()
+        self._earlier = _load_process(state)
         self._rates = None
 
 
@@ -428,3 +437,21 @@ def load_point(state: StateReader) -> Point | None:
     if not state.flag():
         return None
     return Point(state.number(), state.integer(), state.optional_integer(), state.integer())
+
+
+def _save_process(out: StateWriter, process: Process | None) -> None:
+    out.flag(process is not None)
+    if process is not None:
+        for value in (process.rate, process.spread, process.noise, process.days, process.certainty):
+            out.number(value)
+        for value in (process.measured, process.typical, process.downside):
+            out.number(value)
+        out.integer(process.periods)
+
+
+def _load_process(state: StateReader) -> Process | None:
+    if not state.flag():
+        return None
+    rate, spread, noise, days, certainty = (state.number() for _ in range(5))
+    measured, typical, downside = (state.number() for _ in range(3))
+    return Process(rate, spread, noise, days, state.integer(), certainty, measured, typical, downside)

@@ -74,6 +74,7 @@ def _handle(detection: Detection) -> str:
 
 SCORE_NAME = "flockwatch_anomaly_score"
 SCORE_HELP = "Latest anomaly score of each detector, 0 (normal) to 1"
+CHUNK_ACCOUNTS = 10_000  # accounts per encoded piece of the page: about 7 MB
 
 
 class ScoreCollector(Collector):
@@ -105,6 +106,10 @@ class ScoreExposition:
         self._cache: dict[AccountRef, tuple[object, str]] = {}
 
     def render(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def chunks(self) -> list[bytes]:
+        """The family as encoded pieces of ``CHUNK_ACCOUNTS`` accounts each: never the whole text at once."""
         cache = {}
         for ref, token in snapshot(self._engine.score_tokens):
             kept = self._cache.get(ref)
@@ -115,8 +120,11 @@ class ScoreExposition:
                     continue
             cache[ref] = kept
         self._cache = cache
-        header = f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n"
-        return (header + "".join(lines for _, lines in cache.values())).encode()
+        lines = [text for _, text in cache.values()]
+        chunks = [f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()]
+        for start in range(0, len(lines), CHUNK_ACCOUNTS):
+            chunks.append("".join(lines[start : start + CHUNK_ACCOUNTS]).encode())
+        return chunks
 
 
 def _score_lines(ref: AccountRef, scores: tuple[tuple[str, float], ...]) -> str:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, final
 
 MAGIC: Final = b"FWDS"
-SNAPSHOT_VERSION: Final = 2
+SNAPSHOT_VERSION: Final = 3
 _HEADER: Final = struct.Struct("<4sB")
 _COUNTS: Final = struct.Struct("<III")
 _MAX_BYTES: Final = 1 << 28  # far above any real state: a bigger payload is not one this engine wrote
@@ -88,7 +88,8 @@ class StateWriter:
     def optional_time(self, value: datetime | None) -> None:
         self.optional_integer(None if value is None else (value - _EPOCH) // _MICROSECOND)
 
-    def finish(self) -> bytes:
+    def finish(self, level: int = 6) -> bytes:
+        """The snapshot, compressed at zlib ``level`` (1 is about twice as fast and 5% larger)."""
         texts = b"".join(self._texts)
         floats, ints = self._floats, self._ints
         if sys.byteorder != "little":  # the format is little-endian everywhere
@@ -97,7 +98,7 @@ class StateWriter:
             ints.byteswap()
         counts = _COUNTS.pack(len(floats), len(ints), len(texts))
         payload = counts + floats.tobytes() + ints.tobytes() + texts
-        return _HEADER.pack(MAGIC, SNAPSHOT_VERSION) + zlib.compress(payload)
+        return _HEADER.pack(MAGIC, SNAPSHOT_VERSION) + zlib.compress(payload, level)
 
 
 @final

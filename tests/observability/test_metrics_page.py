@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 import time
 from collections.abc import Iterator
@@ -90,9 +91,27 @@ async def test_a_failed_render_fails_those_waiting_and_the_next_scrape_renders_a
     page.close()
 
 
-async def test_gzip_is_served_to_scrapers_that_ask_for_it() -> None:
-    body = b"# HELP x y\n" * 1000
-    page = MetricsPage(lambda: body, clock=Clock())
+async def test_a_big_page_kept_only_gzipped_is_still_served_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once scrapers ask for gzip, a big page is kept compressed only; a plain scrape still gets it whole.
+    monkeypatch.setattr("service.web.KEEP_PLAIN", 1000)
+    body = [f"metric_{i} {i}\n".encode() for i in range(500)]
+    clock = Clock()
+    page = MetricsPage(lambda: body, clock=clock)
+    await page.get(gzipped=True)  # scrapers want gzip: the next render compresses in the render
+    clock.now = 5.0
+    zipped = await page.get(gzipped=True)
+    plain = await page.get()
+    page.close()
+    assert gzip.decompress(zipped) == plain == b"".join(body)
+
+
+@pytest.mark.parametrize("pieces", [1, 7])
+async def test_gzip_is_served_to_scrapers_that_ask_for_it(pieces: int) -> None:
+    # A page rendered in pieces (the daemon renders one per family) is served whole, plain and gzipped.
+    body = b"".join(f"# HELP x{i} y\n".encode() for i in range(1000))
+    cut = len(body) // pieces
+    parts = [body[i * cut : (i + 1) * cut if i < pieces - 1 else len(body)] for i in range(pieces)]
+    page = MetricsPage(lambda: parts, clock=Clock())
     app = build_app(CollectorRegistry(), _ready, page=page)
     server = HttpServer(app, "127.0.0.1", 0)
     await server.start()
@@ -104,8 +123,9 @@ async def test_gzip_is_served_to_scrapers_that_ask_for_it() -> None:
     finally:
         await server.stop()
     assert zipped.headers["Content-Encoding"] == "gzip" and zipped.content == body
-    assert int(zipped.headers["Content-Length"]) < len(body) / 10
+    assert int(zipped.headers["Content-Length"]) < len(body) / 5
     assert "Content-Encoding" not in plain.headers and plain.content == body
+    assert int(plain.headers["Content-Length"]) == len(body)
 
 
 async def _ready() -> list[str]:
