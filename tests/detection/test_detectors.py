@@ -305,3 +305,17 @@ def _poisson(rng: random.Random, mean: float) -> int:
         count += 1
         total += rng.expovariate(1.0)
     return count
+
+
+def test_a_declining_account_whose_departures_come_in_bad_days_is_not_a_drop() -> None:
+    # Hourly samples of an account losing about two followers a day net: a few arrive, and departures come
+    # on days of a gamma-distributed level (shape 0.6), so a bad day now and then loses ten or twenty. Those
+    # days are the account's own nature, in its history as much as in the days that follow.
+    rng = random.Random(4)
+    hourly: list[int] = []
+    for _ in range(45):
+        leaving = 4.0 * rng.gammavariate(0.6, 1 / 0.6)
+        hourly += [_poisson(rng, 2 / 24) - _poisson(rng, leaving / 24) for _ in range(24)]
+    found = of_kind(run(series("x:declining_bad_days", hourly, every=timedelta(hours=1))), "drop")
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
