@@ -319,3 +319,15 @@ def test_a_declining_account_whose_departures_come_in_bad_days_is_not_a_drop() -
     found = of_kind(run(series("x:declining_bad_days", hourly, every=timedelta(hours=1))), "drop")
 
     assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def test_an_organic_turn_that_came_over_busy_days_is_not_a_regular_plateau() -> None:
+    # A declining account turns to growing about +200/day: for two weeks busy days at the new rate mix
+    # with quiet ones, then it holds there (±20%). The week before the level settled already had days at
+    # it; a drip switched on does not.
+    rng = random.Random(6)
+    before = [round(rng.gauss(-50, 40)) for _ in range(17)]
+    turning = [round(rng.gauss(200, 40) if rng.random() < 0.4 else rng.gauss(45, 15)) for _ in range(14)]
+    after = [round(rng.gauss(200, 40)) for _ in range(30)]
+
+    assert of_kind(run(series("x:turning", before + turning + after)), "regular_growth") == []
