@@ -331,3 +331,16 @@ def test_an_organic_turn_that_came_over_busy_days_is_not_a_regular_plateau() -> 
     after = [round(rng.gauss(200, 40)) for _ in range(30)]
 
     assert of_kind(run(series("x:turning", before + turning + after)), "regular_growth") == []
+
+
+def test_a_busy_day_no_larger_than_one_of_the_last_month_is_not_a_one_day_step() -> None:
+    # Days of a gamma of shape 0.5 (mean +300/day): rarer and larger busy days than a tail fitted to a
+    # month of them allows. A day no busier than one the account had within the month is its own nature,
+    # whatever the tail; a daily history cannot show more than that.
+    rng = random.Random(26)
+    gains = [round(rng.gammavariate(0.5, 600)) for _ in range(90)]
+    found = [
+        d for d in of_kind(run(series("x:heavy_tailed", gains)), "burst") if d.severity is not Severity.INFO
+    ]
+
+    assert len(found) <= 1
