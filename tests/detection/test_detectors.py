@@ -305,3 +305,42 @@ def _poisson(rng: random.Random, mean: float) -> int:
         count += 1
         total += rng.expovariate(1.0)
     return count
+
+
+def test_a_declining_account_whose_departures_come_in_bad_days_is_not_a_drop() -> None:
+    # Hourly samples of an account losing about two followers a day net: a few arrive, and departures come
+    # on days of a gamma-distributed level (shape 0.6), so a bad day now and then loses ten or twenty. Those
+    # days are the account's own nature, in its history as much as in the days that follow.
+    rng = random.Random(4)
+    hourly: list[int] = []
+    for _ in range(45):
+        leaving = 4.0 * rng.gammavariate(0.6, 1 / 0.6)
+        hourly += [_poisson(rng, 2 / 24) - _poisson(rng, leaving / 24) for _ in range(24)]
+    found = of_kind(run(series("x:declining_bad_days", hourly, every=timedelta(hours=1))), "drop")
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def test_an_organic_turn_that_came_over_busy_days_is_not_a_regular_plateau() -> None:
+    # A declining account turns to growing about +200/day: for two weeks busy days at the new rate mix
+    # with quiet ones, then it holds there (±20%). The week before the level settled already had days at
+    # it; a drip switched on does not.
+    rng = random.Random(6)
+    before = [round(rng.gauss(-50, 40)) for _ in range(17)]
+    turning = [round(rng.gauss(200, 40) if rng.random() < 0.4 else rng.gauss(45, 15)) for _ in range(14)]
+    after = [round(rng.gauss(200, 40)) for _ in range(30)]
+
+    assert of_kind(run(series("x:turning", before + turning + after)), "regular_growth") == []
+
+
+def test_a_busy_day_no_larger_than_one_of_the_last_month_is_not_a_one_day_step() -> None:
+    # Days of a gamma of shape 0.5 (mean +300/day): rarer and larger busy days than a tail fitted to a
+    # month of them allows. A day no busier than one the account had within the month is its own nature,
+    # whatever the tail; a daily history cannot show more than that.
+    rng = random.Random(26)
+    gains = [round(rng.gammavariate(0.5, 600)) for _ in range(90)]
+    found = [
+        d for d in of_kind(run(series("x:heavy_tailed", gains)), "burst") if d.severity is not Severity.INFO
+    ]
+
+    assert len(found) <= 1

@@ -32,7 +32,7 @@ from service.detection.base import (
     Point,
     Severity,
 )
-from service.detection.evidence import Process, newborn, odds
+from service.detection.evidence import SPREAD_PERIODS, Process, newborn, odds
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.detection.stats import count, signed
@@ -504,6 +504,8 @@ class BurstDetector(Detector):
         rounding = period.step if period.step > 1 else 0  # a rounded count may be off by a step
         if excess - rounding <= 0.0 or process.plausible(excess - rounding, period.days, CHEAP_Z):
             return []
+        if period.gain - rounding <= _busiest(history) * period.days:
+            return []  # the account's own busiest day of the last month brought as much: its nature
         surprise = process.log_surprise(excess - rounding, period.days)
         if surprise >= LOG_ALPHA_DAY:
             return []
@@ -588,6 +590,14 @@ class BurstDetector(Detector):
     def _ended(finding: Finding, at: float) -> Finding:
         finding.ended_at = at
         return finding
+
+
+def _busiest(history: AccountHistory) -> float:
+    """The fastest growth of the account's own last SPREAD_PERIODS periods (inauthentic inflow left out).
+    Of n days alike, the next is the busiest of all n + 1 with odds of only 1 in n + 1, whatever the tail
+    of their distribution: a gain no larger than one the account has had within the month is not
+    surprising however heavy-tailed its days are, which a fitted tail can miss."""
+    return max(history.rates(SPREAD_PERIODS), default=-math.inf)
 
 
 def _sharp(burst: _Burst) -> bool:

@@ -162,6 +162,11 @@ class DropDetector(Detector):
                 math.sqrt(sum(process.flows())),
                 1.0,
             )
+            if self._reference < GROWING_SCALES * self._scale:
+                # An account that is not clearly growing loses in counts skewed to the losing side: a few
+                # of its days lose far more than most. Those days are its nature (the downside spread, its
+                # heavy tail included), not a drop; a fall after a bought phase is judged as before.
+                self._scale = max(self._scale, math.sqrt(process.downside))
             if len(rates) < FIT_PERIODS:
                 # A few calm days do not prove an account has no slow ones: until two weeks of periods
                 # show its own spread, the typical one (drawn towards the prior) is the least it has.

@@ -304,7 +304,24 @@ def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     reference = _reference(before)
     if reference is None or w.mean - reference < max(20.0, 5.0 * w.step) or not _jumped(w.mean, reference):
         return False
-    return not (_decays(recent[-w.n :]) or _after_spike(before, w.mean))
+    return not (_decays(recent[-w.n :]) or _after_spike(before, w.mean) or _reached_before(w, before))
+
+
+def _reached_before(w: _Window, before: list[Period]) -> bool:
+    """True when the account already grew at the plateau's level, or halfway to it, in the week before the
+    step: an organic change of rate that came over days (a ramp, busy days mixed with quiet ones), not a
+    drip switched on. The step's own periods (in the plateau's band, found late) and one partial period
+    before them are not the week before."""
+    low = w.mean - 2.0 * w.sd
+    end = len(before)
+    while end > 0 and before[end - 1].rate >= low:
+        end -= 1
+    week = before[max(end - 1 - PLATEAU_REFERENCE_PERIODS, 0) : max(end - 1, 0)]
+    reference = _reference(before)
+    if reference is None:
+        return False
+    halfway = 0.5 * (reference + w.mean)
+    return any(p.rate >= halfway for p in week)
 
 
 def _jumped(mean: float, reference: float) -> bool:
