@@ -19,6 +19,7 @@ from service.samples import Sample
 from service.store import models
 from service.store.database import open_engine
 from service.store.repository import Store
+from service.store.rollups import Maintenance
 from tests.detection.test_backtest_cli import history_rows, write_csv
 
 Rows = list[tuple[str, str, object]]
@@ -121,6 +122,24 @@ def test_after_an_import_the_daemon_has_rollups_latest_counts_detections_and_sta
         engine_now = DetectionEngine()
         engine_now.restore(ref, states[account_id].engine)
         assert engine_now.last_at(ref) == datetime(2026, 5, 30, tzinfo=UTC).timestamp()
+
+
+def test_a_failure_in_the_rollups_is_raised_and_the_detections_are_still_stored(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    importer = Importer(engine, ManualClock(datetime.now(UTC)))
+    report = importer.load(write_csv(tmp_path / "h.csv", history_rows()), False)
+
+    def full_disk(self: Maintenance, start: datetime, end: datetime) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Maintenance, "roll_up_range", full_disk)
+    with pytest.raises(OSError, match="disk full"):
+        importer.roll_up_and_analyse(report)
+
+    # PostgreSQL rolls up while the detectors run; SQLite rolls up first and stops there
+    stored = _count(engine.url.render_as_string(hide_password=False), models.Detection)
+    assert stored >= 1 if engine.dialect.name == "postgresql" else stored == 0
 
 
 def test_the_detectors_read_samples_stored_after_the_file_too(

@@ -126,13 +126,9 @@ def run_import(args: argparse.Namespace) -> int:
     with open_database(database_url(args)) as database:
         importer = Importer(database, SystemClock())
         report = _import_samples(importer, args.file, args.skip_bad_rows)
-        for label, step, unit in (
-            ("rolling up", importer.roll_up, ""),
-            ("analysing", importer.analyse, "samples"),
-        ):
-            bar = ProgressBar(label, unit=unit)
-            step(report, bar)
-            bar.finish(report.analysed if unit else 0)
+        bar = ProgressBar("rolling up and analysing", unit="samples")
+        importer.roll_up_and_analyse(report, bar)
+        bar.finish(report.analysed)
     _say(
         f"done: {report.detections:,} detection versions stored, "
         f"{report.states:,} account states saved for the daemon"

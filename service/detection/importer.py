@@ -4,7 +4,8 @@
    transaction: accounts it names are created as they appear, samples go in by bulk statements (COPY on
    PostgreSQL), a sample already stored is kept as it was, and each account's ``latest_*`` columns are
    set. A bad row (without ``--skip-bad-rows``), a database error or an interrupt rolls everything back.
-2. **Rollups** of every hour the file touched (``Maintenance.roll_up_range``).
+2. **Rollups** of every hour the file touched (``Maintenance.roll_up_range``); on PostgreSQL in a thread
+   of their own while step 3 runs (the server does the work of step 2, this process that of step 3).
 3. **Detection**, in time order with bounded memory: the stored samples of the file's accounts, from
    ``WARM_UP`` before the file's first row to the newest stored, are read back one time slice at a time
    and run through a fresh engine; what it finds is stored (upserts by key), rows left open that it no
@@ -183,7 +184,42 @@ class Importer:
             note_latest(conn, report.accounts.values())
         return report
 
-    def roll_up(self, report: ImportReport, progress: Progress | None = None) -> None:
+    def roll_up_and_analyse(self, report: ImportReport, progress: Progress | None = None) -> None:
+        """Steps 2 and 3, shown as one. On PostgreSQL at once: the rollups run in a thread of their own
+        (the database server does that work) while the detectors read the samples here; an error in either
+        is raised once both have stopped. On SQLite one after the other: there both are work of this
+        process, and at once they took as long as in turn (2,000 accounts x 7 days on 2 busy cores:
+        26-29 s at once, 16-28 s in turn)."""
+        shares = [0.0, 0.0]  # rolled up, analysed
+        at_once = self.database.dialect.name == "postgresql"
+
+        def rolled(_: int, share: float | None) -> None:
+            shares[0] = share or 0.0
+            if progress is not None and not at_once:  # at once, the rollups' thread draws nothing
+                progress(0, sum(shares) / 2)
+
+        def analysed(done: int, share: float | None) -> None:
+            shares[1] = share or 0.0
+            if progress is not None:
+                progress(done, sum(shares) / 2)
+
+        if not at_once:
+            self.roll_up(report, rolled)
+            self.analyse(report, analysed)
+            return
+        stop = threading.Event()
+        with _Background(lambda: self.roll_up(report, rolled, stop)) as rollups:
+            try:
+                self.analyse(report, analysed)
+            except BaseException:
+                stop.set()  # the rollups stop after their current day: importing again redoes them
+                raise
+            while rollups.wait(0.5):
+                analysed(report.analysed, 1.0)
+
+    def roll_up(
+        self, report: ImportReport, progress: Progress | None = None, stop: threading.Event | None = None
+    ) -> None:
         """Step 2: hourly and daily rollups of every hour the file touched, a day at a time."""
         if report.first_us is None or report.last_us is None:
             return
@@ -191,7 +227,7 @@ class Importer:
         first, last = _time(report.first_us), _time(report.last_us)
         day = first.replace(hour=0, minute=0, second=0, microsecond=0)
         total = max((last - day) / timedelta(days=1), 1e-9)
-        while day <= last:
+        while day <= last and not (stop is not None and stop.is_set()):
             # roll_up_range stops before its end: one microsecond past the last sample takes its hour
             end = min(day + timedelta(days=1), last + timedelta(microseconds=1))
             maintenance.roll_up_range(max(day, first), end)
@@ -224,6 +260,36 @@ class Importer:
             reader.close()
         store.close_stale_detections(list(refs), {d.key for d in engine.active()})
         report.states = _save_states(store, engine, refs, self.clock.now())
+
+
+class _Background:
+    """A function run in a thread of its own; leaving the ``with`` block waits for it and raises what it
+    raised (unless an error is already on its way out)."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self._work = work
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="import-rollups", daemon=True)
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._thread.join()
+        if kind is None and self._error is not None:
+            raise self._error
+
+    def wait(self, seconds: float) -> bool:
+        """Wait at most ``seconds``; whether it is still running."""
+        self._thread.join(seconds)
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # raised in the calling thread on leaving the block
+            self._error = exc
 
 
 def _newest(store: Store, refs: dict[int, AccountRef], limit_us: int) -> int:

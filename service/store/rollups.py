@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text
 
 from service.config import RetentionConfig
 from service.store import models
@@ -188,7 +188,8 @@ class _Bucket:
 
 
 def _aggregate(rows: Iterable[Any], size: timedelta) -> Iterator[dict[str, Any]]:
-    """Rows ordered by account and time → one bucket row per account and bucket."""
+    """Rows ordered by account and time → one bucket row per account and bucket: what ``_roll_hours``
+    computes in SQL, here in Python for bench/scale_history (rollups of histories it never stores raw)."""
     key: tuple[int, datetime] | None = None
     bucket: _Bucket | None = None
     for row in rows:
@@ -206,57 +207,116 @@ def _aggregate(rows: Iterable[Any], size: timedelta) -> Iterator[dict[str, Any]]
 
 
 def _roll_hours(conn: Connection, start: datetime, end: datetime) -> int:
-    table = models.table(models.Sample)
-    query = (
-        select(
-            table.c.account_id,
-            table.c.observed_at,
-            table.c.followers,
-            table.c.following,
-            table.c.posts,
-            table.c.followers_step,
-        )
-        .where(table.c.observed_at >= start, table.c.observed_at < end)
-        .order_by(table.c.account_id, table.c.observed_at)
-    )
-    rows = list(_aggregate(conn.execute(query), HOUR))
-    _upsert(conn, models.HourlyRollup, rows)
-    return len(rows)
+    """Hourly buckets of the raw samples from ``start`` to ``end``: one INSERT ... SELECT ... GROUP BY."""
+    return _roll(conn, _HOURS, start, end)
 
 
 def _roll_days(conn: Connection, start: datetime, end: datetime) -> int:
     """Whole days from the hourly rollups (a day is rewritten as its hours arrive)."""
-    table = models.table(models.HourlyRollup)
-    query = (
-        select(table)
-        .where(table.c.bucket >= start, table.c.bucket < end)
-        .order_by(table.c.account_id, table.c.bucket)
+    return _roll(conn, _DAYS, start, end)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a rollup reads from: the columns that give each value of a bucket."""
+
+    table: str
+    target: str
+    time: str  # the column the bucket is taken from
+    size: str  # "hour" or "day"
+    first_at: str
+    first: str
+    last_at: str
+    last: str
+    low: str
+    high: str
+    count: str
+    following: str
+    posts: str
+
+
+_HOURS = _Source(
+    table="samples", target="samples_hourly", time="observed_at", size="hour",
+    first_at="observed_at", first="followers", last_at="observed_at", last="followers",
+    low="followers", high="followers", count="count(*)", following="following", posts="posts",
+)  # fmt: skip
+_DAYS = _Source(
+    table="samples_hourly", target="samples_daily", time="bucket", size="day",
+    first_at="first_at", first="first_followers", last_at="last_at", last="last_followers",
+    low="min_followers", high="max_followers", count="sum(samples)", following="last_following",
+    posts="last_posts",
+)  # fmt: skip
+
+
+def _roll(conn: Connection, source: _Source, start: datetime, end: datetime) -> int:
+    statement = text(_rollup_sql(source, conn.dialect.name)).bindparams(
+        bindparam("start", type_=models.UtcDateTime), bindparam("end", type_=models.UtcDateTime)
     )
-    days: dict[tuple[int, datetime], _Bucket] = {}
-    for hour in conn.execute(query):
-        key = (hour.account_id, _floor(hour.bucket, DAY))
-        day = days.get(key)
-        if day is None:
-            days[key] = _Bucket(
-                hour.first_at,
-                hour.first_followers,
-                hour.last_at,
-                hour.last_followers,
-                hour.min_followers,
-                hour.max_followers,
-                hour.samples,
-                hour.last_following,
-                hour.last_posts,
-                hour.followers_step,
-            )
-            continue
-        day.take(hour.last_at, hour.last_followers, hour.last_following, hour.last_posts, hour.followers_step)
-        day.samples += hour.samples - 1
-        day.min_followers = min(day.min_followers, hour.min_followers)
-        day.max_followers = max(day.max_followers, hour.max_followers)
-    rows = [day.row(*key) for key, day in days.items()]
-    _upsert(conn, models.DailyRollup, rows)
-    return len(rows)
+    return conn.execute(statement, {"start": start, "end": end}).rowcount or 0
+
+
+def _rollup_sql(source: _Source, dialect: str) -> str:
+    """The statement that (re)writes every bucket with a row in the range; the values are those of the rows
+    in time order: first, last, lowest, highest, how many, the last following/posts that were not null."""
+    s = source
+    first, last, bucket, key = _SQLITE if dialect == "sqlite" else _POSTGRESQL
+    values = (
+        f"min({s.first_at}), {first(s.first, s.first_at)}, max({s.last_at}), "
+        f"{last(s.last, s.last_at)}, min({s.low}), max({s.high}), {s.count}, {last(s.following, s.last_at)}, "
+        f"{last(s.posts, s.last_at)}, max(followers_step)"
+    )
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _ROLLUP_VALUES)
+    return (
+        f"INSERT INTO {s.target} (account_id, bucket, {', '.join(_ROLLUP_VALUES)}) "
+        f"SELECT account_id, {bucket(s.time, s.size)}, {values} FROM {s.table} "
+        f"WHERE {s.time} >= :start AND {s.time} < :end GROUP BY account_id, {key(s.time, s.size)} "
+        f"ON CONFLICT (account_id, bucket) DO UPDATE SET {updates}"
+    )
+
+
+# SQLite keeps times as text of one width (YYYY-MM-DD HH:MM:SS.ffffff, as SQLAlchemy and loading.py write
+# them) that sorts as the times do: the smallest "time || value" of a bucket is its first row's, and the
+# value is what follows the time. One pass over the rows, no sort within a bucket.
+_WIDTH = 26
+
+
+def _sqlite_first(value: str, at: str) -> str:
+    return f"CAST(substr(min({at} || {value}), {_WIDTH + 1}) AS INTEGER)"
+
+
+def _sqlite_last(value: str, at: str) -> str:
+    # a null value makes the concatenation null, which max() passes over: the last value that was not null
+    return f"CAST(substr(max({at} || {value}), {_WIDTH + 1}) AS INTEGER)"
+
+
+def _sqlite_key(at: str, size: str) -> str:
+    return f"substr({at}, 1, {13 if size == 'hour' else 10})"
+
+
+def _sqlite_bucket(at: str, size: str) -> str:
+    # the same for every row of the group (its key), written as the start of the bucket
+    return f"{_sqlite_key(at, size)} || '{':00:00.000000' if size == 'hour' else ' 00:00:00.000000'}'"
+
+
+def _postgresql_first(value: str, at: str) -> str:
+    return f"(array_agg({value} ORDER BY {at}))[1]"
+
+
+def _postgresql_last(value: str, at: str) -> str:
+    return f"(array_agg({value} ORDER BY {at} DESC) FILTER (WHERE {value} IS NOT NULL))[1]"
+
+
+def _postgresql_bucket(at: str, size: str) -> str:
+    # in UTC whatever the session's time zone (a day starts at midnight UTC, as everywhere else here)
+    return f"date_trunc('{size}', {at} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
+def _postgresql_key(at: str, size: str) -> str:
+    return "2"  # the bucket, the second column
+
+
+_SQLITE = (_sqlite_first, _sqlite_last, _sqlite_bucket, _sqlite_key)
+_POSTGRESQL = (_postgresql_first, _postgresql_last, _postgresql_bucket, _postgresql_key)
 
 
 _ROLLUP_VALUES = (
@@ -271,22 +331,6 @@ _ROLLUP_VALUES = (
     "last_posts",
     "followers_step",
 )
-
-
-def _upsert(conn: Connection, model: type[models.Base], rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    table = models.table(model)
-    for start in range(0, len(rows), 5_000):
-        statement = dialect.insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=["account_id", "bucket"],
-            set_={name: statement.excluded[name] for name in _ROLLUP_VALUES},
-        )
-        conn.execute(statement, rows[start : start + 5_000])
 
 
 def _delete_before(conn: Connection, model: type[models.Base], column: str, cut: datetime) -> int:
