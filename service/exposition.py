@@ -76,8 +76,13 @@ class AccountExposition:
     def chunks(self) -> list[bytes]:
         """The page as one encoded piece per family."""
         views = self._board.views()
-        cache = {id(view): self._entry(view) for view in views}
-        self._cache = cache
+        # Entries move from the old cache to the new one, so after a poll cycle (every account changed) the
+        # old lines are freed as the new ones are made, instead of both caches being held at once.
+        old, self._cache = self._cache, {}
+        cache = self._cache
+        for view in views:
+            cache[id(view)] = self._entry(view, old.pop(id(view), None))
+        del old
         blocks = [lines for _, _, lines in cache.values()]
         chunks = []
         for family, header in enumerate(HEADERS[:-1]):
@@ -85,8 +90,9 @@ class AccountExposition:
         chunks.append((HEADERS[-1] + _per_state(views)).encode())
         return chunks
 
-    def _entry(self, view: AccountView) -> tuple[AccountView, _Key, tuple[str, ...]]:
-        kept = self._cache.get(id(view))
+    def _entry(
+        self, view: AccountView, kept: tuple[AccountView, _Key, tuple[str, ...]] | None
+    ) -> tuple[AccountView, _Key, tuple[str, ...]]:
         if kept is not None and kept[0] is view:
             key = kept[1]
             if key[0] is view.latest and key[1] is view.state and key[2] == view.last_polled_at:

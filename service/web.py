@@ -9,7 +9,8 @@ When rendering is costly (a quarter of a CPU second or more: tens of thousands o
 for it: it gets the page rendered for the scrape before (never older than two minutes) while the next one renders,
 so the values it reads are one scrape interval old, and each scrape still costs one render. The page is rendered,
 kept and sent in pieces (one per family); once scrapers ask for gzip, a page over 8 MiB is kept only compressed
-(100 MB of text at 100,000 accounts is about 7 MB gzipped) and decompressed for the odd plain request.
+(100 MB of text at 100,000 accounts is about 7 MB gzipped) and decompressed a piece at a time for the odd plain
+request.
 
 With a web configuration file (``service.webconfig``) the server speaks TLS and asks for basic auth as Prometheus
 exporters do. As in the exporter-toolkit, authentication covers every path, /healthz and /readyz included. The file
@@ -28,10 +29,11 @@ import logging
 import math
 import os
 import ssl
+import struct
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ SLOW_RENDER = (
 )
 PAGE_MAX_STALE = 120.0  # seconds: the oldest page a scrape is served while a new one renders
 KEEP_PLAIN = 8 << 20  # bytes: a page above this is kept only gzipped once scrapers ask for gzip
+INFLATE_PIECE = 4 << 20  # bytes of a page kept only gzipped decompressed at a time for a plain scrape
 SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 
 
@@ -91,22 +94,29 @@ class MetricsPage:
         self.renders = 0
 
     async def get(self, gzipped: bool = False) -> bytes:
-        return b"".join(await self.parts(gzipped))
+        _, pieces = await self.pieces(gzipped)
+        return b"".join([piece async for piece in pieces])
 
-    async def parts(self, gzipped: bool = False) -> Page:
-        """The page as the pieces it was rendered in (one piece, gzipped)."""
+    async def pieces(self, gzipped: bool = False) -> tuple[int, AsyncIterator[bytes]]:
+        """The page's length in bytes and its pieces: as rendered, gzipped in one piece, or inflated a piece at a
+        time from a page kept only gzipped."""
         rendered = await self._fresh()
-        if not gzipped:
-            if rendered.page or rendered.compressed is None:
-                return rendered.page
-            return (await asyncio.to_thread(zlib.decompress, rendered.compressed, 16 + zlib.MAX_WBITS),)
+        if gzipped:
+            body = await self._gzipped(rendered)
+            return len(body), _each((body,))
+        if rendered.page or rendered.compressed is None:
+            return sum(len(piece) for piece in rendered.page), _each(rendered.page)
+        compressed = rendered.compressed
+        return struct.unpack("<I", compressed[-4:])[0], _inflated(compressed)
+
+    async def _gzipped(self, rendered: _Rendered) -> bytes:
         self._gzip_wanted = True
         if rendered.compressed is not None:
-            return (rendered.compressed,)
+            return rendered.compressed
         if rendered.gzipped is None:
             loop = asyncio.get_running_loop()
             rendered.gzipped = loop.run_in_executor(self._worker, _gzip, rendered.page)
-        return (await asyncio.shield(rendered.gzipped),)
+        return await asyncio.shield(rendered.gzipped)
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
@@ -155,6 +165,25 @@ def _gzip(page: Page) -> bytes:
     """The pieces as one gzip member (zlib writes the header and trailer); zlib lets the GIL go while it works."""
     deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return b"".join([*(deflate.compress(piece) for piece in page), deflate.flush()])
+
+
+async def _each(pieces: Page) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def _inflated(compressed: bytes) -> AsyncIterator[bytes]:
+    """A gzipped page, decompressed ``INFLATE_PIECE`` bytes at a time in a thread: a plain scrape of a page kept
+    only compressed never holds the whole text."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = compressed
+    while data:
+        piece = await asyncio.to_thread(inflater.decompress, data, INFLATE_PIECE)
+        data = inflater.unconsumed_tail
+        yield piece
+    rest = inflater.flush()
+    if rest:
+        yield rest
 
 
 def accepts_gzip(request: web.Request) -> bool:
@@ -332,12 +361,12 @@ def build_app(
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         if accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-        parts = await page.parts("Content-Encoding" in headers)
+        size, pieces = await page.pieces("Content-Encoding" in headers)
         response = web.StreamResponse(headers=headers)
-        response.content_length = sum(len(part) for part in parts)
+        response.content_length = size
         await response.prepare(request)
-        for part in parts:
-            await response.write(part)
+        async for piece in pieces:
+            await response.write(piece)
         await response.write_eof()
         return response
 

@@ -32,7 +32,7 @@ WATCHED = (FOUNDING, BURST, VIRAL)
 @pytest.fixture
 async def platform(clock: ManualClock) -> AsyncIterator[SimulatedPlatform]:
     simulated = SimulatedPlatform(demo_scenarios(), clock)
-    simulated.slow_seconds = 2.0
+    simulated.slow_seconds = 4.0  # well past the client timeout below, which a loaded machine must still meet
     await simulated.start()
     yield simulated
     await simulated.stop()
@@ -45,7 +45,7 @@ class Pipeline:
         self.metrics = ServiceMetrics(self.registry)
         self.board = Board()
         self.writer = SampleWriter(store, self.metrics)
-        client = httpx.AsyncClient(timeout=0.5)
+        client = httpx.AsyncClient(timeout=2.0)
         self.poller = Poller(
             MastodonSource(client, platform.base_url), self.writer, self.board, self.metrics, clock
         )

@@ -110,16 +110,17 @@ class ScoreExposition:
 
     def chunks(self) -> list[bytes]:
         """The family as encoded pieces of ``CHUNK_ACCOUNTS`` accounts each: never the whole text at once."""
-        cache = {}
+        old, self._cache = self._cache, {}  # entries move over: old lines are freed as new ones are made
+        cache = self._cache
         for ref, token in snapshot(self._engine.score_tokens):
-            kept = self._cache.get(ref)
+            kept = old.pop(ref, None)
             if kept is None or kept[0] is not token:
                 try:
                     kept = (token, _score_lines(ref, self._engine.scores_of(ref)))
                 except KeyError:  # forgotten by the engine since the snapshot
                     continue
             cache[ref] = kept
-        self._cache = cache
+        del old
         lines = [text for _, text in cache.values()]
         chunks = [f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()]
         for start in range(0, len(lines), CHUNK_ACCOUNTS):

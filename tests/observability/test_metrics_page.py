@@ -94,15 +94,18 @@ async def test_a_failed_render_fails_those_waiting_and_the_next_scrape_renders_a
 async def test_a_big_page_kept_only_gzipped_is_still_served_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     # Once scrapers ask for gzip, a big page is kept compressed only; a plain scrape still gets it whole.
     monkeypatch.setattr("service.web.KEEP_PLAIN", 1000)
+    monkeypatch.setattr("service.web.INFLATE_PIECE", 100)  # decompressed in many pieces
     body = [f"metric_{i} {i}\n".encode() for i in range(500)]
     clock = Clock()
     page = MetricsPage(lambda: body, clock=clock)
     await page.get(gzipped=True)  # scrapers want gzip: the next render compresses in the render
     clock.now = 5.0
     zipped = await page.get(gzipped=True)
+    size, _ = await page.pieces()
     plain = await page.get()
     page.close()
     assert gzip.decompress(zipped) == plain == b"".join(body)
+    assert size == len(plain)
 
 
 @pytest.mark.parametrize("pieces", [1, 7])
