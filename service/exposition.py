@@ -19,7 +19,7 @@ of its trail. ``snapshot`` copies what other renderers iterate (the engine's dic
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -73,8 +73,8 @@ class AccountExposition:
     def render(self) -> bytes:
         return b"".join(self.chunks())
 
-    def chunks(self) -> list[bytes]:
-        """The page as one encoded piece per family."""
+    def chunks(self) -> Iterator[bytes]:
+        """The page as one encoded piece per family, each made as it is asked for."""
         views = self._board.views()
         # Entries move from the old cache to the new one, so after a poll cycle (every account changed) the
         # old lines are freed as the new ones are made, instead of both caches being held at once.
@@ -84,11 +84,9 @@ class AccountExposition:
             cache[id(view)] = self._entry(view, old.pop(id(view), None))
         del old
         blocks = [lines for _, _, lines in cache.values()]
-        chunks = []
         for family, header in enumerate(HEADERS[:-1]):
-            chunks.append((header + "".join([lines[family] for lines in blocks])).encode())
-        chunks.append((HEADERS[-1] + _per_state(views)).encode())
-        return chunks
+            yield (header + "".join([lines[family] for lines in blocks])).encode()
+        yield (HEADERS[-1] + _per_state(views)).encode()
 
     def _entry(
         self, view: AccountView, kept: tuple[AccountView, _Key, tuple[str, ...]] | None

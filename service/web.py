@@ -33,7 +33,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,9 @@ from service.webconfig import WebConfig, WebConfigError, load_web_config
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Coroutine[Any, Any, list[str]]]
-PageSection = Callable[[], Sequence[bytes]]  # encoded pieces of the page, in order
+PageSection = Callable[
+    [], Iterable[bytes]
+]  # encoded pieces of the page, in order (a generator may make them)
 Page = tuple[bytes, ...]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE_MIN_AGE = 1.0  # seconds a rendered page is served again
@@ -58,7 +60,7 @@ SLOW_RENDER = (
 )
 PAGE_MAX_STALE = 120.0  # seconds: the oldest page a scrape is served while a new one renders
 KEEP_PLAIN = 8 << 20  # bytes: a page above this is kept only gzipped once scrapers ask for gzip
-INFLATE_PIECE = 4 << 20  # bytes of a page kept only gzipped decompressed at a time for a plain scrape
+INFLATE_PIECE = 1 << 20  # bytes of a page kept only gzipped decompressed at a time for a plain scrape
 SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 
 
@@ -77,7 +79,7 @@ class MetricsPage:
 
     def __init__(
         self,
-        render: Callable[[], bytes | Sequence[bytes]],
+        render: Callable[[], bytes | Iterable[bytes]],
         *,
         min_age: float = PAGE_MIN_AGE,
         slow: float = SLOW_RENDER,
@@ -143,11 +145,9 @@ class MetricsPage:
         started, cpu = time.perf_counter(), time.thread_time()
         give_back()  # the pages before this one
         made = self._render()
-        page = (made,) if isinstance(made, bytes) else tuple(made)
-        compressed = _gzip(page) if self._gzip_wanted else None
-        if compressed is not None and sum(len(piece) for piece in page) > KEEP_PLAIN:
-            page = ()  # a big page is kept only compressed; the odd plain scrape has it decompressed
-        del made
+        pieces = (made,) if isinstance(made, bytes) else made
+        page, compressed = _compressed(pieces) if self._gzip_wanted else (tuple(pieces), None)
+        del made, pieces
         give_back()  # the text this render built
         return _Rendered(page, time.perf_counter() - started, time.thread_time() - cpu, compressed)
 
@@ -163,8 +163,24 @@ class MetricsPage:
 
 def _gzip(page: Page) -> bytes:
     """The pieces as one gzip member (zlib writes the header and trailer); zlib lets the GIL go while it works."""
+    return _compressed(page)[1]
+
+
+def _compressed(pieces: Iterable[bytes]) -> tuple[Page, bytes]:
+    """The pieces (as they come) gzipped, and kept as well unless the page is big: a big page is never
+    held whole, only compressed; the odd plain scrape has it decompressed."""
     deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    return b"".join([*(deflate.compress(piece) for piece in page), deflate.flush()])
+    kept: list[bytes] | None = []
+    out, size = [], 0
+    for piece in pieces:
+        out.append(deflate.compress(piece))
+        size += len(piece)
+        if kept is not None:
+            kept.append(piece)
+            if size > KEEP_PLAIN:
+                kept = None
+    out.append(deflate.flush())
+    return tuple(kept or ()), b"".join(out)
 
 
 async def _each(pieces: Page) -> AsyncIterator[bytes]:
@@ -173,12 +189,13 @@ async def _each(pieces: Page) -> AsyncIterator[bytes]:
 
 
 async def _inflated(compressed: bytes) -> AsyncIterator[bytes]:
-    """A gzipped page, decompressed ``INFLATE_PIECE`` bytes at a time in a thread: a plain scrape of a page kept
-    only compressed never holds the whole text."""
+    """A gzipped page, decompressed ``INFLATE_PIECE`` bytes at a time: a plain scrape of a page kept only
+    compressed never holds the whole text."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     data = compressed
     while data:
-        piece = await asyncio.to_thread(inflater.decompress, data, INFLATE_PIECE)
+        # On the server's own loop (never the one that polls): a piece takes a few milliseconds.
+        piece = inflater.decompress(data, INFLATE_PIECE)
         data = inflater.unconsumed_tail
         yield piece
     rest = inflater.flush()
@@ -353,9 +370,13 @@ def build_app(
     budget: ServingBudget | None = None,
 ) -> web.Application:
     """``sections`` render further metric families after the registry's (the per-account series)."""
-    page = page or MetricsPage(
-        lambda: (generate_latest(registry), *(piece for section in sections for piece in section()))
-    )
+
+    def render() -> Iterator[bytes]:
+        yield generate_latest(registry)
+        for section in sections:
+            yield from section()
+
+    page = page or MetricsPage(render)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         headers = {"Content-Type": CONTENT_TYPE_LATEST}

@@ -10,7 +10,7 @@ Labels follow the daemon's ``flockwatch_followers{platform,account}``: ``account
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -108,8 +108,8 @@ class ScoreExposition:
     def render(self) -> bytes:
         return b"".join(self.chunks())
 
-    def chunks(self) -> list[bytes]:
-        """The family as encoded pieces of ``CHUNK_ACCOUNTS`` accounts each: never the whole text at once."""
+    def chunks(self) -> Iterator[bytes]:
+        """The family as encoded pieces of ``CHUNK_ACCOUNTS`` accounts each, made as they are asked for."""
         old, self._cache = self._cache, {}  # entries move over: old lines are freed as new ones are made
         cache = self._cache
         for ref, token in snapshot(self._engine.score_tokens):
@@ -122,10 +122,9 @@ class ScoreExposition:
             cache[ref] = kept
         del old
         lines = [text for _, text in cache.values()]
-        chunks = [f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()]
+        yield f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()
         for start in range(0, len(lines), CHUNK_ACCOUNTS):
-            chunks.append("".join(lines[start : start + CHUNK_ACCOUNTS]).encode())
-        return chunks
+            yield "".join(lines[start : start + CHUNK_ACCOUNTS]).encode()
 
 
 def _score_lines(ref: AccountRef, scores: tuple[tuple[str, float], ...]) -> str:
