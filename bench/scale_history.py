@@ -7,8 +7,9 @@ poll, latest counts and detections (``Store.write_batch``), the states (``Store.
 ``DetectionEngine`` run over the history. Raw samples and rollup rows, the bulk of it, go in with plain
 bulk inserts (COPY on PostgreSQL): ``write_batch`` and ``Maintenance.run`` take 40-55 µs a row here
 (RETURNING, conflict checks, re-reading what was just written), which would make the history of 100,000
-accounts a matter of hours. The rollup rows come from ``rollups._aggregate``, the code the daemon's
-maintenance uses, and the rollup watermark is set as maintenance would have left it.
+accounts a matter of hours. The rollup rows are aggregated here as the daemon's maintenance does in
+SQL (tests/test_rollups_sql.py checks that SQL against the same plain computation), and the rollup
+watermark is set as maintenance would have left it.
 
 A history has ``days`` in all; raw samples are kept for its last ``raw_days`` (as with a shorter
 ``retention.raw``): before that the engine sees one sample an hour (as the daemon's own rebuild does) and
@@ -22,7 +23,7 @@ one pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +42,7 @@ from service.samples import AccountState, Sample
 from service.store import models
 from service.store.database import open_engine, upgrade
 from service.store.repository import AccountUpdate, SavedState, Store
-from service.store.rollups import DAY, HOUR, WATERMARK, Maintenance, _aggregate, _set
+from service.store.rollups import DAY, HOUR, WATERMARK, Maintenance, _floor, _set
 
 SPACING = 900.0  # 15-minute polling
 BATCH = 100  # accounts polled together (X's lookup takes 100): they share a poll moment
@@ -289,3 +290,48 @@ def _time(epoch: float) -> datetime:
 
 def hour_floor(epoch: float) -> float:
     return epoch - epoch % timedelta(hours=1).total_seconds()
+
+
+@dataclass
+class _Bucket:
+    first_at: datetime
+    first_followers: int
+    last_at: datetime
+    last_followers: int
+    min_followers: int
+    max_followers: int
+    samples: int
+    last_following: int | None
+    last_posts: int | None
+    followers_step: int
+
+    def take(self, at: datetime, followers: int, following: int | None, posts: int | None, step: int) -> None:
+        self.last_at, self.last_followers = at, followers
+        self.min_followers = min(self.min_followers, followers)
+        self.max_followers = max(self.max_followers, followers)
+        self.samples += 1
+        self.last_following = following if following is not None else self.last_following
+        self.last_posts = posts if posts is not None else self.last_posts
+        self.followers_step = max(self.followers_step, step)
+
+    def row(self, account_id: int, bucket: datetime) -> dict[str, Any]:
+        return {"account_id": account_id, "bucket": bucket, **vars(self)}
+
+
+def _aggregate(rows: Iterable[Any], size: timedelta) -> Iterator[dict[str, Any]]:
+    """Rows ordered by account and time → one bucket row per account and bucket: what the daemon's
+    maintenance computes in SQL (service/store/rollups.py), here for rows the benchmark bulk-inserts itself."""
+    key: tuple[int, datetime] | None = None
+    bucket: _Bucket | None = None
+    for row in rows:
+        at = row[1]
+        here = (row[0], _floor(at, size))
+        if here != key:
+            if bucket is not None and key is not None:
+                yield bucket.row(*key)
+            key = here
+            bucket = _Bucket(at, row[2], at, row[2], row[2], row[2], 0, row[3], row[4], row[5])
+        assert bucket is not None
+        bucket.take(at, row[2], row[3], row[4], row[5])
+    if bucket is not None and key is not None:
+        yield bucket.row(*key)

@@ -66,6 +66,13 @@ class _Account:
     def opened(self) -> list[Detection]:
         return list(self.open.values()) if self.open else []
 
+    def newest(self) -> Point | None:
+        return self.history.last
+
+    def scored(self) -> Iterator[tuple[str, float]]:
+        for detector in self.detectors:
+            yield detector.name, detector.score
+
     def keep_open(self, key: tuple[str, str], detection: Detection) -> None:
         if self.open is None:
             self.open = {}
@@ -105,9 +112,10 @@ class _Sleeping:
     """An account between two samples in a compact engine: its state as snapshot bytes, and what readers ask
     for without waking it. ``open`` keeps the very Detection objects the platform watch and callers hold."""
 
-    __slots__ = ("last", "names", "open", "scores", "state")
+    __slots__ = ("last", "names", "open", "ref", "scores", "state")
 
     def __init__(self, account: _Account, names: tuple[str, ...], state: bytes) -> None:
+        self.ref = account.ref
         self.state = state
         self.last = account.history.last
         self.names = names
@@ -116,6 +124,15 @@ class _Sleeping:
 
     def opened(self) -> list[Detection]:
         return list(self.open.values()) if self.open else []
+
+    def newest(self) -> Point | None:
+        return self.last
+
+    def scored(self) -> Iterator[tuple[str, float]]:
+        return zip(self.names, self.scores, strict=True)
+
+
+_Held = _Account | _Sleeping  # what the engine holds of an account: live detectors, or asleep as bytes
 
 
 def _wake(ref: AccountRef, sleeping: _Sleeping, detectors: list[Detector]) -> _Account:
@@ -136,8 +153,7 @@ class DetectionEngine:
     ) -> None:
         self._make_detectors = detectors
         self._compact = compact
-        self._accounts: dict[AccountRef, _Account] = {}
-        self._sleeping: dict[AccountRef, _Sleeping] = {}  # compact engines: every account between samples
+        self._accounts: dict[AccountRef, _Held] = {}  # a compact engine's are asleep between samples
         self._names: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple of detector names per layout
         self._by_identity: dict[int, _Account] = {}  # id(account.ref) -> account
         self._platforms = PlatformWatch()
@@ -167,13 +183,11 @@ class DetectionEngine:
         self, ref: AccountRef, at: float, followers: int, following: int | None, step: int
     ) -> list[Detection]:
         """A compact engine's observe: wake the account, let it read the sample, put it back to sleep."""
-        sleeping = self._sleeping.get(ref)
-        if sleeping is None:
-            account = _Account(ref, self._make_detectors(ref))
-        elif sleeping.last is not None and at <= sleeping.last.at:
+        held = self._accounts.get(ref)
+        newest = held.newest() if held is not None else None
+        if newest is not None and at <= newest.at:
             return []
-        else:
-            account = _wake(ref, sleeping, self._make_detectors(ref))
+        account = self._awake(held) if held is not None else _Account(ref, self._make_detectors(ref))
         try:
             return self._observe(account, at, followers, following, step)
         finally:
@@ -217,7 +231,8 @@ class DetectionEngine:
         return news
 
     def _account(self, ref: AccountRef) -> _Account:
-        account = self._accounts.get(ref) or self._add_account(ref)
+        held = self._accounts.get(ref)
+        account = held if isinstance(held, _Account) else self._add_account(ref)
         # Readers hand the same AccountRef object for every sample of an account: looking it up by
         # identity skips hashing a dataclass on every sample. The ``is`` check above keeps it exact.
         if account.ref is ref:
@@ -236,23 +251,23 @@ class DetectionEngine:
             account.save(out)
             state = out.finish(SLEEP_LEVEL)
         names = tuple([detector.name for detector in account.detectors])
-        self._sleeping[account.ref] = _Sleeping(account, self._names.setdefault(names, names), state)
+        self._accounts[account.ref] = _Sleeping(account, self._names.setdefault(names, names), state)
+
+    def _awake(self, held: _Held) -> _Account:
+        if isinstance(held, _Account):
+            return held
+        return _wake(held.ref, held, self._make_detectors(held.ref))
 
     def snapshot(self, ref: AccountRef) -> bytes | None:
         """The account's whole detection state (period history, every detector's state, its open detections
         with their keys) as compact versioned bytes; None for an account the engine does not hold."""
-        account = self._accounts.get(ref)
-        if account is None:
-            sleeping = self._sleeping.get(ref)
-            if sleeping is None or sleeping.open:
-                # The platform watch may have explained an open detection since the account fell asleep.
-                return (
-                    None
-                    if sleeping is None
-                    else self._snapshot(_wake(ref, sleeping, self._make_detectors(ref)))
-                )
-            return sleeping.state
-        return self._snapshot(account)
+        held = self._accounts.get(ref)
+        if held is None:
+            return None
+        if isinstance(held, _Sleeping) and not held.open:
+            return held.state
+        # Written anew: the platform watch may have explained an open detection since the account fell asleep.
+        return self._snapshot(self._awake(held))
 
     def _snapshot(self, account: _Account) -> bytes:
         out = StateWriter()
@@ -270,7 +285,7 @@ class DetectionEngine:
                 exc if isinstance(exc, SnapshotError) else SnapshotError(f"corrupt snapshot: {exc}")
             ) from exc
         old = self._accounts.pop(ref, None)
-        if old is not None:
+        if isinstance(old, _Account):
             self._by_identity.pop(id(old.ref), None)
         self._platforms.share(account.platform, account.name, account.opened())
         if self._compact:
@@ -280,12 +295,8 @@ class DetectionEngine:
 
     def last_at(self, ref: AccountRef) -> float | None:
         """Epoch seconds of the newest sample the account's state includes (what a snapshot is 'as of')."""
-        account = self._accounts.get(ref)
-        if account is not None:
-            last = account.history.last
-        else:
-            sleeping = self._sleeping.get(ref)
-            last = sleeping.last if sleeping is not None else None
+        held = self._accounts.get(ref)
+        last = held.newest() if held is not None else None
         return last.at if last is not None else None
 
     def platform_snapshot(self) -> bytes:
@@ -306,54 +317,38 @@ class DetectionEngine:
                 exc if isinstance(exc, SnapshotError) else SnapshotError(f"corrupt snapshot: {exc}")
             ) from exc
         self._platforms = watch
-        for account in self._accounts.values():
-            watch.share(account.platform, account.name, account.opened())
-        for ref, sleeping in self._sleeping.items():
-            watch.share(ref.platform, str(ref), sleeping.opened())
+        for held in self._accounts.values():
+            watch.share(held.ref.platform, str(held.ref), held.opened())
 
     def keep_only(self, refs: Set[AccountRef]) -> None:
         """Forget accounts no longer watched: their scores and active detections leave the metrics."""
         for ref in [ref for ref in self._accounts if ref not in refs]:
             account = self._accounts.pop(ref)
             self._by_identity.pop(id(account.ref), None)
-        for ref in [ref for ref in self._sleeping if ref not in refs]:
-            del self._sleeping[ref]
 
     def flush(self) -> list[Detection]:
         """The detections still open at the end of the input (they stay open)."""
         return list(self.active())
 
     def active(self) -> Iterator[Detection]:
-        for account in self._accounts.values():
-            if account.open:
-                yield from account.open.values()
-        for sleeping in self._sleeping.values():
-            if sleeping.open:
-                yield from sleeping.open.values()
+        for held in self._accounts.values():
+            if held.open:
+                yield from held.open.values()
 
     def scores(self) -> Iterator[tuple[AccountRef, str, float]]:
         """(account, detector, latest anomaly score) for every account and detector."""
-        for account in self._accounts.values():
-            for detector in account.detectors:
-                yield account.ref, detector.name, detector.score
-        for ref, sleeping in self._sleeping.items():
-            for name, score in zip(sleeping.names, sleeping.scores, strict=True):
-                yield ref, name, score
+        for held in self._accounts.values():
+            for name, score in held.scored():
+                yield held.ref, name, score
 
     def score_tokens(self) -> Iterator[tuple[AccountRef, object]]:
         """Each account with a token that changes whenever its scores may have (its latest point)."""
-        for account in self._accounts.values():
-            yield account.ref, account.history.last
-        for ref, sleeping in self._sleeping.items():
-            yield ref, sleeping.last
+        for held in self._accounts.values():
+            yield held.ref, held.newest()
 
     def scores_of(self, ref: AccountRef) -> tuple[tuple[str, float], ...]:
         """(detector, latest score) of one account."""
-        account = self._accounts.get(ref)
-        if account is None:
-            sleeping = self._sleeping[ref]
-            return tuple(zip(sleeping.names, sleeping.scores, strict=True))
-        return tuple((detector.name, detector.score) for detector in account.detectors)
+        return tuple(self._accounts[ref].scored())
 
     def _apply(self, account: _Account, detector: str, finding: Finding, at: float) -> Detection:
         key = (detector, finding.kind)

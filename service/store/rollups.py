@@ -12,10 +12,8 @@ number of bulk statements; on PostgreSQL one replica at a time does it (an advis
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text
 
@@ -159,51 +157,6 @@ def _floor(when: datetime, size: timedelta) -> datetime:
     seconds = int(when.timestamp())
     step = int(size.total_seconds())
     return datetime.fromtimestamp(seconds - seconds % step, UTC)
-
-
-@dataclass
-class _Bucket:
-    first_at: datetime
-    first_followers: int
-    last_at: datetime
-    last_followers: int
-    min_followers: int
-    max_followers: int
-    samples: int
-    last_following: int | None
-    last_posts: int | None
-    followers_step: int
-
-    def take(self, at: datetime, followers: int, following: int | None, posts: int | None, step: int) -> None:
-        self.last_at, self.last_followers = at, followers
-        self.min_followers = min(self.min_followers, followers)
-        self.max_followers = max(self.max_followers, followers)
-        self.samples += 1
-        self.last_following = following if following is not None else self.last_following
-        self.last_posts = posts if posts is not None else self.last_posts
-        self.followers_step = max(self.followers_step, step)
-
-    def row(self, account_id: int, bucket: datetime) -> dict[str, Any]:
-        return {"account_id": account_id, "bucket": bucket, **vars(self)}
-
-
-def _aggregate(rows: Iterable[Any], size: timedelta) -> Iterator[dict[str, Any]]:
-    """Rows ordered by account and time → one bucket row per account and bucket: what ``_roll_hours``
-    computes in SQL, here in Python for bench/scale_history (rollups of histories it never stores raw)."""
-    key: tuple[int, datetime] | None = None
-    bucket: _Bucket | None = None
-    for row in rows:
-        at = row[1]
-        here = (row[0], _floor(at, size))
-        if here != key:
-            if bucket is not None and key is not None:
-                yield bucket.row(*key)
-            key = here
-            bucket = _Bucket(at, row[2], at, row[2], row[2], row[2], 0, row[3], row[4], row[5])
-        assert bucket is not None
-        bucket.take(at, row[2], row[3], row[4], row[5])
-    if bucket is not None and key is not None:
-        yield bucket.row(*key)
 
 
 def _roll_hours(conn: Connection, start: datetime, end: datetime) -> int:
