@@ -183,7 +183,7 @@ two rounds a thirtieth of the accounts gets a new sample (10,000 accounts polled
 {rows}
 
 - **flockwatch exposition**: `service.exposition.AccountExposition`, rebuilt from the board on each scrape; it
-  formats only the accounts that changed since the last scrape and joins the lines it kept for the others. Its
+  formats only the accounts that changed since the last scrape and reuses the lines it kept deflated for the others. Its
   page is byte for byte the collector's (checked before timing, and by `tests/observability/test_exposition.py`).
 - **flockwatch collector**: the daemon's `AccountCollector` through `generate_latest`, which formats every sample on
   every scrape.

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from service.accounts import AccountRef
 from service.detection.base import Detection, Severity
 from service.detection.engine import DetectionEngine
-from service.exposition import escape_label, sample_line, snapshot
+from service.exposition import DeflatedLines, escape_label, sample_line, snapshot
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
@@ -74,7 +74,6 @@ def _handle(detection: Detection) -> str:
 
 SCORE_NAME = "flockwatch_anomaly_score"
 SCORE_HELP = "Latest anomaly score of each detector, 0 (normal) to 1"
-CHUNK_ACCOUNTS = 10_000  # accounts per encoded piece of the page: about 7 MB
 
 
 class ScoreCollector(Collector):
@@ -103,28 +102,22 @@ class ScoreExposition:
 
     def __init__(self, engine: DetectionEngine) -> None:
         self._engine = engine
-        self._cache: dict[AccountRef, tuple[object, str]] = {}
+        self._lines: DeflatedLines[AccountRef] = DeflatedLines(1, self._account_lines)
 
     def render(self) -> bytes:
         return b"".join(self.chunks())
 
     def chunks(self) -> Iterator[bytes]:
-        """The family as encoded pieces of ``CHUNK_ACCOUNTS`` accounts each, made as they are asked for."""
-        old, self._cache = self._cache, {}  # entries move over: old lines are freed as new ones are made
-        cache = self._cache
-        for ref, token in snapshot(self._engine.score_tokens):
-            kept = old.pop(ref, None)
-            if kept is None or kept[0] is not token:
-                try:
-                    kept = (token, _score_lines(ref, self._engine.scores_of(ref)))
-                except KeyError:  # forgotten by the engine since the snapshot
-                    continue
-            cache[ref] = kept
-        del old
-        lines = [text for _, text in cache.values()]
+        """The family as encoded pieces of a block of accounts each, made as they are asked for."""
+        self._lines.update([((ref, token), ref) for ref, token in snapshot(self._engine.score_tokens)])
         yield f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()
-        for start in range(0, len(lines), CHUNK_ACCOUNTS):
-            yield "".join(lines[start : start + CHUNK_ACCOUNTS]).encode()
+        yield from self._lines.family(0)
+
+    def _account_lines(self, ref: AccountRef) -> tuple[str]:
+        try:
+            return (_score_lines(ref, self._engine.scores_of(ref)),)
+        except KeyError:  # forgotten by the engine since the snapshot: it leaves the next page's keys too
+            return ("",)
 
 
 def _score_lines(ref: AccountRef, scores: tuple[tuple[str, float], ...]) -> str:

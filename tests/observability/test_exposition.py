@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from service.accounts import AccountRef
 from service.board import Board
-from service.exposition import AccountExposition
+from service.exposition import BLOCK_ITEMS, AccountExposition
 from service.metrics import AccountCollector
 from service.samples import AccountState, Sample
 from tests.observability.support import require_tool
@@ -90,3 +90,22 @@ def test_same_changes_as_the_board_with_irregular_sampling(seed: int) -> None:
             followers += rng.randrange(-50, 500)
         board.record_state(ref, AccountState.ACTIVE, None, NOW)
     assert AccountExposition(board).render() == collector_page(board)
+
+
+def test_a_large_watchlist_keeps_its_lines_small_and_follows_scattered_changes() -> None:
+    refs = [AccountRef("x", f"user{i}") for i in range(2 * BLOCK_ITEMS + 17)]
+    board = Board()
+    board.keep_only(set(refs))
+    for number, ref in enumerate(refs):
+        board.record_sample(Sample(ref, NOW - timedelta(hours=1), 1_000 + number, 5, 6))
+        board.record_state(ref, AccountState.ACTIVE, None, NOW)
+    exposition = AccountExposition(board)
+    first = exposition.render()
+    for ref in refs[::97]:  # one account in 97 polled again, in every block
+        board.record_sample(Sample(ref, NOW, 777_777, 5, 6))
+    board.keep_only(set(refs[5:]))  # and the first few leave: every block's accounts shift
+    page = exposition.render()
+    assert page == collector_page(board) and page != first
+    assert page.count(b"} 777777.0\n") == len([ref for ref in refs[::97] if ref in set(refs[5:])])
+    kept = sum(len(packed) for block in exposition._lines._blocks for packed in block.families)
+    assert kept < len(page) / 5  # deflated, not kept as text
