@@ -19,17 +19,17 @@ of its trail. ``snapshot`` copies what other renderers iterate (the engine's dic
 
 from __future__ import annotations
 
-import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.utils import floatToGoString
 
 from service.board import AccountView, Board
+from service.deflate import Deflated, Piece, deflated, plain
 from service.samples import AccountState
 
 # name, help, in the order AccountCollector yields them; all are gauges.
@@ -52,7 +52,6 @@ PER_STATE = ("flockwatch_accounts", "Watched accounts per platform and state.")
 HEADERS = tuple(f"# HELP {name} {doc}\n# TYPE {name} gauge\n" for name, doc in (*FAMILIES, PER_STATE))
 
 BLOCK_ITEMS = 1_000  # accounts per deflated block: a block's family is 50-200 kB of text
-_RAW = -zlib.MAX_WBITS  # raw deflate: no header or checksum per block
 _ATTEMPTS = 5
 T = TypeVar("T")
 
@@ -82,30 +81,33 @@ class DeflatedLines(Generic[T]):
         self._families, self._lines = families, lines
         self._blocks: list[_Block] = []
 
-    def update(self, items: Sequence[tuple[object, T]]) -> None:
-        """Take the items as they are now, each with what its lines are made from (a key compared by value)."""
+    def update(self, items: Sequence[T], marks: Sequence[Sequence[object]]) -> None:
+        """Take the items as they are now, with what their lines are made from: ``marks`` are columns, the
+        i-th entry of each belongs to the i-th item, and equal entries mean the same lines. Columns instead of
+        a key per item: a scrape then builds no object per account for the garbage collector to walk."""
         old, self._blocks = self._blocks, []
         for index, start in enumerate(range(0, len(items), BLOCK_ITEMS)):
-            block = items[start : start + BLOCK_ITEMS]
-            keys = tuple(key for key, _ in block)
+            end = start + BLOCK_ITEMS
+            keys = (tuple(items[start:end]), *(tuple(column[start:end]) for column in marks))
             kept = old[index] if index < len(old) else None
             if kept is None or kept.keys != keys:
-                kept = self._remade(keys, [item for _, item in block], kept)
+                kept = self._remade(keys, kept)
             self._blocks.append(kept)
 
-    def family(self, index: int) -> Iterator[bytes]:
-        """One family's lines, a block at a time."""
+    def family(self, index: int) -> Iterator[Deflated]:
+        """One family's lines, a block at a time, as kept."""
         for block in self._blocks:
-            yield zlib.decompress(block.families[index], _RAW)
+            yield block.families[index]
 
-    def _remade(self, keys: tuple[object, ...], items: list[T], kept: _Block | None) -> _Block:
-        """The block with the lines of the items whose key changed formatted again, the others' kept."""
+    def _remade(self, keys: tuple[tuple[Any, ...], ...], kept: _Block | None) -> _Block:
+        """The block with the lines of the items whose marks changed formatted again, the others' kept."""
         before = kept.lines() if kept is not None else []
+        # Rows compared as tuples: identical entries are equal without calling __eq__ on them.
+        rows = zip(zip(*kept.keys, strict=True), zip(*keys, strict=True), strict=False) if kept else ()
+        same = [old == now for old, now in rows]  # the block's items beyond its old length are new
         lines = [
-            before[at]
-            if at < len(before) and kept is not None and kept.keys[at] == key
-            else self._encoded(item)
-            for at, (key, item) in enumerate(zip(keys, items, strict=True))
+            before[at] if at < len(same) and same[at] else self._encoded(item)
+            for at, item in enumerate(keys[0])
         ]
         return _Block.made(keys, lines, self._families)
 
@@ -115,24 +117,21 @@ class DeflatedLines(Generic[T]):
 
 @dataclass(slots=True, frozen=True)
 class _Block:
-    keys: tuple[object, ...]  # what each item's lines were rendered from
-    families: tuple[bytes, ...]  # each family's lines of these items, raw deflate
+    keys: tuple[tuple[Any, ...], ...]  # the items, then each column of what their lines were rendered from
+    families: tuple[Deflated, ...]  # each family's lines of these items
     sizes: array[int]  # bytes of each item's lines in each family: sizes[item * families + family]
 
     @classmethod
-    def made(cls, keys: tuple[object, ...], lines: list[tuple[bytes, ...]], families: int) -> _Block:
+    def made(cls, keys: tuple[tuple[Any, ...], ...], lines: list[tuple[bytes, ...]], families: int) -> _Block:
         sizes = array("I", [len(text) for item in lines for text in item])
-        deflated = tuple(
-            zlib.compress(b"".join([item[family] for item in lines]), 1, _RAW) for family in range(families)
-        )
-        return cls(keys, deflated, sizes)
+        texts = tuple(deflated(b"".join([item[family] for item in lines])) for family in range(families))
+        return cls(keys, texts, sizes)
 
     def lines(self) -> list[tuple[bytes, ...]]:
         """Each item's lines in each family, as kept."""
         count = len(self.families)
         columns = [
-            _split(zlib.decompress(packed, _RAW), self.sizes[family::count])
-            for family, packed in enumerate(self.families)
+            _split(packed.text(), self.sizes[family::count]) for family, packed in enumerate(self.families)
         ]
         return list(zip(*columns, strict=True))
 
@@ -151,13 +150,18 @@ class AccountExposition:
         self._lines: DeflatedLines[AccountView] = DeflatedLines(len(FAMILIES), _render)
 
     def render(self) -> bytes:
-        return b"".join(self.chunks())
+        return b"".join([plain(piece) for piece in self.chunks()])
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[Piece]:
         """The page as encoded pieces, family after family, each made as it is asked for."""
         views = self._board.views()
-        # The key holds the view itself: an account removed and added again is a new view.
-        self._lines.update([((view, view.latest, view.state, view.last_polled_at), view) for view in views])
+        # An account removed and added again is a new view, with lines of its own.
+        marks = (
+            [view.latest for view in views],
+            [view.state for view in views],
+            [view.last_polled_at for view in views],
+        )
+        self._lines.update(views, marks)
         for family, header in enumerate(HEADERS[:-1]):
             yield header.encode()
             yield from self._lines.family(family)

@@ -8,9 +8,10 @@ does) gets the page compressed once per render, in the worker thread (in the ren
 When rendering is costly (a quarter of a CPU second or more: tens of thousands of accounts), a scrape does not wait
 for it: it gets the page rendered for the scrape before (never older than two minutes) while the next one renders,
 so the values it reads are one scrape interval old, and each scrape still costs one render. The page is rendered,
-kept and sent in pieces (one per family); once scrapers ask for gzip, a page over 8 MiB is kept only compressed
-(100 MB of text at 100,000 accounts is about 7 MB gzipped) and decompressed a piece at a time for the odd plain
-request.
+kept and sent in pieces; the per-account pieces come deflated already (``service.deflate``) and are spliced into the
+gzipped page as they are, so a scrape where no account changed compresses only the service's own families. Once
+scrapers ask for gzip, a page over 8 MiB is kept only compressed (100 MB of text at 100,000 accounts is about 7 MB
+gzipped) and inflated a piece at a time for the odd plain request.
 
 With a web configuration file (``service.webconfig``) the server speaks TLS and asks for basic auth as Prometheus
 exporters do. As in the exporter-toolkit, authentication covers every path, /healthz and /readyz included. The file
@@ -43,15 +44,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from service.basicauth import BasicAuth
+from service.deflate import GzipPage, Piece, gzipped, plain
 from service.memory import give_back
 from service.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Coroutine[Any, Any, list[str]]]
-PageSection = Callable[
-    [], Iterable[bytes]
-]  # encoded pieces of the page, in order (a generator may make them)
+PageSection = Callable[[], Iterable[Piece]]  # pieces of the page, in order (a generator may make them)
 Page = tuple[bytes, ...]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE_MIN_AGE = 1.0  # seconds a rendered page is served again
@@ -79,7 +79,7 @@ class MetricsPage:
 
     def __init__(
         self,
-        render: Callable[[], bytes | Iterable[bytes]],
+        render: Callable[[], bytes | Iterable[Piece]],
         *,
         min_age: float = PAGE_MIN_AGE,
         slow: float = SLOW_RENDER,
@@ -146,7 +146,7 @@ class MetricsPage:
         give_back()  # the pages before this one
         made = self._render()
         pieces = (made,) if isinstance(made, bytes) else made
-        page, compressed = _compressed(pieces) if self._gzip_wanted else (tuple(pieces), None)
+        page, compressed = _compressed(pieces) if self._gzip_wanted else (tuple(map(plain, pieces)), None)
         del made, pieces
         give_back()  # the text this render built
         return _Rendered(page, time.perf_counter() - started, time.thread_time() - cpu, compressed)
@@ -162,25 +162,24 @@ class MetricsPage:
 
 
 def _gzip(page: Page) -> bytes:
-    """The pieces as one gzip member (zlib writes the header and trailer); zlib lets the GIL go while it works."""
-    return _compressed(page)[1]
+    """The pieces as one gzip member; zlib lets the GIL go while it works."""
+    return gzipped(page)
 
 
-def _compressed(pieces: Iterable[bytes]) -> tuple[Page, bytes]:
-    """The pieces (as they come) gzipped, and kept as well unless the page is big: a big page is never
-    held whole, only compressed; the odd plain scrape has it decompressed."""
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def _compressed(pieces: Iterable[Piece]) -> tuple[Page, bytes]:
+    """The pieces (as they come) gzipped, those deflated already spliced in, and kept as text as well unless
+    the page is big: a big page is never held whole, only compressed; the odd plain scrape has it inflated."""
+    gzip = GzipPage()
     kept: list[bytes] | None = []
-    out, size = [], 0
+    size = 0
     for piece in pieces:
-        out.append(deflate.compress(piece))
-        size += len(piece)
+        gzip.add(piece)
         if kept is not None:
-            kept.append(piece)
+            kept.append(plain(piece))
+            size += len(kept[-1])
             if size > KEEP_PLAIN:
                 kept = None
-    out.append(deflate.flush())
-    return tuple(kept or ()), b"".join(out)
+    return tuple(kept or ()), gzip.finish()
 
 
 async def _each(pieces: Page) -> AsyncIterator[bytes]:
@@ -371,7 +370,7 @@ def build_app(
 ) -> web.Application:
     """``sections`` render further metric families after the registry's (the per-account series)."""
 
-    def render() -> Iterator[bytes]:
+    def render() -> Iterator[Piece]:
         yield generate_latest(registry)
         for section in sections:
             yield from section()

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from service.accounts import AccountRef
+from service.deflate import Piece, plain
 from service.detection.base import Detection, Severity
 from service.detection.engine import DetectionEngine
 from service.exposition import DeflatedLines, escape_label, sample_line, snapshot
@@ -105,11 +106,12 @@ class ScoreExposition:
         self._lines: DeflatedLines[AccountRef] = DeflatedLines(1, self._account_lines)
 
     def render(self) -> bytes:
-        return b"".join(self.chunks())
+        return b"".join([plain(piece) for piece in self.chunks()])
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[Piece]:
         """The family as encoded pieces of a block of accounts each, made as they are asked for."""
-        self._lines.update([((ref, token), ref) for ref, token in snapshot(self._engine.score_tokens)])
+        refs, tokens = _columns(snapshot(self._engine.score_tokens))
+        self._lines.update(refs, [tokens])
         yield f"# HELP {SCORE_NAME} {SCORE_HELP}\n# TYPE {SCORE_NAME} gauge\n".encode()
         yield from self._lines.family(0)
 
@@ -118,6 +120,10 @@ class ScoreExposition:
             return (_score_lines(ref, self._engine.scores_of(ref)),)
         except KeyError:  # forgotten by the engine since the snapshot: it leaves the next page's keys too
             return ("",)
+
+
+def _columns(pairs: list[tuple[AccountRef, object]]) -> tuple[list[AccountRef], list[object]]:
+    return [ref for ref, _ in pairs], [token for _, token in pairs]
 
 
 def _score_lines(ref: AccountRef, scores: tuple[tuple[str, float], ...]) -> str:
