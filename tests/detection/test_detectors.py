@@ -16,6 +16,7 @@ from bench.engine_memory import accounts, held_bytes
 from service.detection.base import Severity
 from service.detection.csvinput import read_samples
 from service.detection.engine import DetectionEngine
+from service.samples import Sample
 
 from .helpers import START, of_kind, organic_gains, run, series
 
@@ -344,3 +345,21 @@ def test_a_busy_day_no_larger_than_one_of_the_last_month_is_not_a_one_day_step()
     ]
 
     assert len(found) <= 1
+
+
+def test_an_organic_turn_that_built_up_over_days_is_not_a_one_day_step() -> None:
+    # An organic account of the independent generator (seed 102) whose pace rose tenfold within days:
+    # two busy days before its busiest, more after. Polled daily with the poller's +-1 h jitter. A
+    # delivered batch comes from nowhere and leaves nothing behind; this rise had a lead-in and a tail.
+    gains = [529, 379, 667, 380, -9, 310, 353, 658, 972, 92, 791, -69, 58, 704, 113, 422, -291, 680, 1012]
+    gains += [1235, 467, 228, 182, 328, 300, 230, 137, 398, 107, 1515, 358, 265, 808, 510, 854, 511, 252]
+    gains += [610, 929, 100, 95, 120, 399, 352, 374, 200, -320, 937, 950, 719, 1628, 185, 320, 239, 550]
+    gains += [449, 457, 407, 526, 2476, 2624, 5605, 2920, 3851, 3481, 6670, 1852, 4421, 6668, 5688]
+    rng = random.Random(4)
+    samples = [
+        Sample(s.account, s.observed_at + timedelta(minutes=rng.uniform(-60, 60)), s.followers, None, None, 1)
+        for s in series("x:turning", gains, first=473_777)
+    ]
+    found = [d for d in of_kind(run(samples), "burst") if d.severity is not Severity.INFO]
+
+    assert found == []

@@ -12,7 +12,9 @@ summary says how little history the verdict rests on. Then the shape decides:
 - *one-day step* (daily samples): reported as a warning as soon as the period shows it. If the next period
   shows a tail (still well above usual: an organic crowd fades over days), it becomes a viral ramp; if
   growth is straight back to usual, it stays a warning, saying that a one-day crowd (a TV appearance, a
-  giveaway) can look the same in daily counts and samples within the day would tell them apart.
+  giveaway) can look the same in daily counts and samples within the day would tell them apart. Growth
+  that was already well above usual in each of the two periods before (a quarter of the step or more) is
+  no one-day step: organic attention and a change of pace build up over days, a delivery does not.
 - *viral ramp*: the extra growth goes on after six hours, or decays over the next periods. Reported as
   information only: attention brings followers for days, and an account that went viral is not accused.
 """
@@ -47,10 +49,13 @@ SUBDAILY_GAP: Final = 0.5 * DAY
 # beyond 1 in 10^7; a daily period is one test a day.
 LOG_ALPHA: Final = math.log(1e-7)
 LOG_ALPHA_DAY: Final = math.log(1e-5)
-LOG_TAIL: Final = math.log(1e-2)  # the period after a one-day step still this unusual: a tail
+# The period after a one-day step still this unusual (and a quarter of the step): a tail. At 1 in 100,
+# the spread fitted to a heavy-tailed account let an organic turn's next days pass for ordinary ones.
+LOG_TAIL: Final = math.log(1e-1)
 CHEAP_Z: Final = 4.0  # an excess within this many standard deviations is never tested exactly
 RISE_OVER: Final = 0.1  # share of the peak hourly excess under which the rise counts as over
 STEP_RELAPSE: Final = 0.25  # daily samples: the next period's excess, relative to the step's, for a tail
+LEAD_PERIODS: Final = 2  # daily samples: periods before a step in which a lead-in (a rise under way) shows
 FRESH_SHARPNESS: Final = (
     3.0  # a step inside an open burst: its hourly excess, in multiples of the pace before
 )
@@ -506,12 +511,24 @@ class BurstDetector(Detector):
             return []
         if period.gain - rounding <= _busiest(history) * period.days:
             return []  # the account's own busiest day of the last month brought as much: its nature
+        if self._led_up(history, excess / period.days):
+            return []  # growth already rising over the days before: an organic turn or crowd building up
         surprise = process.log_surprise(excess - rounding, period.days)
         if surprise >= LOG_ALPHA_DAY:
             return []
         step = self._daily_step = _DailyStep.begin(period, excess, surprise, process)
         history.exclude(excess, period.end)
         return [self._one_day_step(step, None)]
+
+    def _led_up(self, history: AccountHistory, excess: float) -> bool:
+        """A rise already under way: each of the LEAD_PERIODS periods before brought at least STEP_RELAPSE
+        of this daily excess above the usual rate. Organic attention and a change of the account's pace
+        build up over days, as a crowd's tail fades over days after; a delivery comes from nowhere."""
+        process = self._process
+        rates = history.rates(LEAD_PERIODS)
+        if process is None or len(rates) < LEAD_PERIODS:
+            return False
+        return min(rates) - process.rate >= STEP_RELAPSE * excess
 
     def _daily_shape(
         self, step: _DailyStep, period: Period, process: Process, excess: float, history: AccountHistory
