@@ -35,7 +35,6 @@ from service.cli.common import (
 from service.detection.base import Detection, iso
 from service.detection.csvinput import FUTURE_TOLERANCE, BadRow, ReadRecords, ReadResult, Record, read_records
 from service.detection.engine import DetectionEngine
-from service.detection.recorder import detection_of
 from service.detection.replay import replay_records
 from service.store.queries import DETECTION_SORTS, SEVERITIES, DetectionQuery
 
@@ -176,6 +175,8 @@ def run_detections(args: argparse.Namespace) -> int:
         reverse=args.reverse,
         limit=args.limit or None,
     )
+    from service.detection.recorder import detection_of
+
     with open_store(database_url(args)) as store:
         page = store.detection_page(query)
     found = [detection_of(row, row.key) for row in page.rows]
