@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, inspect, select
 from service.accounts import AccountRef
 from service.cli import main
 from service.clock import ManualClock
-from service.detection.csvinput import BadRow, RowStream
+from service.detection.csvinput import BadRow, RowStream, micros
 from service.detection.engine import DetectionEngine
 from service.detection.importer import Importer
 from service.samples import Sample
@@ -292,3 +292,23 @@ def test_backtest_replays_rows_from_the_future_but_warns(
     assert "warning: 1 rows are dated in the future (after now + 5 minutes); import refuses them" in (
         capsys.readouterr().err
     )
+
+
+def test_the_detectors_read_back_each_stored_time_to_the_microsecond(store: Store, engine: Engine) -> None:
+    from service.store.loading import SampleReader
+
+    ref = AccountRef("x", "exact")
+    store.watch(ref, datetime(2026, 1, 1, tzinfo=UTC))
+    (account_id,) = store.account_ids([ref]).values()
+    times = [
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 2, 28, 12, 0, tzinfo=UTC),
+        datetime(2026, 3, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ]
+    store.write([(account_id, Sample(ref, when, 10 + i, i)) for i, when in enumerate(times)], [])
+
+    with engine.connect() as conn:
+        reader = SampleReader(conn, [account_id])
+        rows = reader.slice(0, micros(datetime(2030, 1, 1, tzinfo=UTC)))
+        reader.close()
+    assert rows == [(account_id, micros(when), 10 + i, i, 1) for i, when in enumerate(times)]

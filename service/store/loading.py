@@ -245,11 +245,10 @@ def _copy_text(value: str) -> str:
 
 class SqliteTimes:
     """Epoch microseconds to SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, as SQLAlchemy writes
-    it) and back; the text of a whole second is cached (files repeat their times across accounts)."""
+    it); the text of a whole second is cached (files repeat their times across accounts)."""
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
-        self._days: dict[str, int] = {}
 
     def text(self, us: int) -> str:
         seconds, fraction = divmod(us, _SECOND)
@@ -259,20 +258,6 @@ class SqliteTimes:
                 self._seconds.clear()
             stamp = self._seconds[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         return f"{stamp}.{fraction:06d}"
-
-    def micros(self, text: str) -> int:
-        midnight = self._days.get(text[:10])
-        if midnight is None:
-            parsed = time.strptime(text[:10], "%Y-%m-%d")
-            midnight = self._days[text[:10]] = _timegm(parsed) * _SECOND
-        clock = (int(text[11:13]) * 60 + int(text[14:16])) * 60 + int(text[17:19])
-        return midnight + clock * _SECOND + (int(text[20:26]) if len(text) > 20 else 0)
-
-
-def _timegm(parsed: time.struct_time) -> int:
-    import calendar
-
-    return calendar.timegm(parsed)
 
 
 def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
@@ -301,6 +286,15 @@ def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
     for start in range(0, len(ids), 2_000):
         chunk = ids[start : start + 2_000]
         conn.execute(update(accounts).where(accounts.c.id.in_(chunk)).values(**values))
+
+
+# Epoch microseconds of a stored 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds by strftime('%s') (every
+# SQLite version has it) of the text without its fraction (strftime rounds to milliseconds), then the
+# fraction's digits as they are (none: 0).
+_SQLITE_MICROS: Final = (
+    "CAST(strftime('%s', substr(observed_at, 1, 19)) AS INTEGER) * 1000000 "
+    "+ CAST(substr(observed_at, 21, 6) AS INTEGER)"
+)
 
 
 class SampleReader:
@@ -332,14 +326,14 @@ class SampleReader:
         return list(self._cursor.fetchall())
 
     def _sqlite_slice(self, start_us: int, end_us: int) -> list[tuple[int, int, int, int | None, int]]:
+        # SQLite turns its stored text into microseconds itself (a third of the reading's time in Python)
         self._cursor.execute(
-            "SELECT account_id, observed_at, followers, following, followers_step FROM samples "
+            f"SELECT account_id, {_SQLITE_MICROS}, followers, following, followers_step FROM samples "
             "WHERE observed_at >= ? AND observed_at < ? "
             "AND account_id IN (SELECT id FROM import_accounts) ORDER BY observed_at, account_id",
             (self._times.text(start_us), self._times.text(end_us)),
         )
-        micros = self._times.micros
-        return [(a, micros(at), f, g, s) for a, at, f, g, s in self._cursor]
+        return list(self._cursor.fetchall())
 
     def close(self) -> None:
         self._cursor.execute("DROP TABLE IF EXISTS import_accounts")
