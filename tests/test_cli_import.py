@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, inspect, select
 
 from service.accounts import AccountRef
 from service.cli import main
 from service.clock import ManualClock
-from service.detection.csvinput import BadRow, RowStream
+from service.detection.csvinput import BadRow, RowStream, micros
 from service.detection.engine import DetectionEngine
 from service.detection.importer import Importer
 from service.samples import Sample
@@ -102,6 +102,52 @@ def test_a_database_failure_half_way_rolls_the_whole_file_back(
     assert len(loaded) == 3  # two chunks went in before the failure ...
     assert _count(db_url, models.Sample) == 0  # ... and went away with it
     assert _count(db_url, models.Account) == 0
+
+
+def _samples_structures(engine: Engine) -> tuple[list[str], list[str]]:
+    """The names of the samples table's indexes and foreign keys, as the database reports them."""
+    listed = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'samples' AND sql IS NOT NULL"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename = 'samples' AND indexname <> 'pk_samples' "
+        "AND schemaname = current_schema()"
+    )
+    with engine.connect() as conn:
+        indexes = sorted(str(row[0]) for row in conn.exec_driver_sql(listed))
+    keys = sorted(str(key["referred_table"]) for key in inspect(engine).get_foreign_keys("samples"))
+    return indexes, keys
+
+
+def test_a_first_load_sets_the_time_index_aside_and_brings_it_back_even_when_it_fails(
+    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.store import loading
+
+    before = _samples_structures(engine)
+    assert before == (["ix_samples_observed_at"], ["accounts"])
+    dropped: list[str] = []
+    original = loading._SetAside.__init__
+
+    def noting(self: loading._SetAside, conn: object) -> None:
+        original(self, conn)  # type: ignore[arg-type]
+        dropped.extend(str(index.name) for index in self.indexes)
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(loading._SetAside, "__init__", noting)
+    path = write_csv(tmp_path / "h.csv", _rows(3_000))  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="disk is full"):
+        Importer(engine, ManualClock(datetime.now(UTC))).load(path, False)
+    assert dropped == ["ix_samples_observed_at"]  # the empty table's index was set aside ...
+    assert _samples_structures(engine) == before  # ... and the rollback brought it back
+
+    monkeypatch.undo()
+    report = Importer(engine, ManualClock(datetime.now(UTC)), chunk_rows=500).load(path, False)
+    assert report.added == 3_000 and _samples_structures(engine) == before
+    with engine.begin() as conn:  # the key is enforced again: an account takes its samples with it
+        conn.execute(
+            delete(models.table(models.Account)).where(models.table(models.Account).c.handle == "user0")
+        )
+    assert _count(db_url, models.Sample) == 2_000
 
 
 def test_after_an_import_the_daemon_has_rollups_latest_counts_detections_and_states(
@@ -246,3 +292,23 @@ def test_backtest_replays_rows_from_the_future_but_warns(
     assert "warning: 1 rows are dated in the future (after now + 5 minutes); import refuses them" in (
         capsys.readouterr().err
     )
+
+
+def test_the_detectors_read_back_each_stored_time_to_the_microsecond(store: Store, engine: Engine) -> None:
+    from service.store.loading import SampleReader
+
+    ref = AccountRef("x", "exact")
+    store.watch(ref, datetime(2026, 1, 1, tzinfo=UTC))
+    (account_id,) = store.account_ids([ref]).values()
+    times = [
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 2, 28, 12, 0, tzinfo=UTC),
+        datetime(2026, 3, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ]
+    store.write([(account_id, Sample(ref, when, 10 + i, i)) for i, when in enumerate(times)], [])
+
+    with engine.connect() as conn:
+        reader = SampleReader(conn, [account_id])
+        rows = reader.slice(0, micros(datetime(2030, 1, 1, tzinfo=UTC)))
+        reader.close()
+    assert rows == [(account_id, micros(when), 10 + i, i, 1) for i, when in enumerate(times)]

@@ -137,6 +137,21 @@ def test_status_filters_by_ongoing_detections(
     assert [json.loads(line)["account"] for line in out.splitlines()] == [str(SHRINKER)]
 
 
+def test_status_counts_accounts_not_their_ongoing_detections(
+    db_url: str, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = _fleet(engine)
+    ids = store.account_ids([GROWER])
+    burst = _detection(GROWER, ids[GROWER], "burst", 0.5, "warning")
+    store.write_batch([], [], [_detection(GROWER, ids[GROWER], "regular_growth", 0.9, "critical"), burst])
+
+    _, out, _ = _run(capsys, db_url, "status", "--limit", "1")  # by score, no filter on detections
+    assert out.splitlines()[1].split()[:1] == [str(GROWER)] and out.splitlines()[1].split()[-4] == "2"
+    assert out.splitlines()[-1] == "... and 3 more (--limit 0 lists them all)"
+    _, out, _ = _run(capsys, db_url, "status", "--active", "--limit", "0")
+    assert len(out.splitlines()) == 2  # the header and the one account, once
+
+
 def test_status_change_falls_back_to_raw_samples_without_rollups(
     db_url: str, engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:

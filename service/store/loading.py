@@ -6,6 +6,15 @@ takes them with one prepared INSERT per chunk; PostgreSQL takes them with COPY i
 table, moved into ``samples`` by one INSERT ... SELECT ... ON CONFLICT DO NOTHING every ``FLUSH_ROWS``
 rows. Either way a sample already stored (same account and time) is kept as it was, and everything
 happens in the transaction of the connection given: the caller commits or rolls back the whole file.
+
+Into a samples table that holds fewer rows than the file brings (a first bulk load), the secondary
+structures of ``samples`` are set aside for the load and rebuilt at its end, in the same transaction:
+the time index (both databases) and, on PostgreSQL, the foreign key to ``accounts``, whose check per row
+was most of the move's time. Built once over the whole table they cost a fraction of their upkeep row by
+row (1.34 million rows: 14.0 CPU-s of SQLite work down to 9.3 with the index rebuilt; PostgreSQL's moves
+18.7 s down to 6.8). A failed import rolls the rebuild back with everything else, so the table keeps its
+index and key. While such a load runs, PostgreSQL readers of ``samples`` wait for it (the table is locked
+while its key is away); SQLite readers see the table as it was, as always.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
 from service.store import models
 
@@ -34,11 +44,12 @@ class SampleLoader(ABC):
     which finds each row's account by platform and handle (the accounts must exist by then).
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, expected_rows: int = 0) -> None:
         self.conn = conn
         self.added = 0
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self._prefixes: dict[str, str] = {}  # platform:handle -> its encoded fields
+        self._aside = _SetAside(conn) if _fewer_stored(conn, expected_rows) else None
 
     @abstractmethod
     def encode(self, rows: Sequence[LoadRow]) -> str: ...
@@ -47,6 +58,8 @@ class SampleLoader(ABC):
     def load(self, payload: str) -> None: ...
 
     def finish(self) -> int:
+        if self._aside is not None:
+            self._aside.restore()
         return self.added
 
     def _prefix(self, name: str) -> str:
@@ -60,11 +73,13 @@ class SampleLoader(ABC):
     def _fields(self, platform: str, handle: str) -> str: ...
 
 
-def loader_for(conn: Connection) -> SampleLoader:
+def loader_for(conn: Connection, expected_rows: int = 0) -> SampleLoader:
+    """The loader of the connection's database; ``expected_rows`` (the file's rows, estimated low)
+    decides whether the samples table's secondary structures are set aside for the load."""
     if conn.dialect.name == "postgresql":
-        return PostgresLoader(conn)
+        return PostgresLoader(conn, expected_rows)
     if conn.dialect.name == "sqlite":
-        return SqliteLoader(conn)
+        return SqliteLoader(conn, expected_rows)
     raise ValueError(f"unsupported database: {conn.dialect.name} (use SQLite or PostgreSQL)")
 
 
@@ -82,8 +97,8 @@ class SqliteLoader(SampleLoader):
         "WHERE true ON CONFLICT (account_id, observed_at) DO NOTHING"
     )
 
-    def __init__(self, conn: Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: Connection, expected_rows: int = 0) -> None:
+        super().__init__(conn, expected_rows)
         # A bigger page cache for this connection only: a bulk load touches one index page per account.
         self._cursor.execute("PRAGMA cache_size = -131072")  # 128 MiB
         self._times = SqliteTimes()
@@ -124,8 +139,8 @@ class PostgresLoader(SampleLoader):
     )
     IN_ORDER: Final = " ORDER BY s.seq ON CONFLICT (account_id, observed_at) DO NOTHING"
 
-    def __init__(self, conn: Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: Connection, expected_rows: int = 0) -> None:
+        super().__init__(conn, expected_rows)
         self._cursor.execute(self.STAGING)
         self._staged = 0
         self._seq = 0
@@ -150,7 +165,7 @@ class PostgresLoader(SampleLoader):
     def finish(self) -> int:
         if self._staged:
             self._move()
-        return self.added
+        return super().finish()
 
     def _move(self) -> None:
         moved = None if self._conflicts else self._move_plainly()
@@ -180,6 +195,41 @@ class PostgresLoader(SampleLoader):
         return f"{_copy_text(platform)}\t{_copy_text(handle)}"
 
 
+def _fewer_stored(conn: Connection, expected_rows: int) -> bool:
+    """Whether samples holds fewer rows than ``expected_rows``: counts at most that many."""
+    if expected_rows <= 0:
+        return False
+    samples = models.table(models.Sample)
+    some = select(samples.c.account_id).limit(expected_rows).subquery()
+    return int(conn.scalar(select(func.count()).select_from(some)) or 0) < expected_rows
+
+
+class _SetAside:
+    """The time index of samples (and on PostgreSQL its foreign key) dropped inside the caller's
+    transaction, and built again by ``restore``: a rollback brings them back as they were."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        samples = models.table(models.Sample)
+        self.indexes = sorted(samples.indexes, key=lambda index: str(index.name))
+        postgres = conn.dialect.name == "postgresql"
+        self.keys = sorted(samples.foreign_key_constraints, key=lambda k: str(k.name)) if postgres else []
+        driver = conn.connection.driver_connection
+        if conn.dialect.name == "sqlite" and not driver.in_transaction:  # type: ignore[union-attr]
+            # pysqlite opens a transaction only before a write, never before DDL: open it here
+            conn.exec_driver_sql("BEGIN")
+        for key in self.keys:
+            conn.execute(DropConstraint(key))
+        for index in self.indexes:
+            conn.execute(DropIndex(index))
+
+    def restore(self) -> None:
+        for index in self.indexes:
+            self.conn.execute(CreateIndex(index))
+        for key in self.keys:
+            self.conn.execute(AddConstraint(key))
+
+
 def _json(value: int | None) -> str:
     return "null" if value is None else str(value)
 
@@ -195,11 +245,10 @@ def _copy_text(value: str) -> str:
 
 class SqliteTimes:
     """Epoch microseconds to SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, as SQLAlchemy writes
-    it) and back; the text of a whole second is cached (files repeat their times across accounts)."""
+    it); the text of a whole second is cached (files repeat their times across accounts)."""
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
-        self._days: dict[str, int] = {}
 
     def text(self, us: int) -> str:
         seconds, fraction = divmod(us, _SECOND)
@@ -209,20 +258,6 @@ class SqliteTimes:
                 self._seconds.clear()
             stamp = self._seconds[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
         return f"{stamp}.{fraction:06d}"
-
-    def micros(self, text: str) -> int:
-        midnight = self._days.get(text[:10])
-        if midnight is None:
-            parsed = time.strptime(text[:10], "%Y-%m-%d")
-            midnight = self._days[text[:10]] = _timegm(parsed) * _SECOND
-        clock = (int(text[11:13]) * 60 + int(text[14:16])) * 60 + int(text[17:19])
-        return midnight + clock * _SECOND + (int(text[20:26]) if len(text) > 20 else 0)
-
-
-def _timegm(parsed: time.struct_time) -> int:
-    import calendar
-
-    return calendar.timegm(parsed)
 
 
 def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
@@ -251,6 +286,15 @@ def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
     for start in range(0, len(ids), 2_000):
         chunk = ids[start : start + 2_000]
         conn.execute(update(accounts).where(accounts.c.id.in_(chunk)).values(**values))
+
+
+# Epoch microseconds of a stored 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds by strftime('%s') (every
+# SQLite version has it) of the text without its fraction (strftime rounds to milliseconds), then the
+# fraction's digits as they are (none: 0).
+_SQLITE_MICROS: Final = (
+    "CAST(strftime('%s', substr(observed_at, 1, 19)) AS INTEGER) * 1000000 "
+    "+ CAST(substr(observed_at, 21, 6) AS INTEGER)"
+)
 
 
 class SampleReader:
@@ -282,14 +326,14 @@ class SampleReader:
         return list(self._cursor.fetchall())
 
     def _sqlite_slice(self, start_us: int, end_us: int) -> list[tuple[int, int, int, int | None, int]]:
+        # SQLite turns its stored text into microseconds itself (a third of the reading's time in Python)
         self._cursor.execute(
-            "SELECT account_id, observed_at, followers, following, followers_step FROM samples "
+            f"SELECT account_id, {_SQLITE_MICROS}, followers, following, followers_step FROM samples "
             "WHERE observed_at >= ? AND observed_at < ? "
             "AND account_id IN (SELECT id FROM import_accounts) ORDER BY observed_at, account_id",
             (self._times.text(start_us), self._times.text(end_us)),
         )
-        micros = self._times.micros
-        return [(a, micros(at), f, g, s) for a, at, f, g, s in self._cursor]
+        return list(self._cursor.fetchall())
 
     def close(self) -> None:
         self._cursor.execute("DROP TABLE IF EXISTS import_accounts")
