@@ -188,8 +188,8 @@ def _share(results: Sequence[Result]) -> str:
         "hourly maintenance's share (its CPU per sample rolled up, measured in the benchmark's process on the "
         "samples the runs stored, times the 4 samples per account and hour; a quarter of the run), the idle "
         "rate between cycles (scheduler ticks, the watchlist's change log every 30 s) for the rest of the "
-        "15 minutes, and 30 scrapes (Prometheus every 30 s as shipped): one right after a cycle, which formats "
-        "every account's series again, and 29 with nothing new.\n"
+        "15 minutes, and 30 scrapes asking for gzip (Prometheus every 30 s as shipped): one right after a cycle, "
+        "which formats every account's series again, and 29 with nothing new.\n"
     )
     return _section("CPU share at a 15-minute interval", headers, rows) + "\n" + note
 
@@ -218,7 +218,7 @@ def _scrapes(results: Sequence[Result]) -> str:
         "plain p50 / p99 (s)",
         "gzip p50 / p99 (s)",
         "gzip page",
-        "daemon CPU per scrape: after a cycle / nothing new (s)",
+        "daemon CPU per gzip scrape: after a cycle / nothing new (s)",
     ]
     note = (
         "Scrapes are plain `urllib` GETs every 5 s while the last cycles run, every other one asking for gzip; with "
