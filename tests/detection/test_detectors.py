@@ -226,6 +226,7 @@ def test_an_account_watched_every_15_minutes_costs_the_engine_about_4_kb() -> No
     # measures 1,000 accounts.
     compiled = str(engine_module.__file__).endswith(".so")
     cohort = accounts(40, seed=30)
+    held_bytes(cohort, days=30, spacing=900.0)  # the first engine of a process also makes what is made once
     held, _ = held_bytes(cohort, days=30, spacing=900.0)
 
     assert held / len(cohort) <= (4_400 if compiled else 6_500)
