@@ -3,14 +3,14 @@
 ``generate_latest`` formats every sample on every scrape: about 2 s for the 90,000 series of 10,000 accounts on
 our machines. ``AccountExposition`` renders an account's lines only when that account changed (a new sample, state
 or poll) and otherwise reuses the lines it kept, deflated in blocks of accounts (``DeflatedLines``: about 0.2 kB
-an account instead of 1.3 kB as text), so a scrape costs tens of milliseconds. It is rebuilt from the board
+an account instead of 1.3 kB as text). It is rebuilt from the board
 on each call, like ``service.metrics.AccountCollector``, whose families, series, values and help texts it
 reproduces exactly (``tests/observability/test_exposition.py`` compares the two pages); an account that leaves
-the watchlist leaves the page and the cache.
+the watchlist leaves the page and its block.
 
 Serve it after the registry's page: ``generate_latest(registry) + exposition.render()``, with the registry no
-longer holding an ``AccountCollector``. The daemon serves ``chunks()`` instead, a block of accounts of one family each: at 100,000
-accounts the page is about 130 MB, and neither it nor its text is ever held in one piece.
+longer holding an ``AccountCollector``. The daemon serves ``chunks()`` instead, a deflated block of accounts of
+one family each: at 100,000 accounts the page is over 100 MB of text, never held in one piece.
 
 The daemon renders the page in a worker thread while the event loop goes on polling and changing the board, so a
 render only reads what one step of the interpreter copies whole: the list of views, a view's attributes, a tuple
@@ -73,8 +73,9 @@ class DeflatedLines(Generic[T]):
 
     Formatting every line on every scrape is slow (seconds at 100,000 accounts), and keeping every account's
     lines as text costs over a kilobyte an account. So a block of items keeps its lines per family deflated
-    (about a tenth of the text), with what they were rendered from; a scrape inflates the blocks whose items did
-    not change, and formats only the blocks where one did. ``update`` then ``family`` for each family in turn.
+    (about a tenth of the text), with what they were rendered from. A scrape hands the blocks whose items did not
+    change to the page as they are (spliced into the gzipped page, ``service.deflate``); in a block where some
+    did, only those are formatted again. ``update`` then ``family`` for each family in turn.
     """
 
     def __init__(self, families: int, lines: Callable[[T], Sequence[str]]) -> None:
