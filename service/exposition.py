@@ -102,10 +102,11 @@ class DeflatedLines(Generic[T]):
 
     def _remade(self, keys: tuple[tuple[Any, ...], ...], kept: _Block | None) -> _Block:
         """The block with the lines of the items whose marks changed formatted again, the others' kept."""
-        before = kept.lines() if kept is not None else []
         # Rows compared as tuples: identical entries are equal without calling __eq__ on them.
         rows = zip(zip(*kept.keys, strict=True), zip(*keys, strict=True), strict=False) if kept else ()
         same = [old == now for old, now in rows]  # the block's items beyond its old length are new
+        # After a poll cycle no item is the same: the old block is not inflated for nothing.
+        before = kept.lines() if kept is not None and any(same) else []
         lines = [
             before[at] if at < len(same) and same[at] else self._encoded(item)
             for at, item in enumerate(keys[0])

@@ -44,7 +44,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from service.basicauth import BasicAuth
-from service.deflate import GzipPage, Piece, gzipped, plain
+from service.deflate import Deflated, GzipPage, Piece, gzipped, plain
 from service.memory import give_back
 from service.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -117,7 +117,9 @@ class MetricsPage:
             return rendered.compressed
         if rendered.gzipped is None:
             loop = asyncio.get_running_loop()
-            rendered.gzipped = loop.run_in_executor(self._worker, _gzip, rendered.page)
+            rendered.gzipped = loop.run_in_executor(
+                self._worker, gzipped, rendered.page
+            )  # zlib lets the GIL go
         return await asyncio.shield(rendered.gzipped)
 
     def close(self) -> None:
@@ -161,25 +163,18 @@ class MetricsPage:
         self._fresh_until = self._clock() + max(self._min_age, self._current.took)
 
 
-def _gzip(page: Page) -> bytes:
-    """The pieces as one gzip member; zlib lets the GIL go while it works."""
-    return gzipped(page)
-
-
 def _compressed(pieces: Iterable[Piece]) -> tuple[Page, bytes]:
     """The pieces (as they come) gzipped, those deflated already spliced in, and kept as text as well unless
     the page is big: a big page is never held whole, only compressed; the odd plain scrape has it inflated."""
     gzip = GzipPage()
-    kept: list[bytes] | None = []
+    kept: list[Piece] = []
     size = 0
     for piece in pieces:
         gzip.add(piece)
-        if kept is not None:
-            kept.append(plain(piece))
-            size += len(kept[-1])
-            if size > KEEP_PLAIN:
-                kept = None
-    return tuple(kept or ()), gzip.finish()
+        size += piece.size if isinstance(piece, Deflated) else len(piece)
+        if size <= KEEP_PLAIN:
+            kept.append(piece)  # a reference: inflated below only if the whole page is small
+    return (tuple(map(plain, kept)) if size <= KEEP_PLAIN else ()), gzip.finish()
 
 
 async def _each(pieces: Page) -> AsyncIterator[bytes]:
