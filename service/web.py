@@ -11,7 +11,8 @@ so the values it reads are one scrape interval old, and each scrape still costs 
 kept and sent in pieces; the per-account pieces come deflated already (``service.deflate``) and are spliced into the
 gzipped page as they are, so a scrape where no account changed compresses only the service's own families. Once
 scrapers ask for gzip, a page over 8 MiB is kept only compressed (100 MB of text at 100,000 accounts is about 7 MB
-gzipped) and inflated a piece at a time for the odd plain request.
+gzipped) and inflated a piece at a time for the odd plain request. A page over 8 MiB on a connection without TLS is
+sent by a worker thread in a few blocking calls rather than by the server's loop in many turns.
 
 With a web configuration file (``service.webconfig``) the server speaks TLS and asks for basic auth as Prometheus
 exporters do. As in the exporter-toolkit, authentication covers every path, /healthz and /readyz included. The file
@@ -29,12 +30,13 @@ import json
 import logging
 import math
 import os
+import socket
 import ssl
 import struct
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,9 @@ SLOW_RENDER = (
 PAGE_MAX_STALE = 120.0  # seconds: the oldest page a scrape is served while a new one renders
 KEEP_PLAIN = 8 << 20  # bytes: a page above this is kept only gzipped once scrapers ask for gzip
 INFLATE_PIECE = 1 << 20  # bytes of a page kept only gzipped decompressed at a time for a plain scrape
+SEND_ASIDE = 8 << 20  # bytes: a page above this is sent by a worker thread in a few blocking calls
+SEND_BATCH = 16 << 20  # bytes handed to the kernel in one blocking call when sent aside
+SEND_STALL = 30  # seconds without progress after which a page sent aside gives up on its client
 SERVING_SHARE = 0.25  # of a core, at most, for answering requests
 
 
@@ -97,19 +102,21 @@ class MetricsPage:
 
     async def get(self, gzipped: bool = False) -> bytes:
         _, pieces = await self.pieces(gzipped)
-        return b"".join([piece async for piece in pieces])
+        return b"".join(pieces)
 
-    async def pieces(self, gzipped: bool = False) -> tuple[int, AsyncIterator[bytes]]:
-        """The page's length in bytes and its pieces: as rendered, gzipped in one piece, or inflated a piece at a
-        time from a page kept only gzipped."""
+    async def pieces(
+        self, gzipped: bool = False, inflate: int = INFLATE_PIECE
+    ) -> tuple[int, Iterator[bytes]]:
+        """The page's length in bytes and its pieces: as rendered, gzipped in one piece, or inflated ``inflate``
+        bytes at a time (as they are taken) from a page kept only gzipped."""
         rendered = await self._fresh()
         if gzipped:
             body = await self._gzipped(rendered)
-            return len(body), _each((body,))
+            return len(body), iter((body,))
         if rendered.page or rendered.compressed is None:
-            return sum(len(piece) for piece in rendered.page), _each(rendered.page)
+            return sum(len(piece) for piece in rendered.page), iter(rendered.page)
         compressed = rendered.compressed
-        return struct.unpack("<I", compressed[-4:])[0], _inflated(compressed)
+        return struct.unpack("<I", compressed[-4:])[0], _inflated(compressed, inflate)
 
     async def _gzipped(self, rendered: _Rendered) -> bytes:
         self._gzip_wanted = True
@@ -177,19 +184,14 @@ def _compressed(pieces: Iterable[Piece]) -> tuple[Page, bytes]:
     return (tuple(map(plain, kept)) if size <= KEEP_PLAIN else ()), gzip.finish()
 
 
-async def _each(pieces: Page) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
-
-
-async def _inflated(compressed: bytes) -> AsyncIterator[bytes]:
-    """A gzipped page, decompressed ``INFLATE_PIECE`` bytes at a time: a plain scrape of a page kept only
-    compressed never holds the whole text."""
+def _inflated(compressed: bytes, size: int) -> Iterator[bytes]:
+    """A gzipped page, decompressed ``size`` bytes at a time: a plain scrape of a page kept only compressed never
+    holds the whole text."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     data = compressed
     while data:
-        # On the server's own loop (never the one that polls): a piece takes a few milliseconds.
-        piece = inflater.decompress(data, INFLATE_PIECE)
+        # On the server's own loop or a worker (never the loop that polls): a piece takes a few milliseconds.
+        piece = inflater.decompress(data, size)
         data = inflater.unconsumed_tail
         yield piece
     rest = inflater.flush()
@@ -324,11 +326,16 @@ class ServingBudget:
     ) -> None:
         self._share, self._cpu, self._clock = share, cpu, clock
         self._window_start, self._cpu_at_start = clock(), cpu()
+        self._aside = 0.0  # CPU seconds spent answering in worker threads (a big plain page sent aside)
         self.waited = 0
+
+    def charge(self, cpu: float) -> None:
+        """Count CPU seconds that answering spent outside the server's thread."""
+        self._aside += cpu
 
     async def wait(self) -> None:
         while True:
-            now, used = self._clock(), self._cpu()
+            now, used = self._clock(), self._cpu() + self._aside
             if now - self._window_start >= 1.0:
                 self._window_start, self._cpu_at_start = now, used
             if used - self._cpu_at_start < self._share:
@@ -371,17 +378,24 @@ def build_app(
             yield from section()
 
     page = page or MetricsPage(render)
+    serving = budget or ServingBudget()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         if accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-        size, pieces = await page.pieces("Content-Encoding" in headers)
+        aside = _plain_socket(request) is not None  # big pieces for few turns of the interpreter lock
+        size, pieces = await page.pieces(
+            "Content-Encoding" in headers, SEND_BATCH if aside else INFLATE_PIECE
+        )
         response = web.StreamResponse(headers=headers)
         response.content_length = size
         await response.prepare(request)
-        async for piece in pieces:
-            await response.write(piece)
+        if aside and size > SEND_ASIDE:
+            await _sent_aside(request, response, pieces, serving)
+        else:
+            for piece in pieces:
+                await response.write(piece)
         await response.write_eof()
         return response
 
@@ -394,8 +408,7 @@ def build_app(
         body = json.dumps({"ready": not problems, "problems": problems}) + "\n"
         return web.Response(status=status, text=body, content_type="application/json")
 
-    budget = budget or ServingBudget()
-    app = web.Application(middlewares=[_budgeted(budget), *([_guarded(guard)] if guard else [])])
+    app = web.Application(middlewares=[_budgeted(serving), *([_guarded(guard)] if guard else [])])
     if guard is not None:
         app.on_response_prepare.append(_headers_of(guard))
     app.router.add_get("/metrics", metrics)
@@ -403,6 +416,67 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app[METRICS_PAGE] = page
     return app
+
+
+def _plain_socket(request: web.Request) -> Any:
+    """The connection's socket when the response can go straight to it (not through TLS), else None."""
+    transport = request.transport
+    if transport is None or transport.get_extra_info("ssl_object") is not None:
+        return None
+    return transport.get_extra_info("socket")
+
+
+async def _sent_aside(
+    request: web.Request, response: web.StreamResponse, pieces: Iterator[bytes], budget: ServingBudget
+) -> None:
+    """Send a big page from a worker thread, in a few blocking calls that let the interpreter lock go.
+
+    Sent through the loop, 100 MB take a hundred or more turns as the socket drains, and each turn waits for
+    the interpreter lock that the polls and the render hold: 1-2 s on a busy daemon instead of 0.3."""
+    transport, connection = request.transport, _plain_socket(request)
+    assert transport is not None and connection is not None
+    for piece in pieces:
+        if piece:
+            await response.write(piece)  # the headers go with it; the rest must follow what the loop sent
+            break
+    while transport.get_write_buffer_size():  # noqa: ASYNC110 - asyncio has no event for an emptied buffer
+        await asyncio.sleep(0.001)
+    transport.pause_reading()
+    try:
+        budget.charge(await asyncio.to_thread(_send_blocking, connection.fileno(), pieces))
+    except OSError:
+        transport.close()  # the client went away or stalled: the page cannot be finished on this connection
+    else:
+        transport.resume_reading()
+
+
+def _send_blocking(fd: int, pieces: Iterator[bytes]) -> float:
+    """Send the pieces on a blocking duplicate of ``fd``, ``SEND_BATCH`` bytes per call; the CPU seconds it took."""
+    cpu = time.thread_time()
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        stall = struct.pack("ll", SEND_STALL, 0)
+        sock.setblocking(True)  # the flag is shared with the loop's socket: restored below
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, stall)
+        try:
+            for batch in _batches(pieces, SEND_BATCH):
+                sock.sendall(batch)
+        finally:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+            sock.setblocking(False)
+    return time.thread_time() - cpu
+
+
+def _batches(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    batch: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        batch.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def _on_home_loop(app: web.Application, check: ReadinessCheck) -> Awaitable[list[str]]:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service import web
 from service.accounts import AccountRef
 from service.clock import SystemClock
 from service.config import Config
@@ -129,6 +130,68 @@ async def test_gzip_is_served_to_scrapers_that_ask_for_it(pieces: int) -> None:
     assert int(zipped.headers["Content-Length"]) < len(body) / 5
     assert "Content-Encoding" not in plain.headers and plain.content == body
     assert int(plain.headers["Content-Length"]) == len(body)
+
+
+class SentAside:
+    """Counts the pages the server hands to a worker thread to send."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self._send = web._send_blocking
+        monkeypatch.setattr("service.web._send_blocking", self)
+        monkeypatch.setattr("service.web.SEND_ASIDE", 1000)
+        monkeypatch.setattr("service.web.SEND_BATCH", 3000)  # several blocking calls per page
+
+    def __call__(self, fd: int, pieces: Iterator[bytes]) -> float:
+        self.calls += 1
+        return self._send(fd, pieces)
+
+
+@pytest.mark.parametrize("kept_gzipped", [False, True])
+async def test_a_big_page_sent_aside_arrives_whole_and_the_connection_goes_on(
+    monkeypatch: pytest.MonkeyPatch, kept_gzipped: bool
+) -> None:
+    # A big page goes from a worker thread straight to the socket; the connection serves requests after.
+    aside = SentAside(monkeypatch)
+    monkeypatch.setattr("service.web.KEEP_PLAIN", 1000 if kept_gzipped else 1 << 30)
+    body = [f"metric_{i} {i}\n".encode() for i in range(5000)]
+    page = MetricsPage(lambda: body, clock=Clock())
+    server = HttpServer(build_app(CollectorRegistry(), _ready, page=page), "127.0.0.1", 0)
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.bound_port}"
+        limits = httpx.Limits(max_connections=1)  # every request on one kept-alive connection
+        async with httpx.AsyncClient(limits=limits) as http:
+            zipped = await http.get(url + "/metrics", headers={"Accept-Encoding": "gzip"})
+            plain = [
+                await http.get(url + "/metrics", headers={"Accept-Encoding": "identity"}) for _ in range(2)
+            ]
+            alive = await http.get(url + "/healthz")
+    finally:
+        await server.stop()
+    assert zipped.content == b"".join(body)
+    assert [p.content for p in plain] == [b"".join(body)] * 2 and alive.text == "ok\n"
+    assert aside.calls == 3  # the gzipped page is over the size too
+
+
+async def test_a_client_that_leaves_during_a_page_sent_aside_harms_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    SentAside(monkeypatch)
+    body = [b"x" * 1023 + b"\n"] * (48 << 10)  # 48 MiB: more than the socket buffers hold
+    page = MetricsPage(lambda: body, clock=Clock())
+    server = HttpServer(build_app(CollectorRegistry(), _ready, page=page), "127.0.0.1", 0)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readexactly(1 << 20)
+        writer.transport.abort()  # gone with most of the page unread
+        async with httpx.AsyncClient(timeout=30) as http:
+            whole = await http.get(f"http://127.0.0.1:{server.bound_port}/metrics")
+    finally:
+        await server.stop()
+    assert len(whole.content) == 48 << 20
 
 
 async def _ready() -> list[str]:

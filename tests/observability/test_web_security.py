@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from service import basicauth
-from service.web import HttpServer, build_app, web_guard
+from service.web import HttpServer, MetricsPage, build_app, web_guard
 from tests.observability.certs import PASSWORD, Certs, make_certs, password_hash
 
 
@@ -56,9 +56,10 @@ class Running:
 async def serve() -> AsyncIterator[Any]:
     servers: list[HttpServer] = []
 
-    async def start(config: Path) -> Running:
+    async def start(config: Path, page: MetricsPage | None = None) -> Running:
         guard = web_guard(config)
-        server = HttpServer(build_app(CollectorRegistry(), _ready, guard=guard), "127.0.0.1", 0, guard)
+        app = build_app(CollectorRegistry(), _ready, guard=guard, page=page)
+        server = HttpServer(app, "127.0.0.1", 0, guard)
         await server.start()
         servers.append(server)
         return Running(server)
@@ -117,6 +118,21 @@ async def test_plain_http_and_unknown_certificates_get_no_page(
             await http.get(f"http://127.0.0.1:{running.server.bound_port}/metrics")
         with pytest.raises(httpx.ConnectError):  # the system's CAs do not know the test CA
             await http.get(running.url + "/metrics")
+
+
+async def test_a_big_page_over_tls_is_sent_through_tls(
+    serve: Any, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Big pages bypass the loop on plain connections (service.web._sent_aside); never around TLS.
+    monkeypatch.setattr("service.web.SEND_ASIDE", 0)
+    body = [f'flockwatch_up{{part="{i}"}} 1\n'.encode() for i in range(100)]
+    config = write_config(tmp_path / "web.yml", {"tls_server_config": tls_section(certs)})
+    running = await serve(config, MetricsPage(lambda: body))
+    async with client(certs) as http:
+        page = await http.get(running.url + "/metrics", headers={"Accept-Encoding": "identity"})
+        again = await http.get(running.url + "/healthz")
+    assert page.status_code == 200 and page.content == b"".join(body)
+    assert again.text == "ok\n"
 
 
 @pytest.mark.parametrize("mode", ["RequireAndVerifyClientCert", "VerifyClientCertIfGiven"])
