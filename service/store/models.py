@@ -149,6 +149,8 @@ class Detection(Base):
     __table_args__ = (
         Index("ix_detections_account_open", "account_id", "ended_at"),
         Index("ix_detections_detected_at", "detected_at"),
+        # `flockwatch detections --kind --severity` counts what matches off it (migration 0005)
+        Index("ix_detections_kind", "kind", "severity", "detected_at"),
         # The ongoing ones alone, with their scores: what `flockwatch status` aggregates (migration 0003).
         Index(
             "ix_detections_ongoing",
