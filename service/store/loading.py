@@ -308,6 +308,8 @@ class SampleReader:
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self._sqlite = conn.dialect.name == "sqlite"
         self._times = SqliteTimes()
+        # a connection handed back to the pool keeps its temporary tables when its transaction rolled back
+        self._cursor.execute("DROP TABLE IF EXISTS import_accounts")
         self._cursor.execute("CREATE TEMPORARY TABLE import_accounts (id integer PRIMARY KEY)")
         ids = [(i,) for i in sorted(set(account_ids))]
         marker = "?" if self._sqlite else "%s"
