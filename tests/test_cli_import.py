@@ -176,7 +176,7 @@ def test_a_failure_in_the_rollups_is_raised_and_the_detections_are_still_stored(
     importer = Importer(engine, ManualClock(datetime.now(UTC)))
     report = importer.load(write_csv(tmp_path / "h.csv", history_rows()), False)
 
-    def full_disk(self: Maintenance, start: datetime, end: datetime) -> None:
+    def full_disk(self: Maintenance, start: datetime, end: datetime, cache_mib: int = 0) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(Maintenance, "roll_up_range", full_disk)

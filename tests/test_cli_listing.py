@@ -231,3 +231,26 @@ def test_migration_0003_adds_and_removes_the_ongoing_index(engine: Engine) -> No
     assert definition() is None
     command.upgrade(alembic_config(engine), "head")
     assert "ended_at IS NULL" in str(definition())
+
+
+def test_migration_0005_adds_and_removes_the_index_of_detections_by_kind(engine: Engine) -> None:
+    from alembic import command
+
+    from service.store.database import alembic_config
+
+    def definition() -> str:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                sql = (
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_kind' "
+                    "AND schemaname = current_schema()"
+                )
+            else:
+                sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_detections_kind'"
+            return str(conn.exec_driver_sql(sql).scalar())
+
+    assert "kind, severity, detected_at" in definition()
+    command.downgrade(alembic_config(engine), "0004")
+    assert definition() == "None"
+    command.upgrade(alembic_config(engine), "head")
+    assert "kind, severity, detected_at" in definition()

@@ -42,6 +42,7 @@ WARM_UP: Final = timedelta(days=30)  # stored history before the file that the d
 SLICE_ROWS: Final = 200_000  # about this many samples read back per time slice
 WINDOW_ROWS: Final = 1_000_000  # rows grouped by account before they are stored (about 130 MB)
 HOUR_US: Final = 3_600_000_000
+ROLLUP_CACHE_MIB: Final = 256  # SQLite's page cache while step 2 rolls up a day (freed after each day)
 # More than a CSV row takes (about 40 bytes with a short handle): the file's size over this estimates its
 # rows low, which sets the samples table's index aside for a load only when that surely pays.
 BYTES_PER_ROW: Final = 64
@@ -233,7 +234,7 @@ class Importer:
         while day <= last and not (stop is not None and stop.is_set()):
             # roll_up_range stops before its end: one microsecond past the last sample takes its hour
             end = min(day + timedelta(days=1), last + timedelta(microseconds=1))
-            maintenance.roll_up_range(max(day, first), end)
+            maintenance.roll_up_range(max(day, first), end, ROLLUP_CACHE_MIB)
             day += timedelta(days=1)
             if progress is not None:
                 progress(0, min((day - first) / timedelta(days=1) / total, 1.0))

@@ -1,44 +1,24 @@
 """What ``flockwatch status`` and ``flockwatch detections`` read: one page of rows, filtered and sorted in
 the database, and how many rows match, in a few set-based statements whatever the size of the fleet.
 
-An account's change over 24 h (or 7 d) is its latest count minus the count at the last hourly point at
-or before (latest sample - window), an hourly point being the last sample of an hour: the rule of
-/metrics' ``flockwatch_followers_change``. It is read from the hourly rollups (a hash join on the few
-hours most accounts fall in, on PostgreSQL), and from the raw samples for an account whose hour is not
-rolled up (then it is the last sample at or before that time). Only a sort by change computes it for
-every matching account; otherwise it is worked out for the rows of the page alone.
+An account's change and growth over 24 h and 7 d are columns of its row, written with its latest sample
+(changes.py says from what): a sort by them reads a page off their index instead of working out the old
+count of every account.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Float,
-    FunctionElement,
-    and_,
-    case,
-    cast,
-    func,
-    literal,
-    select,
-)
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import Connection, Engine, func, literal, select
 
 from service.samples import Sample
 from service.store import models
 from service.store.queries import DetectionQuery, StatusQuery, at_least
-from service.store.repository import DetectionRow, WatchedAccount, _minus, _status_row, count_at_or_before
+from service.store.repository import DetectionRow, WatchedAccount, _watched
 
 T = TypeVar("T")
-WINDOWS: Final = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
-_LABELS: Final = {"24h": "old_0", "7d": "old_1"}  # as the repository's _status_row reads them
-COMMON_HOURS: Final = 4  # PostgreSQL: hours of the fleet's cut-off times read by a hash join
-COMMON_SHARE: Final = 0.05  # ... each holding at least this share of the accounts
 
 
 @dataclass(frozen=True)
@@ -74,11 +54,7 @@ def status_page(engine: Engine, query: StatusQuery) -> Page[StatusLine]:
         # filter on them the count reads the accounts alone (a tenth of a second less at 100,000).
         counted = source if _filters_detections(query) else accounts
         total = int(conn.scalar(select(func.count()).select_from(counted).where(*where)) or 0)
-        window = _sorted_window(query.sort)
-        hours = _common_hours(conn, source, where, WINDOWS[window]) if window else {}
-        olds = {name: _OldCount(name, delta, hours.get(name, ())) for name, delta in WINDOWS.items()}
-        page = _status_rows(query, accounts, ongoing, source, where, olds, early)
-        rows = conn.execute(page).all()
+        rows = conn.execute(_status_rows(query, accounts, ongoing, source, where, early)).all()
     return Page([_status_line(row) for row in rows], total)
 
 
@@ -89,7 +65,7 @@ def _filters_detections(query: StatusQuery) -> bool:
 def _for_listing(conn: Connection) -> None:
     """PostgreSQL compiles queries it estimates costly to machine code first: most of a second here,
     for queries that then run in a fraction of it. SQLite reads pages through a memory map: a command
-    starts with an empty page cache, and a sort by change reads a page or two per account."""
+    starts with an empty page cache."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")
     elif conn.dialect.name == "sqlite":
@@ -126,88 +102,21 @@ def _status_filters(query: StatusQuery, accounts: Any, ongoing: Any) -> list[Any
     return where
 
 
-def _sorted_window(sort: str) -> str | None:
-    return sort.partition("-")[2] or None if sort.startswith(("change-", "growth-")) else None
-
-
-class _OldCount:
-    """The count at the last hourly point at or before (latest_at - window), as a column expression
-    over the accounts table and two outer joins to the hourly rollups."""
-
-    def __init__(self, name: str, window: timedelta, hours: tuple[datetime, ...]) -> None:
-        self.name = name
-        self.window = window
-        self.hours = hours  # PostgreSQL: the cut-off hours to read with a hash join
-
-    def joined(self, source: Any, accounts: Any) -> tuple[Any, Any]:
-        """``source`` joined to the rollups this needs, and the expression of the old count."""
-        hourly = models.table(models.HourlyRollup)
-        cut = _minus(accounts.c.latest_at, self.window)
-        here = hourly.alias(f"h{self.name}")
-        before = hourly.alias(f"b{self.name}")
-        source = source.outerjoin(here, self._on(here, accounts, _HourOf(cut), 0)).outerjoin(
-            before, self._on(before, accounts, _HourOf(cut, back=1), 1)
-        )
-        old = func.coalesce(
-            case((here.c.last_at <= cut, here.c.last_followers)),
-            before.c.last_followers,
-            count_at_or_before(accounts, cut),
-        )
-        return source, old
-
-    def _on(self, rollup: Any, accounts: Any, hour: Any, back: int) -> Any:
-        condition = and_(rollup.c.account_id == accounts.c.id, rollup.c.bucket == hour)
-        if self.hours:  # lets PostgreSQL read those hours' rows in one scan and hash-join them
-            shifted = [h - timedelta(hours=back) for h in self.hours]
-            condition = and_(condition, rollup.c.bucket.in_(shifted))
-        return condition
-
-
-def _common_hours(
-    conn: Connection, source: Any, where: list[Any], window: timedelta
-) -> dict[str, tuple[datetime, ...]]:
-    """PostgreSQL: the cut-off hours that hold most of the matching accounts (a fleet polled on time
-    has one or two), to hash-join their rollups instead of probing the index once per account."""
-    if conn.dialect.name != "postgresql":
-        return {}
-    accounts = models.table(models.Account)
-    hour = _HourOf(_minus(accounts.c.latest_at, window)).label("hour")
-    counted = (
-        select(hour, func.count().label("n"))
-        .select_from(source)
-        .where(*where, accounts.c.latest_at.is_not(None))
-        .group_by(hour)
-        .order_by(func.count().desc())
-        .limit(COMMON_HOURS)
-    )
-    rows = conn.execute(counted).all()
-    total = sum(row.n for row in rows)
-    name = next(key for key, value in WINDOWS.items() if value == window)
-    return {name: tuple(row.hour for row in rows if row.n >= COMMON_SHARE * total)}
+_SORTED: tuple[str, ...] = ("id", "platform", "handle", "latest_followers")
 
 
 def _status_rows(
-    query: StatusQuery,
-    accounts: Any,
-    ongoing: Any,
-    source: Any,
-    where: list[Any],
-    olds: dict[str, _OldCount],
-    early: bool,
+    query: StatusQuery, accounts: Any, ongoing: Any, source: Any, where: list[Any], early: bool
 ) -> Any:
-    """The page: filtered, sorted and limited over narrow rows (the old counts a sort needs computed for
-    every matching account), then the page's accounts in full, their other old counts and, unless read
-    already, their ongoing detections."""
-    window = _sorted_window(query.sort)
-    keys = ("id", "platform", "handle", "latest_at", "latest_followers")
-    columns = [accounts.c[key] for key in keys]
+    """The page: filtered, sorted and limited over narrow rows, then the page's accounts in full and,
+    unless read already, their ongoing detections."""
+    key = _sort_column(query.sort)
+    columns = [accounts.c[name] for name in (*_SORTED, *([key] if key else []))]
     if early:
         columns += [ongoing.c.score, ongoing.c.ongoing]
-    if window is not None:
-        source, old = olds[window].joined(source, accounts)
-        columns.append(old.label(_LABELS[window]))
-    order = _status_order(query, accounts, ongoing, window, columns[-1] if window else None)
-    inner = select(*columns).select_from(source).where(*where).order_by(*order)
+    inner = (
+        select(*columns).select_from(source).where(*where).order_by(*_status_order(query, accounts, ongoing))
+    )
     if query.limit is not None:
         inner = inner.limit(query.limit)
     page = inner.subquery("page")
@@ -218,68 +127,39 @@ def _status_rows(
     else:
         outer_source = outer_source.outerjoin(ongoing, ongoing.c.account_id == page.c.id)
         outer_columns = [full, ongoing.c.score, ongoing.c.ongoing]
-    for name, old_count in olds.items():
-        if name == window:
-            outer_columns.append(page.c[_LABELS[name]])
-        else:
-            outer_source, old = old_count.joined(outer_source, full)
-            outer_columns.append(old.label(_LABELS[name]))
-    old = page.c[_LABELS[window]] if window else None
-    return (
-        select(*outer_columns)
-        .select_from(outer_source)
-        .order_by(*_status_order(query, page, page, window, old))
-    )
+    return select(*outer_columns).select_from(outer_source).order_by(*_status_order(query, page, page))
 
 
-def _status_order(query: StatusQuery, accounts: Any, ongoing: Any, window: str | None, old: Any) -> list[Any]:
-    latest = accounts.c.latest_followers
+def _sort_column(sort: str) -> str | None:
+    """The kept column a sort by change or growth reads ("change-24h": change_24h)."""
+    return sort.replace("-", "_") if sort.startswith(("change-", "growth-")) else None
+
+
+def _status_order(query: StatusQuery, accounts: Any, ongoing: Any) -> list[Any]:
     if query.sort == "account":
         keys = [accounts.c.platform, accounts.c.handle]
         return [k.desc() if query.reverse else k for k in keys] + [accounts.c.id]
-    if query.sort == "followers":
-        key = latest
-    elif query.sort == "score":
+    column = _sort_column(query.sort)
+    if column is not None:
+        key = accounts.c[column]
+    elif query.sort == "followers":
+        key = accounts.c.latest_followers
+    else:
         key = ongoing.c.score
-    elif query.sort.startswith("change-"):
-        key = latest - old
-    else:  # growth: the change as a share of the old count
-        key = case((old > 0, cast(latest - old, Float) / old))
     ordered = key.asc() if query.reverse else key.desc()
     return [ordered.nulls_last(), accounts.c.platform, accounts.c.handle, accounts.c.id]
 
 
 def _status_line(row: Any) -> StatusLine:
-    status = _status_row(row)  # the repository's reading of an account row with its two old counts
-    return StatusLine(
-        status.account, status.latest, status.change_24h, status.change_7d, row.score, row.ongoing or 0
-    )
-
-
-class _HourOf(FunctionElement[datetime]):
-    """The hour a time falls in (UTC), ``back`` hours earlier: the bucket of an hourly rollup."""
-
-    inherit_cache = True
-    type = models.UtcDateTime()
-
-    def __init__(self, column: Any, back: int = 0) -> None:
-        super().__init__(column)
-        self.back = back
-
-
-@compiles(_HourOf, "postgresql")
-def _hour_postgresql(element: _HourOf, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(next(iter(element.clauses)), **kw)
-    hour = f"(date_trunc('hour', ({column}) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
-    return f"({hour} - interval '{element.back} hours')" if element.back else hour
-
-
-@compiles(_HourOf, "sqlite")
-def _hour_sqlite(element: _HourOf, compiler: Any, **kw: Any) -> str:
-    # Rollup buckets are stored as 'YYYY-MM-DD HH:00:00.000000' text.
-    column = compiler.process(next(iter(element.clauses)), **kw)
-    shift = f", '-{element.back * 3600} seconds'" if element.back else ""
-    return f"(strftime('%Y-%m-%d %H:00:00', {column}{shift}) || '.000000')"
+    account = _watched(row)
+    latest = None
+    if row.latest_at is not None and row.latest_followers is not None:
+        latest = Sample(
+            account.ref, row.latest_at, row.latest_followers, row.latest_following, row.latest_posts
+        )
+    known = latest is not None
+    change_24h, change_7d = (row.change_24h, row.change_7d) if known else (None, None)
+    return StatusLine(account, latest, change_24h, change_7d, row.score, row.ongoing or 0)
 
 
 # -- detections ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
-from service.store import models
+from service.store import changes, models
 
 # (account as platform:handle, epoch microseconds, followers, following, posts), as the CSV reader yields it
 LoadRow = tuple[str, int, int, int | None, int | None]
@@ -261,7 +261,8 @@ class SqliteTimes:
 
 
 def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
-    """Set each account's ``latest_*`` columns from its newest stored sample: one statement per chunk."""
+    """Set each account's ``latest_*`` columns from its newest stored sample, then its kept change and
+    growth (changes.py): two statements per chunk."""
     accounts = models.table(models.Account)
     samples = models.table(models.Sample)
 
@@ -286,6 +287,7 @@ def note_latest(conn: Connection, account_ids: Iterable[int]) -> None:
     for start in range(0, len(ids), 2_000):
         chunk = ids[start : start + 2_000]
         conn.execute(update(accounts).where(accounts.c.id.in_(chunk)).values(**values))
+    changes.refresh(conn, ids)
 
 
 # Epoch microseconds of a stored 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds by strftime('%s') (every
@@ -306,6 +308,8 @@ class SampleReader:
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self._sqlite = conn.dialect.name == "sqlite"
         self._times = SqliteTimes()
+        # a connection handed back to the pool keeps its temporary tables when its transaction rolled back
+        self._cursor.execute("DROP TABLE IF EXISTS import_accounts")
         self._cursor.execute("CREATE TEMPORARY TABLE import_accounts (id integer PRIMARY KEY)")
         ids = [(i,) for i in sorted(set(account_ids))]
         marker = "?" if self._sqlite else "%s"

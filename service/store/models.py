@@ -23,7 +23,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnClause
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -52,6 +54,21 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class DescendingNullsLast(ColumnClause[Any]):
+    """An index column that serves ``ORDER BY column DESC NULLS LAST``: declared so on PostgreSQL, where a
+    plain index read backwards puts nulls first; plain on SQLite, where it is read either way."""
+
+    inherit_cache = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+
+
+@compiles(DescendingNullsLast, "postgresql")
+def _descending_postgresql(element: DescendingNullsLast, compiler: Any, **kw: Any) -> str:
+    return f"{element.name} DESC NULLS LAST"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -61,6 +78,12 @@ class Account(Base):
     __table_args__ = (
         UniqueConstraint("platform", "handle", name="uq_accounts_platform_handle"),
         UniqueConstraint("platform", "platform_id", name="uq_accounts_platform_platform_id"),
+        # `status --sort change-*|growth-*` reads a page off these (migration 0004; on PostgreSQL
+        # descending with nulls last, the default order of a sort)
+        *(
+            Index(f"ix_accounts_{name}", DescendingNullsLast(name))
+            for name in ("change_24h", "change_7d", "growth_24h", "growth_7d")
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -80,6 +103,11 @@ class Account(Base):
     latest_followers: Mapped[int | None] = mapped_column(BigInteger)
     latest_following: Mapped[int | None] = mapped_column(BigInteger)
     latest_posts: Mapped[int | None] = mapped_column(BigInteger)
+    # The change and growth over 24 h and 7 d before the latest sample, written with it (changes.py).
+    change_24h: Mapped[int | None] = mapped_column(BigInteger)
+    change_7d: Mapped[int | None] = mapped_column(BigInteger)
+    growth_24h: Mapped[float | None] = mapped_column(Float)
+    growth_7d: Mapped[float | None] = mapped_column(Float)
     # A permanent state (not found, suspended) is polled again only from this time on, later each time.
     next_poll_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     backoff_step: Mapped[int] = mapped_column(Integer, default=0)
@@ -121,6 +149,8 @@ class Detection(Base):
     __table_args__ = (
         Index("ix_detections_account_open", "account_id", "ended_at"),
         Index("ix_detections_detected_at", "detected_at"),
+        # `flockwatch detections --kind --severity` counts what matches off it (migration 0005)
+        Index("ix_detections_kind", "kind", "severity", "detected_at"),
         # The ongoing ones alone, with their scores: what `flockwatch status` aggregates (migration 0003).
         Index(
             "ix_detections_ongoing",

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, FunctionElement, Insert, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Insert, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
-from service.store import models
+from service.store import changes, models
+from service.store.changes import Minus as _minus
 
 if TYPE_CHECKING:
     from service.store.listing import Page, StatusLine
@@ -625,6 +625,8 @@ def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> Non
             for i, s in newest.items()
         ],
     )
+    # the kept change and growth, from the samples stored by now (the batch's own among them)
+    changes.refresh(conn, newest)
 
 
 _STATE_EVENT = text(
@@ -796,30 +798,6 @@ def count_at_or_before(accounts: Any, cut: Any) -> Any:
         .limit(1)
         .scalar_subquery()
     )
-
-
-class _minus(FunctionElement[datetime]):
-    """``column - window`` in the database's own date arithmetic."""
-
-    inherit_cache = True
-    type = models.UtcDateTime()
-
-    def __init__(self, column: Any, window: timedelta) -> None:
-        super().__init__(column)
-        self.seconds = int(window.total_seconds())
-
-
-@compiles(_minus, "postgresql")
-def _minus_postgresql(element: _minus, compiler: Any, **kw: Any) -> str:
-    (column,) = element.clauses
-    return f"({compiler.process(column, **kw)} - interval '{element.seconds} seconds')"
-
-
-@compiles(_minus, "sqlite")
-def _minus_sqlite(element: _minus, compiler: Any, **kw: Any) -> str:
-    # SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text: shift the seconds, keep the fraction.
-    column = compiler.process(next(iter(element.clauses)), **kw)
-    return f"(strftime('%Y-%m-%d %H:%M:%S', {column}, '-{element.seconds} seconds') || substr({column}, 20))"
 
 
 def _status_row(row: Any) -> StatusRow:

@@ -12,6 +12,8 @@ number of bulk statements; on PostgreSQL one replica at a time does it (an advis
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -86,20 +88,22 @@ class Maintenance:
                 settings = models.table(models.Setting)
                 conn.execute(delete(settings).where(settings.c.name == DIRTY, settings.c.value == marked))
 
-    def roll_up_range(self, start: datetime, end: datetime) -> MaintenanceReport:
-        """Roll up the hours from ``start`` to ``end`` (after an import), whatever the watermark says."""
+    def roll_up_range(self, start: datetime, end: datetime, cache_mib: int = 0) -> MaintenanceReport:
+        """Roll up the hours from ``start`` to ``end`` (after an import), whatever the watermark says.
+        ``cache_mib``: SQLite's page cache for this work (an import's: see _bulk_cache)."""
         report = MaintenanceReport()
         at, last = _floor(start, HOUR), _floor(end, HOUR) + HOUR
-        while at < last:
-            step_end = min(at + STEP, last)
-            with self.engine.begin() as conn:
-                report.hours += _roll_hours(conn, at, step_end)
-            at = step_end
-        day = _floor(start, DAY)
-        while day < last:  # each day once, from all its hours
-            with self.engine.begin() as conn:
-                report.days += _roll_days(conn, day, day + DAY)
-            day += DAY
+        with self.engine.connect() as conn, _bulk_cache(conn, cache_mib):
+            while at < last:
+                step_end = min(at + STEP, last)
+                with conn.begin():
+                    report.hours += _roll_hours(conn, at, step_end)
+                at = step_end
+            day = _floor(start, DAY)
+            while day < last:  # each day once, from all its hours
+                with conn.begin():
+                    report.days += _roll_days(conn, day, day + DAY)
+                day += DAY
         return report
 
     def expire(self, now: datetime, report: MaintenanceReport) -> None:
@@ -151,6 +155,25 @@ class Maintenance:
         with self.engine.connect() as conn:
             oldest: datetime | None = conn.scalar(select(func.min(models.Sample.observed_at)))
         return oldest
+
+
+@contextmanager
+def _bulk_cache(conn: Connection, mib: int) -> Iterator[None]:
+    """SQLite: a page cache of ``mib`` MiB on this connection while the block runs, the default after. A
+    range of hours is read through the time index from rows stored in account order, each page many
+    times: with the default 2 MiB cache an import's rollups re-read most pages from the OS (2,000
+    accounts x 7 days: 7.1 CPU-s with it, 4.5-5.4 with 256 MiB)."""
+    if not mib or conn.dialect.name != "sqlite":
+        yield
+        return
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{mib * 1024}")
+    conn.commit()  # ends the transaction SQLAlchemy began for the pragma: each step begins its own
+    try:
+        yield
+    finally:
+        conn.rollback()  # a step that failed
+        conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default; frees the pages
+        conn.commit()
 
 
 def _floor(when: datetime, size: timedelta) -> datetime:
