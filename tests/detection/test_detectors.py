@@ -364,3 +364,29 @@ def test_an_organic_turn_that_built_up_over_days_is_not_a_one_day_step() -> None
     found = [d for d in of_kind(run(samples), "burst") if d.severity is not Severity.INFO]
 
     assert found == []
+
+
+def test_an_organic_turn_that_climbed_over_busy_days_before_holding_is_not_a_regular_plateau() -> None:
+    # An organic account of the independent generator (seed 101) whose pace rose 3.4x: three days already
+    # near halfway (each far beyond its own noise), one a little lower, then the new pace, held within
+    # +-25%. A drip switches on within the period it straddles; this rise climbed over days.
+    gains = [1173, 833, 940, 225, 470, 377, 860, 1568, 809, 1947, 1687, 919, 811, 752, 47, 342, 888, 1070]
+    gains += [717, 1415, 903, 712, 850, 652, 652, 1756, 1870, 1789, 1516, 2540, 3298, 4374, 3055, 3226]
+    gains += [2183, 2203, 2623, 2878, 2433, 2023, 3690, 2123, 2031, 2914, 2314]
+
+    assert of_kind(run(series("mastodon:turning@ind.example", gains, first=434_377)), "regular_growth") == []
+
+
+def test_a_drip_after_one_organic_busy_day_is_a_held_step_within_three_daily_gains() -> None:
+    # A drip of +800/day switches on 0.4 days into a period, the day after an organic busy day (+31 on an
+    # account gaining about +4/day): far beyond the account's noise, but nowhere near the new level. A busy
+    # day says nothing about how the step began; a rise already climbing over days would.
+    rng = random.Random(17)
+    gains = [max(0, round(rng.gauss(4, 2))) for _ in range(30)] + [31, 4 + 480]
+    gains += [800 + round(rng.gauss(4, 2)) for _ in range(6)]
+    onset = START + timedelta(days=31.4)
+    found = of_kind(run(series("bluesky:drip_after_busy_day", gains, first=3_000)), "regular_growth")
+
+    assert found and found[0].severity is not Severity.INFO
+    assert found[0].detected_at - onset <= timedelta(days=3)
+
