@@ -183,6 +183,27 @@ def fit(rates: list[float], days: float, followers: int, noise: float, measured:
     return Process(rate, spread, noise, days, n, certainty, measured, min(typical, spread), downside)
 
 
+def unproven(process: Process, followers: int) -> Process:
+    """The process of an account with fewer than FIT_PERIODS periods, for judging a whole day's gain: a few
+    calm days do not prove it has no busy ones, so its days vary at least as a typical account's of its
+    size and rate do (CV 1), its median spread included."""
+    if process.periods >= FIT_PERIODS:
+        return process
+    scale = max(abs(process.rate), PRIOR_RATE, PRIOR_SHARE * followers)
+    least = scale + PRIOR_DISPERSION * scale * scale
+    return Process(
+        process.rate,
+        max(process.spread, least),
+        process.noise,
+        process.days,
+        process.periods,
+        process.certainty,
+        process.measured,
+        max(process.typical, least),
+        process.downside,
+    )
+
+
 def _blend(prior: float, observed: float, weight: int) -> float:
     """Geometric mean of a prior (worth PRIOR_PERIODS) and what ``weight`` periods observed."""
     logs = PRIOR_PERIODS * math.log(prior) + weight * math.log(observed)

@@ -390,3 +390,14 @@ def test_a_drip_after_one_organic_busy_day_is_a_held_step_within_three_daily_gai
     assert found and found[0].severity is not Severity.INFO
     assert found[0].detected_at - onset <= timedelta(days=3)
 
+
+def test_a_new_accounts_first_busy_day_after_three_calm_ones_is_not_a_one_day_step() -> None:
+    # An organic account of the independent generator (seed 105), first sampled the day before: three calm
+    # days (+3,000 to +3,500), then a day of +25,316, as its later weeks show it has now and then. Three
+    # calm days do not prove an account has no busy ones; until two weeks of periods show its own spread,
+    # its days vary at least as a typical account's do.
+    gains = [137, 3537, 3080, 3407, 25316, 3265, 7791, 6970, 20743, -2, 1137, 14631, 16699, 2964, -891, 496]
+    gains += [20833, 8587, 3437, 7863, 31825, 8301, 16274, 37447, 90, 6529, 14055, 1292, 6800, 4143]
+    found = of_kind(run(series("twitch:young_and_noisy", gains, first=2_882_720)), "burst")
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
