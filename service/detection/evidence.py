@@ -216,7 +216,12 @@ def newborn(followers: int, gained: int, days: float, noise: tuple[float, float]
     prior = max(PRIOR_RATE, PRIOR_SHARE * followers)
     rate = max(prior, (NEWBORN_SHAPE + max(gained, 0)) / (NEWBORN_SHAPE / prior + days))
     spread = rate + rate * rate / NEWBORN_SHAPE
-    return Process(rate, spread, noise[0], days, 0, NEWBORN_SHAPE + max(gained, 0), noise[1])
+    # Within the day, the hours ahead share the level of the hours that measured the rate (its own
+    # uncertainty is the certainty's): as they pile up, their spread comes down from the wide prior's to a
+    # typical account's days' (CV 1), the prior worth NEWBORN_SHAPE arrivals and CV 1 each one measured.
+    own = max(gained, 0)
+    typical = rate + rate * rate * (1.0 + PRIOR_DISPERSION * own) / (NEWBORN_SHAPE + own)
+    return Process(rate, spread, noise[0], days, 0, NEWBORN_SHAPE + own, noise[1], typical)
 
 
 def tail_variance(values: list[float], centre: float, below: bool = False) -> float:
