@@ -183,6 +183,27 @@ def fit(rates: list[float], days: float, followers: int, noise: float, measured:
     return Process(rate, spread, noise, days, n, certainty, measured, min(typical, spread), downside)
 
 
+def unproven(process: Process, followers: int) -> Process:
+    """The process of an account with fewer than FIT_PERIODS periods, for judging a whole day's gain: a few
+    calm days do not prove it has no busy ones, so its days vary at least as a typical account's of its
+    size and rate do (CV 1), its median spread included."""
+    if process.periods >= FIT_PERIODS:
+        return process
+    scale = max(abs(process.rate), PRIOR_RATE, PRIOR_SHARE * followers)
+    least = scale + PRIOR_DISPERSION * scale * scale
+    return Process(
+        process.rate,
+        max(process.spread, least),
+        process.noise,
+        process.days,
+        process.periods,
+        process.certainty,
+        process.measured,
+        max(process.typical, least),
+        process.downside,
+    )
+
+
 def _blend(prior: float, observed: float, weight: int) -> float:
     """Geometric mean of a prior (worth PRIOR_PERIODS) and what ``weight`` periods observed."""
     logs = PRIOR_PERIODS * math.log(prior) + weight * math.log(observed)
@@ -195,7 +216,12 @@ def newborn(followers: int, gained: int, days: float, noise: tuple[float, float]
     prior = max(PRIOR_RATE, PRIOR_SHARE * followers)
     rate = max(prior, (NEWBORN_SHAPE + max(gained, 0)) / (NEWBORN_SHAPE / prior + days))
     spread = rate + rate * rate / NEWBORN_SHAPE
-    return Process(rate, spread, noise[0], days, 0, NEWBORN_SHAPE + max(gained, 0), noise[1])
+    # Within the day, the hours ahead share the level of the hours that measured the rate (its own
+    # uncertainty is the certainty's): as they pile up, their spread comes down from the wide prior's to a
+    # typical account's days' (CV 1), the prior worth NEWBORN_SHAPE arrivals and CV 1 each one measured.
+    own = max(gained, 0)
+    typical = rate + rate * rate * (1.0 + PRIOR_DISPERSION * own) / (NEWBORN_SHAPE + own)
+    return Process(rate, spread, noise[0], days, 0, NEWBORN_SHAPE + own, noise[1], typical)
 
 
 def tail_variance(values: list[float], centre: float, below: bool = False) -> float:

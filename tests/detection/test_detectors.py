@@ -364,3 +364,40 @@ def test_an_organic_turn_that_built_up_over_days_is_not_a_one_day_step() -> None
     found = [d for d in of_kind(run(samples), "burst") if d.severity is not Severity.INFO]
 
     assert found == []
+
+
+def test_an_organic_turn_that_climbed_over_busy_days_before_holding_is_not_a_regular_plateau() -> None:
+    # An organic account of the independent generator (seed 101) whose pace rose 3.4x: three days already
+    # near halfway (each far beyond its own noise), one a little lower, then the new pace, held within
+    # +-25%. A drip switches on within the period it straddles; this rise climbed over days.
+    gains = [1173, 833, 940, 225, 470, 377, 860, 1568, 809, 1947, 1687, 919, 811, 752, 47, 342, 888, 1070]
+    gains += [717, 1415, 903, 712, 850, 652, 652, 1756, 1870, 1789, 1516, 2540, 3298, 4374, 3055, 3226]
+    gains += [2183, 2203, 2623, 2878, 2433, 2023, 3690, 2123, 2031, 2914, 2314]
+
+    assert of_kind(run(series("mastodon:turning@ind.example", gains, first=434_377)), "regular_growth") == []
+
+
+def test_a_drip_after_one_organic_busy_day_is_a_held_step_within_three_daily_gains() -> None:
+    # A drip of +800/day switches on 0.4 days into a period, the day after an organic busy day (+31 on an
+    # account gaining about +4/day): far beyond the account's noise, but nowhere near the new level. A busy
+    # day says nothing about how the step began; a rise already climbing over days would.
+    rng = random.Random(17)
+    gains = [max(0, round(rng.gauss(4, 2))) for _ in range(30)] + [31, 4 + 480]
+    gains += [800 + round(rng.gauss(4, 2)) for _ in range(6)]
+    onset = START + timedelta(days=31.4)
+    found = of_kind(run(series("bluesky:drip_after_busy_day", gains, first=3_000)), "regular_growth")
+
+    assert found and found[0].severity is not Severity.INFO
+    assert found[0].detected_at - onset <= timedelta(days=3)
+
+
+def test_a_new_accounts_first_busy_day_after_three_calm_ones_is_not_a_one_day_step() -> None:
+    # An organic account of the independent generator (seed 105), first sampled the day before: three calm
+    # days (+3,000 to +3,500), then a day of +25,316, as its later weeks show it has now and then. Three
+    # calm days do not prove an account has no busy ones; until two weeks of periods show its own spread,
+    # its days vary at least as a typical account's do.
+    gains = [137, 3537, 3080, 3407, 25316, 3265, 7791, 6970, 20743, -2, 1137, 14631, 16699, 2964, -891, 496]
+    gains += [20833, 8587, 3437, 7863, 31825, 8301, 16274, 37447, 90, 6529, 14055, 1292, 6800, 4143]
+    found = of_kind(run(series("twitch:young_and_noisy", gains, first=2_882_720)), "burst")
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []

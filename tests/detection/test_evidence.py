@@ -67,6 +67,18 @@ def test_a_repository_watched_from_its_first_hour_gets_a_verdict_on_its_first_wa
     assert "judged on 3 hours of history" in found[0].summary
 
 
+def test_a_wave_after_a_repositorys_organic_launch_hours_is_a_verdict_within_six_hours() -> None:
+    # A repository of the independent generator (seed 102) watched from its first hours: ten stars over
+    # its first nine hours (an organic launch), then +28 within the hour, then quiet. Its own hours of
+    # growth set the pace; the hours ahead share their day, so they vary as a typical account's days do.
+    # Hourly gains from 3 stars: 3, 4, 4, 5, 7, 10, 10, 11, 12, 13 (hours 0-13), 41 at hour 14, then 44.
+    gains = [1, 0, 1, 2, 3, 0, 1, 1, 1, 0, 0, 0, 0, 28, 1, 0, 0, 1, 0, 1] + [0] * 11
+    found = _alarms(run(series("github:new-org/launched", gains, every=HOUR, first=3)), "burst")
+
+    assert found and found[0].detected_at - (START + 13 * HOUR) <= timedelta(hours=6)
+    assert "+28 stars" in found[0].summary
+
+
 @pytest.mark.parametrize("every", [timedelta(days=1), QUARTER])
 def test_a_drip_on_top_of_noisy_organic_growth_is_found_within_three_daily_gains(every: timedelta) -> None:
     # Organic 1-40 a day, over-dispersed (a day's rate varies by CV 0.8); from a moment inside day 30 a

@@ -34,7 +34,7 @@ from service.detection.base import (
     Point,
     Severity,
 )
-from service.detection.evidence import SPREAD_PERIODS, Process, newborn, odds
+from service.detection.evidence import SPREAD_PERIODS, Process, newborn, odds, unproven
 from service.detection.history import AccountHistory, TimedCounts
 from service.detection.snapshot import SnapshotError, StateReader, StateWriter
 from service.detection.stats import count, signed
@@ -501,7 +501,8 @@ class BurstDetector(Detector):
 
     # Daily samples: one period raises the step, the next ones tell its shape.
     def _daily(self, period: Period, history: AccountHistory) -> list[Finding]:
-        process = self._reference(history, period.start, period.followers - period.gain)
+        before = self._reference(history, period.start, period.followers - period.gain)
+        process = unproven(before, period.followers)
         excess = period.gain - process.rate * period.days
         step = self._daily_step
         if step is not None:

@@ -66,6 +66,10 @@ HELD_FLAT_ALPHA: Final = 1e-3  # its periods differ more than organic noise allo
 HELD_DECAY_Z: Final = 3.0  # or the last full period is this many sd below the first: a decay
 MAX_DISPERSION: Final = 1.0  # organic growth at a new level varies at most this much more (CV 1)
 HELD_REFERENCE: Final = 4  # periods before the step, at least
+# Before a step, a period this share of the way from the earlier rate to the new level (and beyond the
+# account's own noise) is growth already rising: a drip switches on within a period, organic change does not.
+LEAD_SHARE: Final = 0.25
+LATE_Z: Final = 2.0  # a plateau's periods found late this many standard errors below it: still climbing
 # Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
 # P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
 _SURELY_ABOVE: Final = {dof: dof / 3.0 for dof in range(1, max(EXACT_WINDOWS))}
@@ -321,7 +325,34 @@ def _reached_before(w: _Window, before: list[Period]) -> bool:
     if reference is None:
         return False
     halfway = 0.5 * (reference + w.mean)
-    return any(p.rate >= halfway for p in week)
+    if any(p.rate >= halfway for p in week) or _ramped(before[:end], reference, w.mean):
+        return True
+    return _still_climbing(before[end:], w)
+
+
+def _still_climbing(late: list[Period], w: _Window) -> bool:
+    """True when the periods taken for the step's own, found late, sit below the plateau by more than its
+    own spread allows (two standard errors): the level was still climbing there, as organic growth does,
+    where a drip holds its level from the period after it switched on."""
+    if len(late) < 2:
+        return False
+    mean = sum((p.gain for p in late), 0.0) / sum((p.days for p in late), 0.0)
+    return w.mean - mean >= LATE_Z * w.sd * math.sqrt(1.0 / len(late) + 1.0 / w.n)
+
+
+def _ramped(lead: list[Period], reference: float, mean: float) -> bool:
+    """True when two successive periods of the week before the step both grew a quarter of the way to the
+    plateau and beyond the account's own noise before them: a drip switches on within one period (the one
+    it straddles), while an organic change of pace climbs over days, or comes as busy days at the new pace."""
+    quarter = reference + LEAD_SHARE * (mean - reference)
+    for i in range(max(len(lead) - PLATEAU_REFERENCE_PERIODS, HELD_REFERENCE + 1), len(lead)):
+        pair = lead[i - 1 : i + 1]
+        if min(p.rate for p in pair) < quarter:
+            continue  # a cheap look first
+        process = _reference_process(lead[: i - 1])
+        if _elevated(pair[0], process) and _elevated(pair[1], process):
+            return True
+    return False
 
 
 def _jumped(mean: float, reference: float) -> bool:
@@ -380,7 +411,8 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     process = _reference_process(before)
     partial = _elevated(before[-1], process)
     if partial:
-        if len(before) - 2 < HELD_REFERENCE or _elevated(before[-2], _reference_process(before[:-2])):
+        level = sum((p.gain for p in window), 0.0) / sum((p.days for p in window), 0.0)
+        if len(before) - 2 < HELD_REFERENCE or _built_up(before[:-1], level):
             return None
         process = _reference_process(before[:-1])
     # Every full period, and all of them together: an implausible rise for this account.
@@ -413,15 +445,29 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     return plateau
 
 
+def _built_up(lead: list[Period], level: float) -> bool:
+    """True when growth was already rising before the period a step began in: the period before that one
+    beyond the account's own noise (two standard deviations), and a quarter of the way to the new level or
+    itself after a period already above usual (one). Organic attention and a change of pace build up over
+    days; one organic busy day, small against the step, is the account's own noise and says nothing about
+    how the step began."""
+    earlier = _reference_process(lead[:-1])
+    if not _elevated(lead[-1], earlier):
+        return False
+    if lead[-1].rate - earlier.rate >= LEAD_SHARE * (level - earlier.rate):
+        return True
+    return len(lead) - 1 > HELD_REFERENCE and _elevated(lead[-2], _reference_process(lead[:-2]), 1.0)
+
+
 def _reference_process(before: list[Period]) -> Process:
     rates = [p.rate for p in before[-SPREAD_PERIODS:]]
     days = sum((p.days for p in before[-FIT_PERIODS:]), 0.0)
     return fit(rates, days, before[-1].followers, 0.0, 0.0, before[-1].step)
 
 
-def _elevated(period: Period, process: Process) -> bool:
-    """Above the account's usual rate by more than two of its day-to-day standard deviations."""
-    return period.rate - process.rate > 2.0 * math.sqrt(process.spread / period.days)
+def _elevated(period: Period, process: Process, z: float = 2.0) -> bool:
+    """Above the account's usual rate by more than ``z`` of its day-to-day standard deviations."""
+    return period.rate - process.rate > z * math.sqrt(process.spread / period.days)
 
 
 def _dispersion(rates: list[float]) -> float:
