@@ -9,6 +9,8 @@ from sqlalchemy import Engine, inspect
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store.database import alembic_config, is_current, upgrade
+from service.store.listing import StatusLine
+from service.store.queries import StatusQuery
 from service.store.repository import AccountUpdate, Store
 from tests.conftest import T0
 
@@ -72,12 +74,17 @@ def test_missing_counts_stay_missing_never_zero(store: Store) -> None:
     assert (stored.following, stored.posts, stored.followers_step) == (None, None, 1_000)
 
 
+def _status(store: Store) -> StatusLine:
+    (line,) = store.status_page(StatusQuery()).rows
+    return line
+
+
 def test_status_gives_latest_and_changes_over_24h_and_7d(store: Store) -> None:
     store.watch(GARGRON, T0)
     account_id = _id(store, GARGRON)
     days = [T0 + timedelta(days=d) for d in range(9)]
     store.write([(account_id, Sample(GARGRON, at, 9_500 + 768 * i)) for i, at in enumerate(days)], [])
-    (row,) = store.status()
+    row = _status(store)
     assert row.latest is not None and row.latest.followers == 9_500 + 768 * 8
     assert (row.change_24h, row.change_7d) == (768, 768 * 7)
 
@@ -124,10 +131,10 @@ def test_a_latest_sample_dated_in_the_future_does_not_freeze_the_account(store: 
     now = datetime.now(UTC)
     store.write([(account_id, Sample(GARGRON, now + timedelta(days=3650), 1))], [])
     store.write([(account_id, Sample(GARGRON, now, 9_500))], [])
-    (row,) = store.status()
+    row = _status(store)
     assert row.latest is not None and row.latest.followers == 9_500
     store.write([(account_id, Sample(GARGRON, now - timedelta(hours=1), 9_400))], [])  # a replayed backlog
-    (row,) = store.status()
+    row = _status(store)
     assert row.latest is not None and row.latest.followers == 9_500
 
 

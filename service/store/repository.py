@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import changes, models
-from service.store.changes import Minus as _minus
 
 if TYPE_CHECKING:
     from service.store.listing import Page, StatusLine
@@ -82,14 +81,6 @@ class SavedState:
     engine: bytes
     board: bytes | None
     saved_at: datetime
-
-
-@dataclass(frozen=True)
-class StatusRow:
-    account: WatchedAccount
-    latest: Sample | None
-    change_24h: int | None
-    change_7d: int | None
 
 
 @dataclass
@@ -387,15 +378,6 @@ class Store:
                         )
         return rows
 
-    def status(self) -> list[StatusRow]:
-        """Each watched account with its latest sample and the change over 24 h and 7 d before it."""
-        table = models.table(models.Account)
-        olds = [_count_before(table, window).label(f"old_{i}") for i, window in enumerate(_WINDOWS)]
-        query = select(table, *olds).where(table.c.watched).order_by(table.c.id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [_status_row(row) for row in rows]
-
     def status_page(self, query: StatusQuery) -> Page[StatusLine]:
         """One page of watched accounts, filtered and sorted in the database (``flockwatch status``)."""
         from service.store.listing import status_page
@@ -423,7 +405,6 @@ class Store:
             return int(session.scalar(select(func.count()).select_from(models.Sample)) or 0)
 
 
-_WINDOWS = (timedelta(hours=24), timedelta(days=7))
 _INSTANT = timedelta(microseconds=1)
 
 
@@ -780,34 +761,3 @@ def _upsert_detections(conn: Connection, detections: Sequence[DetectionRow]) -> 
             )
         )
     return len(latest)
-
-
-def _count_before(table: Any, window: timedelta) -> Any:
-    """The followers of the account's last sample at or before (its latest sample - ``window``)."""
-    return count_at_or_before(table, _minus(table.c.latest_at, window))
-
-
-def count_at_or_before(accounts: Any, cut: Any) -> Any:
-    """The followers of each account's last raw sample at or before ``cut`` (an expression): one index
-    probe per account inside one statement."""
-    samples = models.table(models.Sample)
-    return (
-        select(samples.c.followers)
-        .where(samples.c.account_id == accounts.c.id, samples.c.observed_at <= cut)
-        .order_by(samples.c.observed_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _status_row(row: Any) -> StatusRow:
-    account = _watched(row)
-    latest = None
-    if row.latest_at is not None and row.latest_followers is not None:
-        latest = Sample(
-            account.ref, row.latest_at, row.latest_followers, row.latest_following, row.latest_posts
-        )
-    changes = [
-        None if old is None or latest is None else latest.followers - old for old in (row.old_0, row.old_1)
-    ]
-    return StatusRow(account, latest, changes[0], changes[1])
