@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from service.accounts import AccountRef
 from service.cli import main
@@ -104,6 +104,27 @@ def test_a_backlog_of_older_samples_keeps_the_latest_and_counts_in_at_once(
 
     assert Store(engine).watched()[0].latest_at == samples[-1].observed_at
     _check(_kept(engine, account_id), samples)
+
+
+def test_a_failure_working_out_the_columns_costs_the_batch_none_of_its_samples(
+    store: Store, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    samples = _history(5)
+    ref = samples[0].account
+    store.watch(ref, T0)
+    account_id = store.account_ids([ref])[ref]
+    _write_as_polled(store, account_id, samples[:-10], batch=50)
+
+    def broken(conn: Connection, _ids: object) -> None:
+        conn.execute(text("UPDATE no_such_table SET x = 1"))
+
+    monkeypatch.setattr(changes, "refresh", broken)
+    store.write([(account_id, s) for s in samples[-10:]], [])
+
+    assert len(store.history(ref)) == len(samples)
+    assert Store(engine).watched()[0].latest_at == samples[-1].observed_at
+    _check(_kept(engine, account_id), samples[:-10])  # as they were before the failed batch
+    assert "change columns were not updated" in caplog.text
 
 
 def test_where_raw_samples_are_gone_the_hourly_rollups_give_the_same_values(

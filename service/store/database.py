@@ -71,11 +71,11 @@ def check_reachable(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise DatabaseError(
-            f"cannot reach the database at {safe_url(str(engine.url))}: {_reason(exc)}"
+            f"cannot reach the database at {safe_url(str(engine.url))}: {reason_of(exc)}"
         ) from exc
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def reason_of(exc: SQLAlchemyError) -> str:
     original = getattr(exc, "orig", None) or exc
     return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
 
@@ -123,7 +123,7 @@ def upgrade(engine: Engine) -> None:
                     lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                     lock.commit()
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"migrating {safe_url(str(engine.url))} failed: {_reason(exc)}") from exc
+        raise DatabaseError(f"migrating {safe_url(str(engine.url))} failed: {reason_of(exc)}") from exc
 
 
 def is_current(engine: Engine) -> bool:

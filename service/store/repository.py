@@ -3,6 +3,7 @@ threads. Every write on the hot path is a few bulk statements per batch, never a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Insert, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.accounts import AccountRef
 from service.samples import AccountState, Sample
 from service.store import changes, models
+from service.store.database import reason_of
 
 if TYPE_CHECKING:
     from service.store.listing import Page, StatusLine
     from service.store.queries import DetectionQuery, StatusQuery
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -606,8 +611,18 @@ def _note_latest(conn: Connection, samples: Sequence[tuple[int, Sample]]) -> Non
             for i, s in newest.items()
         ],
     )
-    # the kept change and growth, from the samples stored by now (the batch's own among them)
-    changes.refresh(conn, newest)
+    _refresh_changes(conn, newest)
+
+
+def _refresh_changes(conn: Connection, account_ids: Iterable[int]) -> None:
+    """The kept change and growth, from the samples stored by now (the batch's own among them). A savepoint
+    keeps a failure here from costing the batch its samples: the columns stay as they were until the
+    account's next write, and the failure is logged."""
+    try:
+        with conn.begin_nested():
+            changes.refresh(conn, account_ids)
+    except SQLAlchemyError as exc:
+        log.warning("the change columns were not updated for a batch: %s", reason_of(exc))
 
 
 _STATE_EVENT = text(
