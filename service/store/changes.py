@@ -10,7 +10,8 @@ are gone (retention shorter than the window). The growth is the change as a shar
 
 Whoever writes an account's samples works them out again, set-based, right after its latest counts,
 in the same transaction: the daemon for the accounts of each batch it stores (a backlog of older
-samples counts in at once), ``import`` for the accounts of its file.
+samples counts in at once; inside a savepoint, so a failure here leaves the columns as they were and
+never costs the batch its samples), ``import`` for the accounts of its file.
 """
 
 from __future__ import annotations
