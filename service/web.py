@@ -384,15 +384,14 @@ def build_app(
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         if accepts_gzip(request):
             headers["Content-Encoding"] = "gzip"
-        aside = _plain_socket(request) is not None  # big pieces for few turns of the interpreter lock
-        size, pieces = await page.pieces(
-            "Content-Encoding" in headers, SEND_BATCH if aside else INFLATE_PIECE
-        )
+        connection = _plain_socket(request)  # then big pieces: few turns of the interpreter lock
+        inflate = INFLATE_PIECE if connection is None else SEND_BATCH
+        size, pieces = await page.pieces("Content-Encoding" in headers, inflate)
         response = web.StreamResponse(headers=headers)
         response.content_length = size
         await response.prepare(request)
-        if aside and size > SEND_ASIDE:
-            await _sent_aside(request, response, pieces, serving)
+        if connection is not None and size > SEND_ASIDE:
+            await _sent_aside(request, response, connection.fileno(), pieces, serving)
         else:
             for piece in pieces:
                 await response.write(piece)
@@ -427,14 +426,18 @@ def _plain_socket(request: web.Request) -> Any:
 
 
 async def _sent_aside(
-    request: web.Request, response: web.StreamResponse, pieces: Iterator[bytes], budget: ServingBudget
+    request: web.Request,
+    response: web.StreamResponse,
+    fd: int,
+    pieces: Iterator[bytes],
+    budget: ServingBudget,
 ) -> None:
     """Send a big page from a worker thread, in a few blocking calls that let the interpreter lock go.
 
     Sent through the loop, 100 MB take a hundred or more turns as the socket drains, and each turn waits for
     the interpreter lock that the polls and the render hold: 1-2 s on a busy daemon instead of 0.3."""
-    transport, connection = request.transport, _plain_socket(request)
-    assert transport is not None and connection is not None
+    transport = request.transport
+    assert transport is not None
     for piece in pieces:
         if piece:
             await response.write(piece)  # the headers go with it; the rest must follow what the loop sent
@@ -443,7 +446,7 @@ async def _sent_aside(
         await asyncio.sleep(0.001)
     transport.pause_reading()
     try:
-        budget.charge(await asyncio.to_thread(_send_blocking, connection.fileno(), pieces))
+        budget.charge(await asyncio.to_thread(_send_blocking, fd, pieces))
     except OSError:
         transport.close()  # the client went away or stalled: the page cannot be finished on this connection
     else:

@@ -104,6 +104,18 @@ def store(engine: Engine) -> Store:
     return Store(engine)
 
 
+def index_definition(engine: Engine, name: str) -> str | None:
+    """How the database states the index ``name`` (PostgreSQL's indexdef, SQLite's CREATE INDEX), None
+    without one."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            sql = "SELECT indexdef FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()"
+        else:
+            sql = "SELECT sql FROM sqlite_master WHERE name = :name"
+        found = conn.execute(text(sql), {"name": name}).scalar()
+    return None if found is None else str(found)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)

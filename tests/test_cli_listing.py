@@ -17,7 +17,7 @@ from service.config import RetentionConfig
 from service.samples import AccountState, Sample
 from service.store.repository import AccountUpdate, DetectionRow, Store
 from service.store.rollups import Maintenance
-from tests.conftest import T0
+from tests.conftest import T0, index_definition
 
 STEADY = AccountRef("x", "steady")
 GROWER = AccountRef("mastodon", "grower@example.social")
@@ -215,16 +215,7 @@ def test_migration_0003_adds_and_removes_the_ongoing_index(engine: Engine) -> No
     from service.store.database import alembic_config
 
     def definition() -> str | None:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                sql = (
-                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_ongoing' "
-                    "AND schemaname = current_schema()"
-                )
-            else:
-                sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_detections_ongoing'"
-            found = conn.exec_driver_sql(sql).scalar()
-        return None if found is None else str(found)
+        return index_definition(engine, "ix_detections_ongoing")
 
     assert "ended_at IS NULL" in str(definition())  # partial: the ongoing detections only
     command.downgrade(alembic_config(engine), "0002")
@@ -238,19 +229,11 @@ def test_migration_0005_adds_and_removes_the_index_of_detections_by_kind(engine:
 
     from service.store.database import alembic_config
 
-    def definition() -> str:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                sql = (
-                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_detections_kind' "
-                    "AND schemaname = current_schema()"
-                )
-            else:
-                sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_detections_kind'"
-            return str(conn.exec_driver_sql(sql).scalar())
+    def definition() -> str | None:
+        return index_definition(engine, "ix_detections_kind")
 
-    assert "kind, severity, detected_at" in definition()
+    assert "kind, severity, detected_at" in str(definition())
     command.downgrade(alembic_config(engine), "0004")
-    assert definition() == "None"
+    assert definition() is None
     command.upgrade(alembic_config(engine), "head")
-    assert "kind, severity, detected_at" in definition()
+    assert "kind, severity, detected_at" in str(definition())

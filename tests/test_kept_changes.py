@@ -19,7 +19,7 @@ from service.samples import Sample
 from service.store import changes, models
 from service.store.repository import Store
 from service.store.rollups import Maintenance
-from tests.conftest import T0
+from tests.conftest import T0, index_definition
 from tests.detection.test_backtest_cli import write_csv
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -72,6 +72,13 @@ def _check(kept: dict[str, object], samples: list[Sample]) -> None:
             assert growth == pytest.approx(change / (latest - change), rel=1e-9), name
 
 
+def _watched(store: Store, samples: list[Sample]) -> int:
+    """The id of the account the samples are of, watched from T0."""
+    ref = samples[0].account
+    store.watch(ref, T0)
+    return store.account_ids([ref])[ref]
+
+
 def _write_as_polled(store: Store, account_id: int, samples: list[Sample], batch: int) -> None:
     for start in range(0, len(samples), batch):
         store.write([(account_id, s) for s in samples[start : start + batch]], [])
@@ -82,9 +89,7 @@ def test_the_daemons_batches_keep_the_change_and_growth_by_the_hourly_point_rule
     store: Store, engine: Engine, seed: int
 ) -> None:
     samples = _history(seed)
-    ref = samples[0].account
-    store.watch(ref, T0)
-    account_id = store.account_ids([ref])[ref]
+    account_id = _watched(store, samples)
     _write_as_polled(store, account_id, samples, batch=7)
 
     _check(_kept(engine, account_id), samples)
@@ -94,9 +99,7 @@ def test_a_backlog_of_older_samples_keeps_the_latest_and_counts_in_at_once(
     store: Store, engine: Engine
 ) -> None:
     samples = _history(4)
-    ref = samples[0].account
-    store.watch(ref, T0)
-    account_id = store.account_ids([ref])[ref]
+    account_id = _watched(store, samples)
     late = samples[len(samples) // 2 : -1 : 5]
     _write_as_polled(store, account_id, [s for s in samples if s not in late], batch=50)
 
@@ -110,9 +113,7 @@ def test_a_failure_working_out_the_columns_costs_the_batch_none_of_its_samples(
     store: Store, engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     samples = _history(5)
-    ref = samples[0].account
-    store.watch(ref, T0)
-    account_id = store.account_ids([ref])[ref]
+    account_id = _watched(store, samples)
     _write_as_polled(store, account_id, samples[:-10], batch=50)
 
     def broken(conn: Connection, _ids: object) -> None:
@@ -121,7 +122,7 @@ def test_a_failure_working_out_the_columns_costs_the_batch_none_of_its_samples(
     monkeypatch.setattr(changes, "refresh", broken)
     store.write([(account_id, s) for s in samples[-10:]], [])
 
-    assert len(store.history(ref)) == len(samples)
+    assert len(store.history(samples[0].account)) == len(samples)
     assert Store(engine).watched()[0].latest_at == samples[-1].observed_at
     _check(_kept(engine, account_id), samples[:-10])  # as they were before the failed batch
     assert "change columns were not updated" in caplog.text
@@ -131,9 +132,7 @@ def test_where_raw_samples_are_gone_the_hourly_rollups_give_the_same_values(
     store: Store, engine: Engine
 ) -> None:
     samples = _history(5)
-    ref = samples[0].account
-    store.watch(ref, T0)
-    account_id = store.account_ids([ref])[ref]
+    account_id = _watched(store, samples)
     _write_as_polled(store, account_id, samples, batch=200)
     Maintenance(engine, RetentionConfig()).roll_up_range(T0, samples[-1].observed_at + timedelta(hours=1))
     raw = models.table(models.Sample)
@@ -170,21 +169,13 @@ def test_migration_0004_fills_the_columns_for_stored_accounts_and_indexes_them(
     from service.store.database import alembic_config
 
     samples = _history(8)
-    ref = samples[0].account
-    store.watch(ref, T0)
-    account_id = store.account_ids([ref])[ref]
+    account_id = _watched(store, samples)
     _write_as_polled(store, account_id, samples, batch=500)
     command.downgrade(alembic_config(engine), "0003")
     command.upgrade(alembic_config(engine), "head")
 
     _check(_kept(engine, account_id), samples)
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            sql = (
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_accounts_change_24h' "
-                "AND schemaname = current_schema()"
-            )
-            assert "DESC NULLS LAST" in str(conn.exec_driver_sql(sql).scalar())
-        else:
-            sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_accounts_change_24h'"
-            assert conn.exec_driver_sql(sql).scalar() is not None
+    definition = index_definition(engine, "ix_accounts_change_24h")
+    assert definition is not None
+    if engine.dialect.name == "postgresql":
+        assert "DESC NULLS LAST" in definition
