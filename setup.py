@@ -26,6 +26,7 @@ COMPILED = [
     "service/detection/engine.py",
     "service/detection/replay.py",
     "service/detection/csvinput.py",
+    "service/detection/folding.py",
     "service/detection/detectors/__init__.py",
     "service/detection/detectors/burst.py",
     "service/detection/detectors/churn.py",

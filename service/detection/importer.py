@@ -30,10 +30,14 @@ from sqlalchemy import Engine
 from service.accounts import AccountRef
 from service.clock import Clock
 from service.config import RetentionConfig
+from service.detection.analyst import Analyst, Findings
 from service.detection.base import Detection
 from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, Row, RowStream, Skipped, micros
 from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
+from service.memory import fewer_collections
+from service.store import models
+from service.store.buckets import load_buckets
 from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
 from service.store.repository import SavedState, Store, add_accounts
 from service.store.rollups import Maintenance
@@ -61,6 +65,7 @@ class ImportReport:
     last_us: int | None = None
     skipped: Skipped = field(default_factory=Skipped)
     analysed: int = 0  # samples the detectors read
+    findings: Findings | None = None  # step 3 done beside step 1 (see analyst.py), when it could be
     detections: int = 0  # anomalies stored
     states: int = 0  # engine states saved
 
@@ -159,19 +164,43 @@ class _Reader:
 
 class Importer:
     def __init__(
-        self, database: Engine, clock: Clock, chunk_rows: int = CHUNK_ROWS, window: int = WINDOW_ROWS
+        self,
+        database: Engine,
+        clock: Clock,
+        chunk_rows: int = CHUNK_ROWS,
+        window: int = WINDOW_ROWS,
+        beside: bool = True,
     ) -> None:
         self.database = database
         self.clock = clock
         self.chunk_rows = chunk_rows  # rows read, encoded and stored at a time
         self.window = window  # rows grouped by account before they are stored
+        self.beside = beside  # step 3 in a child process during step 1 where it can be (analyst.py)
 
     def load(self, path: Path, skip_bad_rows: bool, progress: Progress | None = None) -> ImportReport:
         """Step 1: the samples, in one transaction. Raises ``BadRow`` (nothing stored) on a bad row."""
         now = self.clock.now()
         stream = RowStream(path, skip_bad_rows, micros(now + FUTURE_TOLERANCE))
         report = ImportReport(skipped=stream.skipped)
-        size = max(path.stat().st_size, 1)
+        beside = self.beside and Analyst.available()
+        analyst = Analyst(stream).start() if beside else None
+        try:
+            with fewer_collections():  # a window holds a million rows: scanning them again and again
+                self._load(stream, report, analyst, now, progress)
+        finally:
+            if analyst is not None:
+                analyst.stop()
+        return report
+
+    def _load(
+        self,
+        stream: RowStream,
+        report: ImportReport,
+        analyst: Analyst | None,
+        now: datetime,
+        progress: Progress | None,
+    ) -> None:
+        size = max(stream.path.stat().st_size, 1)
         with self.database.begin() as conn:
             loader = loader_for(conn, size // BYTES_PER_ROW)
             with _Reader(stream, loader, self.chunk_rows, self.window) as reader:
@@ -186,7 +215,12 @@ class Importer:
                         progress(report.rows, chunk.position / size)
             report.added = loader.finish()
             note_latest(conn, report.accounts.values())
-        return report
+            # what the child made stands for the stored samples only if they are all the file's rows
+            if analyst is not None and report.new_accounts == len(report.accounts):
+                report.findings = analyst.findings()
+            if report.findings is not None:
+                load_buckets(conn, models.HourlyRollup, report.findings.hourly, report.accounts)
+                load_buckets(conn, models.DailyRollup, report.findings.daily, report.accounts)
 
     def roll_up_and_analyse(self, report: ImportReport, progress: Progress | None = None) -> None:
         """Steps 2 and 3, shown as one. On PostgreSQL at once: the rollups run in a thread of their own
@@ -194,6 +228,9 @@ class Importer:
         is raised once both have stopped. On SQLite one after the other: there both are work of this
         process, and at once they took as long as in turn (2,000 accounts x 7 days on 2 busy cores:
         26-29 s at once, 16-28 s in turn)."""
+        if report.findings is not None:  # rolled up in step 1, analysed beside it: only storing is left
+            self.analyse(report, progress)
+            return
         shares = [0.0, 0.0]  # rolled up, analysed
         at_once = self.database.dialect.name == "postgresql"
 
@@ -208,8 +245,8 @@ class Importer:
                 progress(done, sum(shares) / 2)
 
         if not at_once:
-            self.roll_up(report, rolled)
             self.analyse(report, analysed)
+            self.roll_up(report, rolled)
             return
         stop = threading.Event()
         with _Background(lambda: self.roll_up(report, rolled, stop)) as rollups:
@@ -244,6 +281,9 @@ class Importer:
         and save each account's final state."""
         if report.first_us is None or not report.accounts:
             return
+        if report.findings is not None:
+            self._store(report, report.findings)
+            return
         refs = {account_id: ref for ref, account_id in report.accounts.items()}
         engine = DetectionEngine()
         recorder = DetectionRecorder(engine, dict(report.accounts))
@@ -264,6 +304,21 @@ class Importer:
             reader.close()
         store.close_stale_detections(list(refs), {d.key for d in engine.active()})
         report.states = _save_states(store, engine, refs, self.clock.now())
+
+    def _store(self, report: ImportReport, findings: Findings) -> None:
+        """Step 3 done beside step 1: store what it found, as the reading back below would have."""
+        store = Store(self.database)
+        rows = DetectionRecorder(DetectionEngine(), dict(report.accounts)).rows(findings.detections)
+        if rows:
+            report.detections += store.write_batch([], [], rows).detections
+        store.close_stale_detections(list(report.accounts.values()), findings.active)
+        now = self.clock.now()
+        states = [
+            SavedState(report.accounts[ref], datetime.fromtimestamp(last, UTC), blob, None, now)
+            for ref, (last, blob) in findings.states.items()
+        ]
+        store.save_states(states)
+        report.states, report.analysed = len(states), report.added  # each new sample, as read back
 
 
 class _Background:

@@ -49,7 +49,9 @@ class SampleLoader(ABC):
         self.added = 0
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self._prefixes: dict[str, str] = {}  # platform:handle -> its encoded fields
-        self._aside = _SetAside(conn) if _fewer_stored(conn, expected_rows) else None
+        self._aside = (
+            SetAside(conn, models.Sample) if fewer_stored(conn, models.Sample, expected_rows) else None
+        )
 
     @abstractmethod
     def encode(self, rows: Sequence[LoadRow]) -> str: ...
@@ -202,25 +204,25 @@ class PostgresLoader(SampleLoader):
         return f"{_copy_text(platform)}\t{_copy_text(handle)}"
 
 
-def _fewer_stored(conn: Connection, expected_rows: int) -> bool:
-    """Whether samples holds fewer rows than ``expected_rows``: counts at most that many."""
+def fewer_stored(conn: Connection, model: type[models.Base], expected_rows: int) -> bool:
+    """Whether ``model``'s table holds fewer rows than ``expected_rows``: counts at most that many."""
     if expected_rows <= 0:
         return False
-    samples = models.table(models.Sample)
-    some = select(samples.c.account_id).limit(expected_rows).subquery()
+    table = models.table(model)
+    some = select(table.c.account_id).limit(expected_rows).subquery()
     return int(conn.scalar(select(func.count()).select_from(some)) or 0) < expected_rows
 
 
-class _SetAside:
-    """The time index of samples (and on PostgreSQL its foreign key) dropped inside the caller's
-    transaction, and built again by ``restore``: a rollback brings them back as they were."""
+class SetAside:
+    """The secondary indexes of ``model``'s table (and on PostgreSQL its foreign keys) dropped inside the
+    caller's transaction, and built again by ``restore``: a rollback brings them back as they were."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, model: type[models.Base]) -> None:
         self.conn = conn
-        samples = models.table(models.Sample)
-        self.indexes = sorted(samples.indexes, key=lambda index: str(index.name))
+        table = models.table(model)
+        self.indexes = sorted(table.indexes, key=lambda index: str(index.name))
         postgres = conn.dialect.name == "postgresql"
-        self.keys = sorted(samples.foreign_key_constraints, key=lambda k: str(k.name)) if postgres else []
+        self.keys = sorted(table.foreign_key_constraints, key=lambda k: str(k.name)) if postgres else []
         driver = conn.connection.driver_connection
         if conn.dialect.name == "sqlite" and not driver.in_transaction:  # type: ignore[union-attr]
             # pysqlite opens a transaction only before a write, never before DDL: open it here

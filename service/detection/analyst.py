@@ -1,0 +1,167 @@
+"""Steps 2 and 3 of ``import`` beside step 1: a process of its own reads the file too and runs the
+detectors over its rows and folds them into hourly and daily rollup buckets while this one stores the
+samples, so the work uses both cores instead of one step after the other, and nothing is read back.
+
+What it makes is exactly what rolling up and reading back the stored samples would make only when those
+samples are the file's rows in time order, so the importer uses it only when
+
+- every account the file names was added by this import (no stored history to read first or merge),
+- the rows are in time order (the time never goes back from one row to the next, whatever the account),
+- the process ran to the end (a fork is available; the child did not fail).
+
+Otherwise the importer rolls up and reads back as before. Of two rows of one account and time the
+engine and the buckets keep the first, as the database does. Rows of one time are read in file order,
+where reading back takes them by account id: only the platform watch sees several accounts at once, and
+what it counts does not depend on that order. tests/test_import_beside.py holds both ways to each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Final
+
+from service.accounts import AccountRef
+from service.detection.base import Detection
+from service.detection.csvinput import RowStream
+from service.detection.engine import DetectionEngine
+from service.detection.folding import Buckets, Reading
+from service.memory import fewer_collections
+from service.store.buckets import Spill
+
+log = logging.getLogger(__name__)
+
+STATES_PER_MESSAGE: Final = 2_000  # engine states sent back at a time
+
+
+@dataclass
+class Findings:
+    """What the child made of the whole file: the latest version of each detection, each account's
+    final state (epoch seconds of its newest sample, snapshot bytes), the keys still open, and the
+    spill files of its hourly and daily buckets."""
+
+    detections: list[Detection]
+    states: dict[AccountRef, tuple[float, bytes]]
+    active: set[str]
+    hourly: Path
+    daily: Path
+
+
+class Analyst:
+    """The child process, which reads the file on its own (the same rows as the load: the same checks
+    with the same limits), and the pipe from it. ``findings`` waits for what it made; ``stop`` ends it
+    and removes its spill files in every case. A failure in the child only makes ``findings`` None."""
+
+    def __init__(self, stream: RowStream) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="flockwatch-import-"))
+        context = multiprocessing.get_context("fork")
+        self._from_child, outbox = context.Pipe(duplex=False)
+        spills = (self._folder / "hourly", self._folder / "daily")
+        self._process = context.Process(
+            target=_analyse,
+            args=(stream, spills, outbox, self._from_child),
+            name="import-analyst",
+            daemon=True,
+        )
+        self._outbox = outbox
+
+    @staticmethod
+    def available() -> bool:
+        """Forking is safe only where the process forks cleanly (Linux); elsewhere reading back it is."""
+        return sys.platform == "linux"
+
+    def start(self) -> Analyst:
+        self._process.start()
+        self._outbox.close()  # the child's end: closed here, so a child that dies shows as the pipe's end
+        return self
+
+    def findings(self) -> Findings | None:
+        """Wait for the child to finish the file; None when what it made cannot be used."""
+        try:
+            return _receive(self._from_child)
+        except (EOFError, OSError) as exc:
+            log.warning("the import's analysis beside the load ended early (%s); reading back instead", exc)
+            return None
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._from_child.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _receive(inbox: Connection) -> Findings | None:
+    header = inbox.recv()
+    if header is None:
+        return None
+    detections, active, hourly, daily = header
+    states: dict[AccountRef, tuple[float, bytes]] = {}
+    while part := inbox.recv():
+        states.update(part)
+    return Findings(detections, states, active, hourly, daily)
+
+
+def _analyse(
+    stream: RowStream, spills: tuple[Path, Path], outbox: Connection, parent_end: Connection
+) -> None:
+    """The child: the file's rows into a fresh engine and the buckets, in order; then what it made."""
+    parent_end.close()  # else a parent that dies would leave this end open here
+    # (fewer_collections also keeps what the parent held out of the scans, which would copy its pages here)
+    with fewer_collections():
+        _analyse_file(stream, spills, outbox)
+
+
+def _analyse_file(stream: RowStream, spills: tuple[Path, Path], outbox: Connection) -> None:
+    try:
+        reading = _read_all(stream, Spill(spills[0]), Spill(spills[1]))
+        if not reading.in_order:
+            outbox.send(None)
+            return
+        outbox.send((list(reading.changed.values()), {d.key for d in reading.engine.active()}, *spills))
+        _send_states(reading.engine, list(stream.accounts.values()), outbox)
+    except BrokenPipeError:
+        return  # the parent stopped listening (it failed, or was interrupted): nothing to say
+    except Exception as exc:  # a bad row (the load stops on it too), a full disk, a fault: read back
+        log.debug("the import's analysis beside the load stopped: %s", exc)
+        with contextlib.suppress(OSError):
+            outbox.send(None)
+
+
+def _read_all(stream: RowStream, hourly: Spill, daily: Spill) -> Reading:
+    """Every row of the file through one engine and the buckets, unless the rows go back in time."""
+    buckets = Buckets(hourly.write, daily.write)
+    reading = Reading(DetectionEngine(), buckets, stream.accounts)
+    chunks = stream.chunks()
+    try:
+        for rows in chunks:
+            reading.read(rows)
+            if not reading.in_order:
+                break
+        buckets.close()
+    finally:
+        chunks.close()
+        hourly.close()
+        daily.close()
+    return reading
+
+
+def _send_states(engine: DetectionEngine, refs: list[AccountRef], outbox: Connection) -> None:
+    part: dict[AccountRef, tuple[float, bytes]] = {}
+    for ref in refs:
+        last, blob = engine.last_at(ref), engine.snapshot(ref)
+        if last is not None and blob is not None:
+            part[ref] = (last, blob)
+        if len(part) >= STATES_PER_MESSAGE:
+            outbox.send(part)
+            part = {}
+    if part:
+        outbox.send(part)
+    outbox.send({})

@@ -1,0 +1,129 @@
+"""Hourly and daily rollup buckets made outside the database and loaded into ``samples_hourly`` /
+``samples_daily``: what ``import``'s analyst (service/detection/analyst.py) folds while it reads the
+file (service/detection/folding.py), so the database need not read every sample again to roll it up.
+
+The buckets go to a spill file as they close, in COPY's text format: PostgreSQL copies it into a staging
+table joined to the accounts; for SQLite each line becomes the parameters of one prepared INSERT. Loaded, each bucket has the step of an imported sample (1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, TextIO
+
+from sqlalchemy import Connection
+
+from service.accounts import AccountRef
+from service.detection.folding import Bucket
+from service.store import models
+from service.store.loading import SetAside, SqliteTimes, _copy, _copy_text, fewer_stored
+
+SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
+COPY_BLOCK: Final = 1 << 20  # PostgreSQL: bytes of the spill per COPY write
+_COLUMNS: Final = (
+    "bucket, first_at, first_followers, last_at, last_followers, min_followers, max_followers, samples, "
+    "last_following, last_posts"
+)
+
+
+class Spill:
+    """Closed buckets of one size (service/detection/folding.py makes them) written to a file as they
+    come, ready for ``load_buckets``: a line of COPY's text format each, the account as platform and
+    handle, times in epoch microseconds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._prefixes: dict[str, str] = {}
+        self._out: TextIO = path.open("w", encoding="utf-8")
+
+    def write(self, name: str, b: Bucket) -> None:
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            platform, _, handle = name.partition(":")
+            prefix = self._prefixes[name] = _fields(platform, handle)
+        following, posts = _copy(b[8] if b[8] >= 0 else None), _copy(b[9] if b[9] >= 0 else None)
+        self._out.write(
+            f"{prefix}\t{b[0]}\t{b[1]}\t{b[2]}\t{b[3]}\t{b[4]}\t{b[5]}\t{b[6]}\t{b[7]}\t{following}\t{posts}\n"
+        )
+
+    def close(self) -> None:
+        self._out.close()
+
+
+def load_buckets(
+    conn: Connection, model: type[models.Base], path: Path, accounts: dict[AccountRef, int]
+) -> None:
+    """The spilled buckets into ``model``'s table (hourly or daily rollups) in the connection's
+    transaction; a bucket already there is replaced, as rollups.py's statement does. Into a table that
+    holds fewer rows than the spill brings, its secondary structures are set aside meanwhile."""
+    aside = SetAside(conn, model) if fewer_stored(conn, model, _lines(path)) else None
+    if conn.dialect.name == "postgresql":
+        _load_copy(conn, models.table(model).name, path)
+    else:
+        _load_sqlite(conn, models.table(model).name, path, accounts)
+    if aside is not None:
+        aside.restore()
+
+
+def _lines(path: Path) -> int:
+    """The spill's lines, estimated low from its size (a line takes more than 64 bytes)."""
+    return path.stat().st_size // 64
+
+
+def _upsert(table: str) -> tuple[str, str]:
+    """The INSERT's head and its ON CONFLICT tail, around a SELECT or VALUES of every column."""
+    values = [name.strip() for name in _COLUMNS.split(",")] + ["followers_step"]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in values[1:])
+    head = f"INSERT INTO {table} (account_id, {', '.join(values)}) "
+    return head, f" ON CONFLICT (account_id, bucket) DO UPDATE SET {updates}"
+
+
+def _load_copy(conn: Connection, table: str, path: Path) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (platform text, handle text, bucket bigint, "
+        "first_at bigint, first_followers bigint, last_at bigint, last_followers bigint, "
+        "min_followers bigint, max_followers bigint, samples bigint, last_following bigint, "
+        "last_posts bigint) ON COMMIT DROP"
+    )
+    copy_in = f"COPY import_buckets (platform, handle, {_COLUMNS}) FROM STDIN"
+    with cursor.copy(copy_in) as copy, path.open("rb") as spill:
+        while block := spill.read(COPY_BLOCK):
+            copy.write(block)
+    head, tail = _upsert(table)
+    micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
+    cursor.execute(
+        head + f"SELECT a.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
+        f"{micros.format('last_at')}, b.last_followers, b.min_followers, b.max_followers, b.samples, "
+        "b.last_following, b.last_posts, 1 FROM import_buckets b "
+        "JOIN accounts a ON a.platform = b.platform AND a.handle = b.handle" + tail
+    )
+    cursor.execute("TRUNCATE import_buckets")
+
+
+def _load_sqlite(conn: Connection, table: str, path: Path, accounts: dict[AccountRef, int]) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    head, tail = _upsert(table)
+    statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
+    ids = {_fields(ref.platform, ref.handle): account_id for ref, account_id in accounts.items()}
+    times = SqliteTimes()
+    with path.open(encoding="utf-8") as spill:
+        while lines := spill.readlines(SQLITE_BYTES):
+            # in key order, a batch touches each account's pages once (a third faster than in file order)
+            cursor.executemany(statement, sorted(_sqlite_row(line, ids, times.text) for line in lines))
+
+
+def _sqlite_row(line: str, ids: dict[str, int], text: Callable[[int], str]) -> tuple[object, ...]:
+    """A spilled line as the INSERT's parameters: the account's id, times as SQLite stores them."""
+    platform, handle, bucket, first_at, first, last_at, last, low, high, n, following, posts = line[
+        :-1
+    ].split("\t")
+    return (
+        ids[f"{platform}\t{handle}"], text(int(bucket)), text(int(first_at)), first, text(int(last_at)), last,
+        low, high, n, None if following == "\\N" else following, None if posts == "\\N" else posts,
+    )  # fmt: skip
+
+
+def _fields(platform: str, handle: str) -> str:
+    return f"{_copy_text(platform)}\t{_copy_text(handle)}"

@@ -1,0 +1,146 @@
+"""``import`` runs the detectors beside the load (service/detection/analyst.py) only where that finds
+exactly what reading the stored samples back finds: the same detections, states and open anomalies, on
+SQLite and PostgreSQL; and it reads back when it cannot use them."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from contextlib import nullcontext
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from service.clock import ManualClock
+from service.detection import analyst
+from service.detection.base import PLATFORM_EVENT
+from service.detection.importer import Importer, ImportReport
+from service.store import models
+from service.store.database import open_engine, upgrade
+from tests.conftest import pg_schema
+from tests.detection.test_backtest_cli import write_csv
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _history(
+    rng: random.Random, every: timedelta = timedelta(hours=6), days: int = 60
+) -> list[tuple[str, str, int]]:
+    """Time-ordered rows of six accounts of one platform: organic noise, one with a bought drip, one with
+    a burst, and a purge of all of them on day 40 (a platform event); one row repeated with another count."""
+    counts = {f"x:user{i}": rng.randrange(500, 50_000) for i in range(6)}
+    rows = []
+    at = START
+    while at < START + timedelta(days=days):
+        day = (at - START).days
+        for name in counts:
+            counts[name] += rng.randint(0, 8)
+            if name == "x:user1" and 20 <= day < 34:
+                counts[name] += 190  # a drip of 760 a day
+            if name == "x:user2" and at == START + timedelta(days=25):
+                counts[name] += 4_000
+            if at == START + timedelta(days=40):
+                counts[name] -= counts[name] // 12
+            rows.append((at.strftime("%Y-%m-%dT%H:%M:%SZ"), name, counts[name]))
+        at += every
+    rows.insert(100, (rows[99][0], rows[99][1], rows[99][2] + 50))  # the database keeps the first
+    return rows
+
+
+@pytest.fixture
+def second_engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """A second, empty database of the same kind."""
+    second = f"sqlite:///{tmp_path / 'second.db'}"
+    with pg_schema() if db_url.startswith("postgresql") else nullcontext(second) as url:
+        engine = open_engine(url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+
+
+def _import(engine: Engine, path: Path, beside: bool) -> ImportReport:
+    importer = Importer(engine, ManualClock(NOW), beside=beside)
+    report = importer.load(path, False)
+    importer.roll_up_and_analyse(report)
+    return report
+
+
+def _stored(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    detections, states, accounts = (
+        models.table(models.Detection),
+        models.table(models.DetectorState),
+        models.table(models.Account),
+    )
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(
+                detections.c.key, detections.c.account, detections.c.kind, detections.c.severity,
+                detections.c.started_at, detections.c.detected_at, detections.c.ended_at,
+                detections.c.score, detections.c.summary, detections.c.explained_by_key,
+            ).order_by(detections.c.key)
+        )  # fmt: skip
+        saved = conn.execute(
+            select(accounts.c.platform, accounts.c.handle, states.c.as_of, states.c.engine)
+            .join(accounts, accounts.c.id == states.c.account_id)
+            .order_by(accounts.c.handle)
+        )
+        return [tuple(row) for row in found], [tuple(row) for row in saved]
+
+
+def _rollups(engine: Engine) -> list[list[tuple[object, ...]]]:
+    found = []
+    with engine.connect() as conn:
+        for model in (models.HourlyRollup, models.DailyRollup):
+            table = models.table(model)
+            rows = conn.execute(select(table).order_by(table.c.account_id, table.c.bucket))
+            found.append([tuple(row) for row in rows])
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_what_is_found_beside_the_load_is_what_reading_back_finds(
+    engine: Engine, second_engine: Engine, tmp_path: Path, seed: int
+) -> None:
+    path = write_csv(tmp_path / "h.csv", _history(random.Random(seed)))
+
+    beside = _import(engine, path, beside=True)
+    read_back = _import(second_engine, path, beside=False)
+
+    assert beside.findings is not None and read_back.findings is None
+    detections, states = _stored(engine)
+    assert {row[2] for row in detections} >= {PLATFORM_EVENT, "drop", "burst"}
+    assert (detections, states) == _stored(second_engine)
+    hourly, daily = _rollups(engine)
+    assert len(daily) == 6 * 60 and len(hourly) == 6 * 4 * 60
+    assert [hourly, daily] == _rollups(second_engine)
+    assert len(states) == 6
+    assert beside.analysed == read_back.analysed == 6 * 4 * 60
+
+
+def test_rows_that_go_back_in_time_are_read_back(engine: Engine, tmp_path: Path) -> None:
+    rows = sorted(_history(random.Random(3)), key=lambda row: row[1])  # account by account
+    report = _import(engine, write_csv(tmp_path / "h.csv", rows), beside=True)
+
+    assert report.findings is None
+    detections, states = _stored(engine)
+    assert len(states) == 6 and any(row[2] == "drop" for row in detections)
+
+
+def test_a_child_that_dies_costs_the_import_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dies(*_: object) -> None:
+        os._exit(3)  # the child process, killed half-way (its code is a copy of this one: a fork)
+
+    monkeypatch.setattr(analyst, "_read_all", dies)
+    path = write_csv(tmp_path / "h.csv", _history(random.Random(4)))
+    report = _import(engine, path, beside=True)
+
+    assert report.findings is None
+    assert report.added == 6 * 4 * 60 and report.states == 6
+    assert any(row[2] == PLATFORM_EVENT for row in _stored(engine)[0])
+    assert [len(rows) for rows in _rollups(engine)] == [6 * 4 * 60, 6 * 60]
