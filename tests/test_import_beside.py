@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
@@ -14,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from service.cli import EXIT_INTERRUPTED
 from service.clock import ManualClock
 from service.detection import analyst
 from service.detection.base import PLATFORM_EVENT
@@ -144,3 +149,62 @@ def test_a_child_that_dies_costs_the_import_nothing(
     assert report.added == 6 * 4 * 60 and report.states == 6
     assert any(row[2] == PLATFORM_EVENT for row in _stored(engine)[0])
     assert [len(rows) for rows in _rollups(engine)] == [6 * 4 * 60, 6 * 60]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _importing(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``flockwatch import`` of a long file in a process of its own, once its analyst has started."""
+    rows = [
+        (f"{1_760_000_000 + 900 * step}", f"x:user{account}", 1_000 + step)
+        for step in range(1_500)
+        for account in range(1_000)
+    ]
+    path = write_csv(tmp_path / "long.csv", rows)  # type: ignore[arg-type]
+    command = [sys.executable, "-m", "service", "import", str(path), "--db", f"sqlite:///{tmp_path}/i.db"]
+    importing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (children := _children(importing.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children, "the analyst did not start"
+    return importing, children[0]
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else ""
+        if "State:\tZ" in status:
+            return True  # a zombie: it ended, and waits for its (dead) parent's reaper
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the analyst runs on Linux only")
+def test_an_import_killed_takes_its_analyst_with_it(tmp_path: Path) -> None:
+    importing, analyst_pid = _importing(tmp_path)
+
+    importing.kill()
+    importing.wait()
+
+    assert _gone(analyst_pid, 1), "the analyst kept reading the file after the import was killed"
+    assert importing.stderr is not None
+    importing.stderr.close()  # (the analyst held it open while it lived)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the analyst runs on Linux only")
+def test_ctrl_c_stops_the_import_and_its_analyst_without_a_traceback(tmp_path: Path) -> None:
+    importing, analyst_pid = _importing(tmp_path)
+
+    importing.send_signal(signal.SIGINT)
+    os.kill(analyst_pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+    _, err = importing.communicate(timeout=60)
+
+    assert importing.returncode == EXIT_INTERRUPTED
+    assert b"Traceback" not in err and b"interrupted" in err
+    assert _gone(analyst_pid, 10)

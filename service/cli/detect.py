@@ -124,9 +124,13 @@ def run_import(args: argparse.Namespace) -> int:
     with open_database(database_url(args)) as database:
         importer = Importer(database, SystemClock())
         report = _import_samples(importer, args.file, args.skip_bad_rows)
-        bar = ProgressBar("rolling up and analysing", unit="samples")
-        importer.roll_up_and_analyse(report, bar)
-        bar.finish(report.analysed)
+        if report.findings is not None:  # done beside the import: what is left takes a moment
+            importer.roll_up_and_analyse(report)
+            _say(f"rolled up and analysed {report.analysed:,} samples while importing them")
+        else:
+            bar = ProgressBar("rolling up and analysing", unit="samples")
+            importer.roll_up_and_analyse(report, bar)
+            bar.finish(report.analysed)
     _say(
         f"done: {report.detections:,} detection versions stored, "
         f"{report.states:,} account states saved for the daemon"

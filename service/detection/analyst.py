@@ -18,13 +18,18 @@ what it counts does not depend on that order. tests/test_import_beside.py holds 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Final
 
@@ -39,6 +44,7 @@ from service.store.buckets import Spill
 log = logging.getLogger(__name__)
 
 STATES_PER_MESSAGE: Final = 2_000  # engine states sent back at a time
+PR_SET_PDEATHSIG: Final = 1  # prctl(2)
 
 
 @dataclass
@@ -63,10 +69,11 @@ class Analyst:
         self._folder = Path(tempfile.mkdtemp(prefix="flockwatch-import-"))
         context = multiprocessing.get_context("fork")
         self._from_child, outbox = context.Pipe(duplex=False)
+        self._read = context.Value("q", 0, lock=False)  # bytes of the file the child has read
         spills = (self._folder / "hourly", self._folder / "daily")
         self._process = context.Process(
             target=_analyse,
-            args=(stream, spills, outbox, self._from_child),
+            args=(stream, spills, self._read, outbox, self._from_child),
             name="import-analyst",
             daemon=True,
         )
@@ -78,13 +85,26 @@ class Analyst:
         return sys.platform == "linux"
 
     def start(self) -> Analyst:
-        self._process.start()
+        # The child is born with Ctrl-C blocked, so one pressed before it ignores it cannot interrupt it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._outbox.close()  # the child's end: closed here, so a child that dies shows as the pipe's end
         return self
 
-    def findings(self) -> Findings | None:
-        """Wait for the child to finish the file; None when what it made cannot be used."""
+    def position(self) -> int:
+        """Bytes of the file the child has read and analysed (for a progress bar)."""
+        return int(self._read.value)
+
+    def findings(self, waiting: Callable[[], None] | None = None) -> Findings | None:
+        """Wait for the child to finish the file, calling ``waiting`` every half second meanwhile; None
+        when what it made cannot be used."""
         try:
+            while not self._from_child.poll(0.5):  # a child that died makes it readable (EOF) too
+                if waiting is not None:
+                    waiting()
             return _receive(self._from_child)
         except (EOFError, OSError) as exc:
             log.warning("the import's analysis beside the load ended early (%s); reading back instead", exc)
@@ -110,18 +130,25 @@ def _receive(inbox: Connection) -> Findings | None:
 
 
 def _analyse(
-    stream: RowStream, spills: tuple[Path, Path], outbox: Connection, parent_end: Connection
+    stream: RowStream,
+    spills: tuple[Path, Path],
+    read: Synchronized[int],
+    outbox: Connection,
+    parent_end: Connection,
 ) -> None:
     """The child: the file's rows into a fresh engine and the buckets, in order; then what it made."""
     parent_end.close()  # else a parent that dies would leave this end open here
+    _follow_parent()
     # (fewer_collections also keeps what the parent held out of the scans, which would copy its pages here)
     with fewer_collections():
-        _analyse_file(stream, spills, outbox)
+        _analyse_file(stream, spills, read, outbox)
 
 
-def _analyse_file(stream: RowStream, spills: tuple[Path, Path], outbox: Connection) -> None:
+def _analyse_file(
+    stream: RowStream, spills: tuple[Path, Path], read: Synchronized[int], outbox: Connection
+) -> None:
     try:
-        reading = _read_all(stream, Spill(spills[0]), Spill(spills[1]))
+        reading = _read_all(stream, Spill(spills[0]), Spill(spills[1]), read)
         if not reading.in_order:
             outbox.send(None)
             return
@@ -135,7 +162,16 @@ def _analyse_file(stream: RowStream, spills: tuple[Path, Path], outbox: Connecti
             outbox.send(None)
 
 
-def _read_all(stream: RowStream, hourly: Spill, daily: Spill) -> Reading:
+def _follow_parent() -> None:
+    """Ctrl-C is the parent's to handle (it stops this process); a parent that dies, even by SIGKILL,
+    takes this process with it (Linux's parent-death signal) instead of leaving it reading the file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent around the fork
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _read_all(stream: RowStream, hourly: Spill, daily: Spill, read: Synchronized[int]) -> Reading:
     """Every row of the file through one engine and the buckets, unless the rows go back in time."""
     buckets = Buckets(hourly.write, daily.write)
     reading = Reading(DetectionEngine(), buckets, stream.accounts)
@@ -143,6 +179,7 @@ def _read_all(stream: RowStream, hourly: Spill, daily: Spill) -> Reading:
     try:
         for rows in chunks:
             reading.read(rows)
+            read.value = stream.position()
             if not reading.in_order:
                 break
         buckets.close()

@@ -212,12 +212,14 @@ class Importer:
                     loader.load(chunk.payload)
                     report.note(chunk)
                     if progress is not None:
-                        progress(report.rows, chunk.position / size)
+                        progress(report.rows, _done(chunk.position, analyst, report) / size)
             report.added = loader.finish()
             note_latest(conn, report.accounts.values())
             # what the child made stands for the stored samples only if they are all the file's rows
-            if analyst is not None and report.new_accounts == len(report.accounts):
-                report.findings = analyst.findings()
+            if analyst is not None and _all_new(report):
+                shown = analyst.position
+                waiting = None if progress is None else lambda: progress(report.rows, shown() / size)
+                report.findings = analyst.findings(waiting)
             if report.findings is not None:
                 load_buckets(conn, models.HourlyRollup, report.findings.hourly, report.accounts)
                 load_buckets(conn, models.DailyRollup, report.findings.daily, report.accounts)
@@ -349,6 +351,17 @@ class _Background:
             self._work()
         except BaseException as exc:  # raised in the calling thread on leaving the block
             self._error = exc
+
+
+def _all_new(report: ImportReport) -> bool:
+    """Whether every account of the file so far was created by this import."""
+    return report.new_accounts == len(report.accounts)
+
+
+def _done(position: int, analyst: Analyst | None, report: ImportReport) -> int:
+    """How far step 1 is, in bytes of the file: the slower of the load and the analysis beside it, as
+    long as that analysis may be used."""
+    return min(position, analyst.position()) if analyst is not None and _all_new(report) else position
 
 
 def _newest(store: Store, refs: dict[int, AccountRef], limit_us: int) -> int:
