@@ -167,7 +167,9 @@ def _importing(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     ]
     path = write_csv(tmp_path / "long.csv", rows)  # type: ignore[arg-type]
     command = [sys.executable, "-m", "service", "import", str(path), "--db", f"sqlite:///{tmp_path}/i.db"]
-    importing = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    importing = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )  # a process group of its own, as a shell gives a command
     deadline = time.monotonic() + 30
     while not (children := _children(importing.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -201,8 +203,7 @@ def test_an_import_killed_takes_its_analyst_with_it(tmp_path: Path) -> None:
 def test_ctrl_c_stops_the_import_and_its_analyst_without_a_traceback(tmp_path: Path) -> None:
     importing, analyst_pid = _importing(tmp_path)
 
-    importing.send_signal(signal.SIGINT)
-    os.kill(analyst_pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+    os.killpg(importing.pid, signal.SIGINT)  # as a terminal does: to the whole group, at once
     _, err = importing.communicate(timeout=60)
 
     assert importing.returncode == EXIT_INTERRUPTED

@@ -39,7 +39,7 @@ from service.detection.csvinput import RowStream
 from service.detection.engine import DetectionEngine
 from service.detection.folding import Buckets, Reading
 from service.memory import fewer_collections
-from service.store.buckets import Spill
+from service.store.buckets import copy_fields
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,8 @@ def _analyse_file(
     stream: RowStream, spills: tuple[Path, Path], read: Synchronized[int], outbox: Connection
 ) -> None:
     try:
-        reading = _read_all(stream, Spill(spills[0]), Spill(spills[1]), read)
+        with spills[0].open("w", encoding="utf-8") as hourly, spills[1].open("w", encoding="utf-8") as daily:
+            reading = _read_all(stream, Buckets(hourly.write, daily.write, copy_fields), read)
         if not reading.in_order:
             outbox.send(None)
             return
@@ -171,9 +172,8 @@ def _follow_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _read_all(stream: RowStream, hourly: Spill, daily: Spill, read: Synchronized[int]) -> Reading:
+def _read_all(stream: RowStream, buckets: Buckets, read: Synchronized[int]) -> Reading:
     """Every row of the file through one engine and the buckets, unless the rows go back in time."""
-    buckets = Buckets(hourly.write, daily.write)
     reading = Reading(DetectionEngine(), buckets, stream.accounts)
     chunks = stream.chunks()
     try:
@@ -185,8 +185,6 @@ def _read_all(stream: RowStream, hourly: Spill, daily: Spill, read: Synchronized
         buckets.close()
     finally:
         chunks.close()
-        hourly.close()
-        daily.close()
     return reading
 
 

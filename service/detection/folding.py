@@ -2,10 +2,11 @@
 time order, through the detectors and into its account's hourly and daily rollup bucket.
 
 A bucket holds what rollups.py's statement gives it: the first and last sample's time and count, the
-lowest and highest count, how many samples, and the last following and posts counts that were not null
-(-1: none yet). An hour is folded row by row; a day from its hours as each closes (the same values: the
-first of the first hour, the last of the last, the lowest of the lows...). A closed bucket goes to its
-spill; memory holds one open bucket of each size per account.
+lowest and highest count, how many samples, and the last following and posts counts that were not null.
+An hour is folded row by row; a day from its hours as each closes (the same values: the first of the
+first hour, the last of the last, the lowest of the lows...). A closed bucket is written to its spill as
+a line of COPY's text format (service/store/buckets.py loads them); memory holds one open bucket of each
+size per account.
 """
 
 from __future__ import annotations
@@ -21,54 +22,90 @@ from service.detection.engine import DetectionEngine
 HOUR_US: Final = 3_600_000_000
 DAY_US: Final = 24 * HOUR_US
 
-# bucket start, first_at, first, last_at, last, lowest, highest, samples, following, posts (epoch µs)
-Bucket = list[int]
-Spill = Callable[[str, Bucket], None]
+Write = Callable[[str], object]  # a spill file's write
+
+
+class Bucket:
+    """One account's hour or day so far (times in epoch microseconds; following/posts -1: none yet)."""
+
+    def __init__(self, start: int, at: int, followers: int, following: int, posts: int) -> None:
+        self.start = start
+        self.first_at = at
+        self.first = followers
+        self.last_at = at
+        self.last = followers
+        self.low = followers
+        self.high = followers
+        self.samples = 1
+        self.following = following
+        self.posts = posts
+
+    def add(self, at: int, followers: int, following: int, posts: int) -> None:
+        if at == self.last_at:
+            return  # the database keeps the first of two samples of one time
+        self.last_at = at
+        self.last = followers
+        if followers < self.low:
+            self.low = followers
+        elif followers > self.high:
+            self.high = followers
+        self.samples += 1
+        if following >= 0:
+            self.following = following
+        if posts >= 0:
+            self.posts = posts
+
+    def merge(self, hour: Bucket) -> None:
+        """A later hour of this day."""
+        self.last_at = hour.last_at
+        self.last = hour.last
+        self.low = min(self.low, hour.low)
+        self.high = max(self.high, hour.high)
+        self.samples += hour.samples
+        if hour.following >= 0:
+            self.following = hour.following
+        if hour.posts >= 0:
+            self.posts = hour.posts
+
+    def day(self) -> Bucket:
+        """A day that begins with this hour."""
+        day = Bucket(self.start - self.start % DAY_US, self.first_at, self.first, -1, -1)
+        day.merge(self)
+        day.samples = self.samples
+        return day
+
+    def line(self, account: str) -> str:
+        """A line of COPY's text format: the account's fields, then the bucket's (\\N: none)."""
+        following = "\\N" if self.following < 0 else str(self.following)
+        posts = "\\N" if self.posts < 0 else str(self.posts)
+        return (
+            f"{account}\t{self.start}\t{self.first_at}\t{self.first}\t{self.last_at}\t{self.last}\t"
+            f"{self.low}\t{self.high}\t{self.samples}\t{following}\t{posts}\n"
+        )
 
 
 class Buckets:
-    """Every account's open hour and day; a closed one is handed to ``hourly`` or ``daily``."""
+    """Every account's open hour and day; a closed one becomes a line of ``hourly`` or ``daily``.
+    ``fields`` gives an account's fields of the line (its platform and handle, escaped), once each."""
 
-    def __init__(self, hourly: Spill, daily: Spill) -> None:
+    def __init__(self, hourly: Write, daily: Write, fields: Callable[[str], str]) -> None:
         self._hours: dict[str, Bucket] = {}
         self._days: dict[str, Bucket] = {}
+        self._fields: dict[str, str] = {}
         self._hourly = hourly
         self._daily = daily
+        self._fields_of = fields
 
     def add(self, name: str, at: int, followers: int, following: int, posts: int) -> None:
-        """The account's next row (times of one account in order; a repeated time is the database's
-        duplicate, which keeps the first). ``following``/``posts`` -1 when the row has none."""
+        """The account's next row (times of one account in order). ``following``/``posts`` -1: none."""
         hour = self._hours.get(name)
         start = at - at % HOUR_US
-        if hour is None or hour[0] != start:
+        if hour is None or hour.start != start:
             if hour is not None:
                 self._close_hour(name, hour)
-            self._hours[name] = [
-                start,
-                at,
-                followers,
-                at,
-                followers,
-                followers,
-                followers,
-                1,
-                following,
-                posts,
-            ]
-            return
-        if at == hour[3]:
-            return
-        hour[3] = at
-        hour[4] = followers
-        if followers < hour[5]:
-            hour[5] = followers
-        elif followers > hour[6]:
-            hour[6] = followers
-        hour[7] += 1
-        if following >= 0:
-            hour[8] = following
-        if posts >= 0:
-            hour[9] = posts
+            self._hours[name] = Bucket(start, at, followers, following, posts)
+        else:
+            hour.add(at, followers, following, posts)
 
     def close(self) -> None:
         """Hand over the buckets still open (at the end of the file)."""
@@ -76,28 +113,25 @@ class Buckets:
             self._close_hour(name, hour)
         self._hours.clear()
         for name, day in self._days.items():
-            self._daily(name, day)
+            self._daily(day.line(self._account(name)))
         self._days.clear()
 
     def _close_hour(self, name: str, hour: Bucket) -> None:
-        self._hourly(name, hour)
+        account = self._account(name)
+        self._hourly(hour.line(account))
         day = self._days.get(name)
-        start = hour[0] - hour[0] % DAY_US
-        if day is None or day[0] != start:
-            if day is not None:
-                self._daily(name, day)
-            day = self._days[name] = hour.copy()
-            day[0] = start
+        if day is not None and day.start == hour.start - hour.start % DAY_US:
+            day.merge(hour)
             return
-        day[3] = hour[3]
-        day[4] = hour[4]
-        day[5] = min(day[5], hour[5])
-        day[6] = max(day[6], hour[6])
-        day[7] += hour[7]
-        if hour[8] >= 0:
-            day[8] = hour[8]
-        if hour[9] >= 0:
-            day[9] = hour[9]
+        if day is not None:
+            self._daily(day.line(account))
+        self._days[name] = hour.day()
+
+    def _account(self, name: str) -> str:
+        fields = self._fields.get(name)
+        if fields is None:
+            fields = self._fields[name] = self._fields_of(name)
+        return fields
 
 
 class Reading:

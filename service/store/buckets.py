@@ -2,22 +2,23 @@
 ``samples_daily``: what ``import``'s analyst (service/detection/analyst.py) folds while it reads the
 file (service/detection/folding.py), so the database need not read every sample again to roll it up.
 
-The buckets go to a spill file as they close, in COPY's text format: PostgreSQL copies it into a staging
-table joined to the accounts; for SQLite each line becomes the parameters of one prepared INSERT. Loaded, each bucket has the step of an imported sample (1).
+The buckets go to a spill file as they close, a line of COPY's text format each (the account as platform
+and handle, times in epoch microseconds): PostgreSQL copies it into a staging table joined to the accounts;
+for SQLite each line becomes the parameters of one prepared INSERT. Loaded, each bucket has the step of an
+imported sample (1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final
 
 from sqlalchemy import Connection
 
 from service.accounts import AccountRef
-from service.detection.folding import Bucket
 from service.store import models
-from service.store.loading import SetAside, SqliteTimes, _copy, _copy_text, fewer_stored
+from service.store.loading import SetAside, SqliteTimes, _copy_text, fewer_stored
 
 SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
 COPY_BLOCK: Final = 1 << 20  # PostgreSQL: bytes of the spill per COPY write
@@ -27,28 +28,10 @@ _COLUMNS: Final = (
 )
 
 
-class Spill:
-    """Closed buckets of one size (service/detection/folding.py makes them) written to a file as they
-    come, ready for ``load_buckets``: a line of COPY's text format each, the account as platform and
-    handle, times in epoch microseconds."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._prefixes: dict[str, str] = {}
-        self._out: TextIO = path.open("w", encoding="utf-8")
-
-    def write(self, name: str, b: Bucket) -> None:
-        prefix = self._prefixes.get(name)
-        if prefix is None:
-            platform, _, handle = name.partition(":")
-            prefix = self._prefixes[name] = _fields(platform, handle)
-        following, posts = _copy(b[8] if b[8] >= 0 else None), _copy(b[9] if b[9] >= 0 else None)
-        self._out.write(
-            f"{prefix}\t{b[0]}\t{b[1]}\t{b[2]}\t{b[3]}\t{b[4]}\t{b[5]}\t{b[6]}\t{b[7]}\t{following}\t{posts}\n"
-        )
-
-    def close(self) -> None:
-        self._out.close()
+def copy_fields(name: str) -> str:
+    """An account's fields of a spilled line: its platform and handle in COPY's text format."""
+    platform, _, handle = name.partition(":")
+    return _fields(platform, handle)
 
 
 def load_buckets(
