@@ -56,6 +56,17 @@ def _history(
     return rows
 
 
+def _with_following_and_posts(path: Path, rows: list[tuple[str, str, int]], rng: random.Random) -> Path:
+    """The rows with following and posts columns, often empty (a bucket keeps the last count given)."""
+    lines = ["timestamp,account,followers,following,posts"]
+    for at, name, followers in rows:
+        following = str(rng.randrange(100, 200)) if rng.random() < 0.5 else ""
+        posts = str(rng.randrange(1_000)) if rng.random() < 0.2 else ""
+        lines.append(f"{at},{name},{followers},{following},{posts}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
 def second_engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
     """A second, empty database of the same kind."""
@@ -106,11 +117,12 @@ def _rollups(engine: Engine) -> list[list[tuple[object, ...]]]:
     return found
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "every"), [(1, timedelta(hours=6)), (2, timedelta(minutes=20))])
 def test_what_is_found_beside_the_load_is_what_reading_back_finds(
-    engine: Engine, second_engine: Engine, tmp_path: Path, seed: int
+    engine: Engine, second_engine: Engine, tmp_path: Path, seed: int, every: timedelta
 ) -> None:
-    path = write_csv(tmp_path / "h.csv", _history(random.Random(seed)))
+    rows = _history(random.Random(seed), every)
+    path = _with_following_and_posts(tmp_path / "h.csv", rows, random.Random(seed))
 
     beside = _import(engine, path, beside=True)
     read_back = _import(second_engine, path, beside=False)
@@ -120,10 +132,9 @@ def test_what_is_found_beside_the_load_is_what_reading_back_finds(
     assert {row[2] for row in detections} >= {PLATFORM_EVENT, "drop", "burst"}
     assert (detections, states) == _stored(second_engine)
     hourly, daily = _rollups(engine)
-    assert len(daily) == 6 * 60 and len(hourly) == 6 * 4 * 60
+    assert len(daily) == 6 * 60 and len(hourly) == 6 * 24 * 60 // max(every // timedelta(hours=1), 1)
     assert [hourly, daily] == _rollups(second_engine)
-    assert len(states) == 6
-    assert beside.analysed == read_back.analysed == 6 * 4 * 60
+    assert beside.analysed == read_back.analysed == len(rows) - 1  # the repeated row is not stored
 
 
 def test_rows_that_go_back_in_time_are_read_back(engine: Engine, tmp_path: Path) -> None:
