@@ -18,6 +18,10 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   coefficient of variation under 0.25 — what a drip randomised by +-30% looks like; organic jumps (viral
   videos, shout-outs) peak and decay instead of stepping up to a flat level.
 
+With sub-daily samples and exact counts, a held step or plateau whose followers arrive over minutes to hours
+as irregularly as independent follows at the new rate would (at least Poisson, at most swings of the rate
+itself) is an organic change of pace, not a drip: a seller's drip is smoother within the day, or lumpier.
+
 Once open, the detection follows the plateau and ends when the rate leaves its band.
 """
 
