@@ -216,6 +216,10 @@ class AccountHistory:
             return 0.0, 0.0
         return self._noise_sum / self._noise_weight, self._noise_count
 
+    def sample_gap(self) -> float:
+        """Days between the latest two samples when sub-daily (the scale the noise is measured at), else 0."""
+        return self._last_gap
+
     def pending(self) -> float:
         """Gain of the open period already reported as inauthentic inflow."""
         return self._pending

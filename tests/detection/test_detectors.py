@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import random
 import tracemalloc
 from datetime import timedelta
@@ -401,3 +402,39 @@ def test_a_new_accounts_first_busy_day_after_three_calm_ones_is_not_a_one_day_st
     found = of_kind(run(series("twitch:young_and_noisy", gains, first=2_882_720)), "burst")
 
     assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+def _quarter_hours(rng: random.Random, daily: list[float], drip: float = 0.0) -> list[int]:
+    """15-minute gains: Poisson follows at each day's level (CV 0.22) on a diurnal curve, Poisson
+    unfollows at 4 a day, and ``drip`` a day delivered evenly (a seller's pace) from day 20 on."""
+    gains = []
+    for day, rate in enumerate(daily):
+        level = rng.gammavariate(20, 1 / 20) * rate
+        for q in range(96):
+            diurnal = 1 + 0.4 * math.sin(2 * math.pi * q / 96)
+            bought = drip / 96 if day >= 20 else 0.0
+            gains.append(_poisson(rng, level * diurnal / 96) - _poisson(rng, 4 / 96) + round(bought))
+    return gains
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_organic_pace_that_quadruples_within_a_day_on_15_minute_samples_is_not_regular_growth(
+    seed: int,
+) -> None:
+    # An organic account as the independent generator makes them: its follow rate jumps from 40 to 160 a
+    # day overnight and holds, its days as steady as a busy account's (CV 0.22). Day to day that is a
+    # jittered drip's shape; within the day the follows arrive as independent people's (Poisson), where
+    # a seller's drip arrives at its own pace.
+    gains = _quarter_hours(random.Random(seed), [40.0] * 20 + [160.0] * 20)
+
+    assert of_kind(run(series("bluesky:turn", gains, every=QUARTER)), "regular_growth") == []
+
+
+def test_a_drip_at_a_sellers_pace_on_15_minute_samples_is_regular_growth_within_three_days() -> None:
+    # The same account without the jump, and +120/day delivered evenly from day 20: the level rises as
+    # much, but arrives smoother than independent follows would.
+    gains = _quarter_hours(random.Random(1), [40.0] * 40, drip=120.0)
+    found = of_kind(run(series("bluesky:seller_pace", gains, every=QUARTER)), "regular_growth")
+
+    assert found and found[0].severity is not Severity.INFO
+    assert found[0].detected_at - (START + timedelta(days=20)) <= timedelta(days=3)

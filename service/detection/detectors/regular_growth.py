@@ -18,6 +18,10 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   coefficient of variation under 0.25 — what a drip randomised by +-30% looks like; organic jumps (viral
   videos, shout-outs) peak and decay instead of stepping up to a flat level.
 
+With sub-daily samples and exact counts, a held step or plateau whose followers arrive over minutes to hours
+as irregularly as independent follows at the new rate would (at least Poisson, at most swings of the rate
+itself) is an organic change of pace, not a drip: a seller's drip is smoother within the day, or lumpier.
+
 Once open, the detection follows the plateau and ends when the rate leaves its band.
 """
 
@@ -26,9 +30,9 @@ from __future__ import annotations
 import math
 from typing import Final, final
 
-from service.detection.base import REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
-from service.detection.evidence import FIT_PERIODS, SPREAD_PERIODS, Process, fit
-from service.detection.history import AccountHistory
+from service.detection.base import DAY, REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
+from service.detection.evidence import FIT_PERIODS, PRIOR_DISPERSION, SPREAD_PERIODS, Process, fit
+from service.detection.history import NOISE_HALF_LIFE, AccountHistory
 from service.detection.snapshot import StateReader, StateWriter
 from service.detection.stats import chi2_lower_tail, count, mad_sd, median, signed
 from service.detection.stats import days as span
@@ -69,6 +73,9 @@ HELD_REFERENCE: Final = 4  # periods before the step, at least
 # Before a step, a period this share of the way from the earlier rate to the new level (and beyond the
 # account's own noise) is growth already rising: a drip switches on within a period, organic change does not.
 LEAD_SHARE: Final = 0.25
+# Sub-daily noise of at least this share of Poisson at the new level: arrivals as irregular as independent
+# follows (the share allows for the scatter of a noise measured over a few days).
+POISSON_SHARE: Final = 0.75
 LATE_Z: Final = 2.0  # a plateau's periods found late this many standard errors below it: still climbing
 # Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
 # P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
@@ -146,6 +153,8 @@ class RegularGrowthDetector(Detector):
         plateau = _find_plateau(history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period))
         if plateau is None and _may_hold(history.raw_rates(HELD_REFERENCE + max(HELD_WINDOWS)), period.rate):
             plateau = _held_step(history.periods_then(SPREAD_PERIODS - 1, period))
+        if plateau is not None and _arrives_as_follows(plateau, history, point):
+            plateau = None
         if plateau is None:
             self.score = 0.0
             return []
@@ -443,6 +452,24 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     plateau.organic = math.sqrt(organic)
     plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
     return plateau
+
+
+def _arrives_as_follows(plateau: _Plateau, history: AccountHistory, point: Point) -> bool:
+    """True when, over minutes to hours, the new level arrives as independent follows at that rate would:
+    at least Poisson, and swinging from one sample to the next by no more than the rate itself beyond it
+    (CV 1, the prior's spread): an organic change of pace. A drip, steady or jittered from day to day, is
+    delivered at a pace the seller sets, smoother within the day than people deciding to follow, or in
+    batches, lumpier than that. Only with exact counts (rounding adds variance of its own) and once the
+    sub-daily noise is measured."""
+    noise, _ = history.noise()
+    gap = history.sample_gap()
+    if plateau.exact or noise <= 0.0 or gap <= 0.0 or point.step > 1:
+        return False
+    # The noise is a decayed mean (half-life NOISE_HALF_LIFE): part of it still measured the old level.
+    new = 1.0 - math.exp(-math.log(2.0) * (point.at - plateau.first) / DAY / NOISE_HALF_LIFE)
+    poisson = new * plateau.mean + (1.0 - new) * max(plateau.reference, 0.0)
+    swings = PRIOR_DISPERSION * gap * plateau.mean * plateau.mean
+    return POISSON_SHARE * poisson <= noise <= poisson + swings
 
 
 def _built_up(lead: list[Period], level: float) -> bool:
