@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -178,8 +179,9 @@ def _importing(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     ]
     path = write_csv(tmp_path / "long.csv", rows)  # type: ignore[arg-type]
     command = [sys.executable, "-m", "service", "import", str(path), "--db", f"sqlite:///{tmp_path}/i.db"]
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}  # a killed import leaves its spill there
     importing = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=environment
     )  # a process group of its own, as a shell gives a command
     deadline = time.monotonic() + 30
     while not (children := _children(importing.pid)) and time.monotonic() < deadline:
@@ -220,3 +222,19 @@ def test_ctrl_c_stops_the_import_and_its_analyst_without_a_traceback(tmp_path: P
     assert importing.returncode == EXIT_INTERRUPTED
     assert b"Traceback" not in err and b"interrupted" in err
     assert _gone(analyst_pid, 10)
+
+
+def test_a_fork_refused_leaves_the_import_to_read_back(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork(*_: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # what fork says at the process limit
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temporary"))
+    (tmp_path / "temporary").mkdir()
+    report = _import(engine, write_csv(tmp_path / "h.csv", _history(random.Random(5))), beside=True)
+
+    assert report.findings is None and report.states == 6
+    assert [len(rows) for rows in _rollups(engine)] == [6 * 4 * 60, 6 * 60]
+    assert not list((tmp_path / "temporary").iterdir())  # no spill folder left behind

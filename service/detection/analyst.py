@@ -84,14 +84,19 @@ class Analyst:
         """Forking is safe only where the process forks cleanly (Linux); elsewhere reading back it is."""
         return sys.platform == "linux"
 
-    def start(self) -> Analyst:
+    def start(self) -> Analyst | None:
+        """Start the child; None (and nothing left behind) when the system cannot fork now."""
         # The child is born with Ctrl-C blocked, so one pressed before it ignores it cannot interrupt it
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._process.start()
+        except OSError as exc:  # no memory or no process left for a fork: the import reads back
+            log.warning("the import's analysis cannot run beside the load (%s); reading back instead", exc)
+            self.stop()
+            return None
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self._outbox.close()  # the child's end: closed here, so a child that dies shows as the pipe's end
+            self._outbox.close()  # the child's end: closed here, so a child that dies shows as EOF
         return self
 
     def position(self) -> int:
@@ -111,9 +116,10 @@ class Analyst:
             return None
 
     def stop(self) -> None:
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join()
+        if self._process.pid is not None:  # started
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join()
         self._from_child.close()
         shutil.rmtree(self._folder, ignore_errors=True)
 

@@ -183,7 +183,7 @@ class Importer:
         stream = RowStream(path, skip_bad_rows, micros(now + FUTURE_TOLERANCE))
         report = ImportReport(skipped=stream.skipped)
         beside = self.beside and Analyst.available()
-        analyst = Analyst(stream).start() if beside else None
+        analyst = Analyst(stream).start() if beside else None  # None: the steps after this one
         try:
             with fewer_collections():  # a window holds a million rows: scanning them again and again
                 self._load(stream, report, analyst, now, progress)
