@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, select
 
 from service.cli import EXIT_INTERRUPTED
 from service.clock import ManualClock
-from service.detection import analyst
+from service.detection import analyst, importer
 from service.detection.base import PLATFORM_EVENT
 from service.detection.importer import Importer, ImportReport
 from service.store import models
@@ -118,14 +119,23 @@ def _rollups(engine: Engine) -> list[list[tuple[object, ...]]]:
     return found
 
 
-@pytest.mark.parametrize(("seed", "every"), [(1, timedelta(hours=6)), (2, timedelta(minutes=20))])
+@pytest.mark.parametrize(
+    ("seed", "every"), [(1, timedelta(hours=6)), (2, timedelta(minutes=20)), (11, timedelta(hours=6))]
+)
 def test_what_is_found_beside_the_load_is_what_reading_back_finds(
-    engine: Engine, second_engine: Engine, tmp_path: Path, seed: int, every: timedelta
+    engine: Engine,
+    second_engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    every: timedelta,
 ) -> None:
     rows = _history(random.Random(seed), every)
     path = _with_following_and_posts(tmp_path / "h.csv", rows, random.Random(seed))
 
     beside = _import(engine, path, beside=True)
+    # read back in slices of a few hours, so a detection's versions span slices (as in a large file)
+    monkeypatch.setattr(importer, "SLICE_ROWS", 50)
     read_back = _import(second_engine, path, beside=False)
 
     assert beside.findings is not None and read_back.findings is None
@@ -201,7 +211,7 @@ def _gone(pid: int, seconds: float) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the analyst runs on Linux only")
-def test_an_import_killed_takes_its_analyst_with_it(tmp_path: Path) -> None:
+def test_an_import_killed_takes_its_analyst_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     importing, analyst_pid = _importing(tmp_path)
 
     importing.kill()
@@ -210,6 +220,17 @@ def test_an_import_killed_takes_its_analyst_with_it(tmp_path: Path) -> None:
     assert _gone(analyst_pid, 1), "the analyst kept reading the file after the import was killed"
     assert importing.stderr is not None
     importing.stderr.close()  # (the analyst held it open while it lived)
+    assert _spills(tmp_path)  # a SIGKILL lets nothing clean up: the next import does
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    engine = open_engine(f"sqlite:///{tmp_path}/next.db")
+    upgrade(engine)
+    _import(engine, write_csv(tmp_path / "next.csv", _history(random.Random(6))), beside=True)
+    engine.dispose()
+    assert not _spills(tmp_path)
+
+
+def _spills(folder: Path) -> list[Path]:
+    return list(folder.glob(f"{analyst.SPILL_PREFIX}*"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the analyst runs on Linux only")
@@ -222,6 +243,39 @@ def test_ctrl_c_stops_the_import_and_its_analyst_without_a_traceback(tmp_path: P
     assert importing.returncode == EXIT_INTERRUPTED
     assert b"Traceback" not in err and b"interrupted" in err
     assert _gone(analyst_pid, 10)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the analyst runs on Linux only")
+def test_sigterm_stops_the_import_as_ctrl_c_does_and_leaves_no_spill(tmp_path: Path) -> None:
+    importing, analyst_pid = _importing(tmp_path)
+
+    importing.terminate()  # kill, systemd, timeout: to the import alone
+    _, err = importing.communicate(timeout=60)
+
+    assert importing.returncode == EXIT_INTERRUPTED
+    assert b"Traceback" not in err and b"interrupted" in err
+    assert _gone(analyst_pid, 10)
+    assert not _spills(tmp_path)
+
+
+def test_a_file_read_from_a_pipe_is_read_once_and_whole(engine: Engine, tmp_path: Path) -> None:
+    rows = _history(random.Random(7))
+    source = write_csv(tmp_path / "h.csv", rows)
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_bytes(source.read_bytes()), daemon=True)
+    writer.start()
+    reports: list[ImportReport] = []
+    importing = threading.Thread(
+        target=lambda: reports.append(_import(engine, pipe, beside=True)), daemon=True
+    )
+    importing.start()
+    importing.join(60)
+
+    assert reports, "the import of a pipe did not end"  # two readers of a pipe could each wait on it
+    (report,) = reports
+    assert report.findings is None  # two readers of a pipe would each get part of it
+    assert report.added == len(rows) - 1 and report.states == 6
 
 
 def test_a_fork_refused_leaves_the_import_to_read_back(

@@ -10,6 +10,7 @@ import bisect
 import csv
 import io
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -121,6 +122,8 @@ def run_import(args: argparse.Namespace) -> int:
     from service.clock import SystemClock
     from service.detection.importer import Importer
 
+    # A stop asked by `kill`, systemd or a timeout ends the import as Ctrl-C does: rolled back, cleaned up
+    signal.signal(signal.SIGTERM, _interrupt)
     with open_database(database_url(args)) as database:
         importer = Importer(database, SystemClock())
         report = _import_samples(importer, args.file, args.skip_bad_rows)
@@ -136,6 +139,10 @@ def run_import(args: argparse.Namespace) -> int:
         f"{report.states:,} account states saved for the daemon"
     )
     return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _import_samples(importer: Importer, path: Path, skip_bad_rows: bool) -> ImportReport:

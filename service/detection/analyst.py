@@ -22,13 +22,17 @@ import ctypes
 import ctypes.util
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Final
@@ -45,17 +49,20 @@ log = logging.getLogger(__name__)
 
 STATES_PER_MESSAGE: Final = 2_000  # engine states sent back at a time
 PR_SET_PDEATHSIG: Final = 1  # prctl(2)
+SPILL_PREFIX: Final = "flockwatch-import-"  # then the importing process's id
 
 
 @dataclass
 class Findings:
-    """What the child made of the whole file: the latest version of each detection, each account's
-    final state (epoch seconds of its newest sample, snapshot bytes), the keys still open, and the
-    spill files of its hourly and daily buckets."""
+    """What the child made of the whole file: the latest version of each detection and when each was
+    first detected, each account's final state (epoch seconds of its newest sample, snapshot bytes), the
+    keys still open, how many rows it read, and the spill files of its hourly and daily buckets."""
 
     detections: list[Detection]
+    first_detected: dict[str, datetime]
     states: dict[AccountRef, tuple[float, bytes]]
     active: set[str]
+    rows: int
     hourly: Path
     daily: Path
 
@@ -66,38 +73,43 @@ class Analyst:
     and removes its spill files in every case. A failure in the child only makes ``findings`` None."""
 
     def __init__(self, stream: RowStream) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="flockwatch-import-"))
-        context = multiprocessing.get_context("fork")
-        self._from_child, outbox = context.Pipe(duplex=False)
-        self._read = context.Value("q", 0, lock=False)  # bytes of the file the child has read
-        spills = (self._folder / "hourly", self._folder / "daily")
-        self._process = context.Process(
-            target=_analyse,
-            args=(stream, spills, self._read, outbox, self._from_child),
-            name="import-analyst",
-            daemon=True,
-        )
-        self._outbox = outbox
+        self._stream = stream
+        self._context = multiprocessing.get_context("fork")
+        self._read = self._context.Value("q", 0, lock=False)  # bytes of the file the child has read
+        self._folder: Path | None = None
+        self._process: BaseProcess | None = None
+        self._from_child: Connection | None = None
 
     @staticmethod
-    def available() -> bool:
-        """Forking is safe only where the process forks cleanly (Linux); elsewhere reading back it is."""
-        return sys.platform == "linux"
+    def available(path: Path) -> bool:
+        """Only on Linux (where the child forks cleanly and dies with its parent), and only for a regular
+        file: two processes reading a pipe or a device would each get part of it."""
+        try:
+            return sys.platform == "linux" and stat.S_ISREG(path.stat().st_mode)
+        except OSError:
+            return False  # the load names the problem
 
-    def start(self) -> Analyst | None:
-        """Start the child; None (and nothing left behind) when the system cannot fork now."""
+    def start(self) -> bool:
+        """Start the child; False (and nothing left behind) when the system cannot fork now."""
+        _remove_left_over(Path(tempfile.gettempdir()))
+        self._folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-"))
+        self._from_child, outbox = self._context.Pipe(duplex=False)
+        spills = (self._folder / "hourly", self._folder / "daily")
+        child = (self._stream, spills, self._read, outbox, self._from_child, os.getpid())
+        self._process = self._context.Process(target=_analyse, args=child, name="import-analyst", daemon=True)
         # The child is born with Ctrl-C blocked, so one pressed before it ignores it cannot interrupt it
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._process.start()
         except OSError as exc:  # no memory or no process left for a fork: the import reads back
             log.warning("the import's analysis cannot run beside the load (%s); reading back instead", exc)
+            outbox.close()
             self.stop()
-            return None
+            return False
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            self._outbox.close()  # the child's end: closed here, so a child that dies shows as EOF
-        return self
+        outbox.close()  # the child's end: closed here, so a child that dies shows as EOF
+        return True
 
     def position(self) -> int:
         """Bytes of the file the child has read and analysed (for a progress bar)."""
@@ -106,33 +118,47 @@ class Analyst:
     def findings(self, waiting: Callable[[], None] | None = None) -> Findings | None:
         """Wait for the child to finish the file, calling ``waiting`` every half second meanwhile; None
         when what it made cannot be used."""
+        inbox = self._from_child
+        if inbox is None or self._process is None or self._process.pid is None:
+            return None
         try:
-            while not self._from_child.poll(0.5):  # a child that died makes it readable (EOF) too
+            while not inbox.poll(0.5):  # a child that died makes it readable (EOF) too
                 if waiting is not None:
                     waiting()
-            return _receive(self._from_child)
+            return _receive(inbox)
         except (EOFError, OSError) as exc:
             log.warning("the import's analysis beside the load ended early (%s); reading back instead", exc)
             return None
 
     def stop(self) -> None:
-        if self._process.pid is not None:  # started
+        """End the child (if it runs) and remove the spill; safe to call at any point, more than once."""
+        if self._process is not None and self._process.pid is not None:
             if self._process.is_alive():
                 self._process.kill()
             self._process.join()
-        self._from_child.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._from_child is not None:
+            self._from_child.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _remove_left_over(folder: Path) -> None:
+    """Spill folders of imports that were killed (a SIGKILL lets nothing clean up): their process is gone."""
+    for spill in folder.glob(f"{SPILL_PREFIX}*-*"):
+        pid = spill.name[len(SPILL_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(spill, ignore_errors=True)
 
 
 def _receive(inbox: Connection) -> Findings | None:
     header = inbox.recv()
     if header is None:
         return None
-    detections, active, hourly, daily = header
+    detections, first_detected, active, rows, hourly, daily = header
     states: dict[AccountRef, tuple[float, bytes]] = {}
     while part := inbox.recv():
         states.update(part)
-    return Findings(detections, states, active, hourly, daily)
+    return Findings(detections, first_detected, states, active, rows, hourly, daily)
 
 
 def _analyse(
@@ -141,10 +167,12 @@ def _analyse(
     read: Synchronized[int],
     outbox: Connection,
     parent_end: Connection,
+    parent: int,
 ) -> None:
     """The child: the file's rows into a fresh engine and the buckets, in order; then what it made."""
     parent_end.close()  # else a parent that dies would leave this end open here
-    _follow_parent()
+    if not _follow_parent(parent):
+        return
     # (fewer_collections also keeps what the parent held out of the scans, which would copy its pages here)
     with fewer_collections():
         _analyse_file(stream, spills, read, outbox)
@@ -159,7 +187,8 @@ def _analyse_file(
         if not reading.in_order:
             outbox.send(None)
             return
-        outbox.send((list(reading.changed.values()), {d.key for d in reading.engine.active()}, *spills))
+        active = {d.key for d in reading.engine.active()}
+        outbox.send((list(reading.changed.values()), reading.first_detected, active, reading.rows, *spills))
         _send_states(reading.engine, list(stream.accounts.values()), outbox)
     except BrokenPipeError:
         return  # the parent stopped listening (it failed, or was interrupted): nothing to say
@@ -169,13 +198,15 @@ def _analyse_file(
             outbox.send(None)
 
 
-def _follow_parent() -> None:
+def _follow_parent(parent: int) -> bool:
     """Ctrl-C is the parent's to handle (it stops this process); a parent that dies, even by SIGKILL,
-    takes this process with it (Linux's parent-death signal) instead of leaving it reading the file."""
+    takes this process with it (Linux's parent-death signal) instead of leaving it reading the file.
+    False when the parent is already gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent around the fork
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent  # it may have died before the signal was asked for
 
 
 def _read_all(stream: RowStream, buckets: Buckets, read: Synchronized[int]) -> Reading:

@@ -12,6 +12,7 @@ size per account.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 from service.accounts import AccountRef
@@ -143,6 +144,10 @@ class Reading:
         self.buckets = buckets
         self.accounts = accounts  # platform:handle -> account, as the stream fills it
         self.changed: dict[str, Detection] = {}  # the latest version of each detection
+        # when each was first detected: stored rows keep their first detected_at (the daemon writes every
+        # version, and the upsert leaves it), while ``changed`` keeps only the latest version
+        self.first_detected: dict[str, datetime] = {}
+        self.rows = 0  # rows read
         self.in_order = True
         self._newest = -(2**62)
 
@@ -150,7 +155,9 @@ class Reading:
         if not self.in_order:
             return
         engine, add, accounts, changed = self.engine, self.buckets.add, self.accounts, self.changed
+        first = self.first_detected
         newest = self._newest
+        self.rows += len(rows)
         for name, at, followers, following, posts in rows:
             if at < newest:
                 self.in_order = False
@@ -159,4 +166,6 @@ class Reading:
             add(name, at, followers, -1 if following is None else following, -1 if posts is None else posts)
             for detection in engine.observe_values(accounts[name], at / 1e6, followers, following, 1):
                 changed[detection.key] = detection
+                if detection.key not in first:
+                    first[detection.key] = detection.detected_at
         self._newest = newest

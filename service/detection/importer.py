@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -182,9 +182,10 @@ class Importer:
         now = self.clock.now()
         stream = RowStream(path, skip_bad_rows, micros(now + FUTURE_TOLERANCE))
         report = ImportReport(skipped=stream.skipped)
-        beside = self.beside and Analyst.available()
-        analyst = Analyst(stream).start() if beside else None  # None: the steps after this one
+        analyst = Analyst(stream) if self.beside and Analyst.available(path) else None
         try:
+            if analyst is not None and not analyst.start():
+                analyst = None  # no fork: the steps run after this one
             with fewer_collections():  # a window holds a million rows: scanning them again and again
                 self._load(stream, report, analyst, now, progress)
         finally:
@@ -219,7 +220,9 @@ class Importer:
             if analyst is not None and _all_new(report):
                 shown = analyst.position
                 waiting = None if progress is None else lambda: progress(report.rows, shown() / size)
-                report.findings = analyst.findings(waiting)
+                findings = analyst.findings(waiting)
+                # the same rows read by both (a file changed meanwhile could give the child others)
+                report.findings = findings if findings is not None and findings.rows == report.rows else None
             if report.findings is not None:
                 load_buckets(conn, models.HourlyRollup, report.findings.hourly, report.accounts)
                 load_buckets(conn, models.DailyRollup, report.findings.daily, report.accounts)
@@ -310,7 +313,9 @@ class Importer:
     def _store(self, report: ImportReport, findings: Findings) -> None:
         """Step 3 done beside step 1: store what it found, as the reading back below would have."""
         store = Store(self.database)
-        rows = DetectionRecorder(DetectionEngine(), dict(report.accounts)).rows(findings.detections)
+        found = DetectionRecorder(DetectionEngine(), dict(report.accounts)).rows(findings.detections)
+        # a row keeps when it was first detected, as when every version is written (the upsert leaves it)
+        rows = [replace(row, detected_at=findings.first_detected[row.key]) for row in found]
         if rows:
             report.detections += store.write_batch([], [], rows).detections
         store.close_stale_detections(list(report.accounts.values()), findings.active)
