@@ -4,13 +4,14 @@ Organic growth is many people deciding to follow, at a rate that itself wanders 
 window of ``w`` days are modelled as negative binomial: a Poisson count of arrivals whose rate is uncertain,
 
     mean      = f * w                           f: the arrival rate (followers per day)
-    variance  = p * w + q * w**2 + f**2 w**2 / c
+    variance  = p * w + q * w**2 + max(f**2 / c, r) * w**2
 
 where ``p`` is the noise of arrivals over minutes to hours (at least Poisson; measured from successive
 differences of sub-daily samples, which a slow change of level does not inflate), ``q`` is the variance of
 the day's level (the account's over-dispersion: a quiet day, a busy day) and ``c`` says how sure the rate is
-(the arrivals it rests on). A change is then as surprising as the tail probability of what was seen:
-+25 stars in ten minutes on a repository that gains one a week is odds of 1 in 10^40; +25 on an account
+(the arrivals it rests on); for a whole day, ``r`` is how unsure the periods the rate rests on leave it
+(their typical spread over their number). A change is then as surprising as the tail probability of what
+was seen: +25 stars in ten minutes on a repository that gains one a week is odds of 1 in 10^40; +25 on an account
 gaining 2,000 a day is nothing. There are no floors in followers: counts from 0 to 10^9 are judged alike.
 
 Without history the rate comes from a weak prior, the rate a typical account of that size has (a thousandth
@@ -38,6 +39,11 @@ DEPARTURES_Z: Final = 3.0  # a burst on a shrinking account is judged as if depa
 NOISE_PRIOR: Final = 48.0  # sub-daily differences worth as much as the Poisson default (2 days hourly)
 FIT_PERIODS: Final = 14  # the usual rate rests on the last two weeks of periods
 SPREAD_PERIODS: Final = 25  # the spread on more: one busy day in a month is the account's own nature
+# A window this long is a daily period (a daily export may be polled hours early): its whole gain is judged
+# against the rate as the periods measured it. A sub-daily burst's window (six hours, from a sample up to
+# twelve hours older) stays shorter, and burst.py tells a delivery there from the hours around it.
+WHOLE_DAY: Final = 0.8
+MEDIAN_EFFICIENCY: Final = math.pi / 2  # the variance of a median of n values is this times the mean's
 
 
 @final
@@ -125,9 +131,18 @@ class Process:
         arrivals, departures = self.flows()
         certainty = max(self.certainty, PRIOR_SHAPE + arrivals * self.days)
         spread = self.spread if days >= 1.0 else self.typical
-        level = max(spread - arrivals - departures, 0.0) + arrivals * arrivals / certainty
+        unsure = self.unsure() if days >= WHOLE_DAY else 0.0
+        level = max(spread - arrivals - departures, 0.0) + max(arrivals * arrivals / certainty, unsure)
         mean = arrivals * days
         return mean, mean + level * days * min(days, 1.0)
+
+    def unsure(self) -> float:
+        """The variance of the usual rate itself as a few periods measured it: their typical spread over
+        their number (times pi/2 for a median). Not only the Poisson noise of the arrivals counted: one or
+        two days of an over-dispersed account say little of its rate, however many followers they brought."""
+        if self.periods <= 0:
+            return 0.0  # a newborn's prior already spreads its rate (newborn())
+        return MEDIAN_EFFICIENCY * self.typical / self.periods
 
     def log_surprise(self, excess: float, days: float) -> float:
         """log P(a gain at least ``excess`` above the usual in ``days``) under this process (0 or less).

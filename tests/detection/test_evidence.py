@@ -142,3 +142,16 @@ def test_watchers_going_up_and_down_on_a_repository_are_not_churn() -> None:
 )
 def test_negative_binomial_tail(k: float, mean: float, variance: float, expected: float) -> None:
     assert math.exp(log_nb_tail(k, mean, variance)) == pytest.approx(expected, rel=2e-3)
+
+
+@pytest.mark.parametrize(("busy", "alarmed"), [(9_000, False), (40_000, True)])
+def test_a_busy_third_day_is_judged_against_how_little_two_days_say_of_the_rate(
+    busy: int, alarmed: bool
+) -> None:
+    # A daily export polled an hour early, watched from its first days (+300, +800): two days of an
+    # over-dispersed account say little of its rate. Thirty times the first is a busy day it may have; a
+    # hundred times is a batch.
+    samples = series("x:young", [300, 800, busy, 900, 700], first=500_000, every=timedelta(hours=23))
+    found = run(samples)
+
+    assert bool(_alarms(found, "burst")) is alarmed
