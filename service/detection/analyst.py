@@ -43,7 +43,7 @@ from service.detection.csvinput import RowStream
 from service.detection.engine import DetectionEngine
 from service.detection.folding import Buckets, Reading
 from service.memory import fewer_collections
-from service.store.buckets import copy_fields
+from service.store.buckets import spilled_account
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _analyse_file(
 ) -> None:
     try:
         with spills[0].open("w", encoding="utf-8") as hourly, spills[1].open("w", encoding="utf-8") as daily:
-            reading = _read_all(stream, Buckets(hourly.write, daily.write, copy_fields), read)
+            reading = _read_all(stream, Buckets(hourly.write, daily.write, spilled_account), read)
         if not reading.in_order:
             outbox.send(None)
             return

@@ -18,20 +18,19 @@ from sqlalchemy import Connection
 
 from service.accounts import AccountRef
 from service.store import models
-from service.store.loading import SetAside, SqliteTimes, _copy_text, fewer_stored
+from service.store.loading import SetAside, SqliteTimes, copy_fields, fewer_stored
+from service.store.rollups import ROLLUP_VALUES, bucket_upsert
 
 SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
 COPY_BLOCK: Final = 1 << 20  # PostgreSQL: bytes of the spill per COPY write
-_COLUMNS: Final = (
-    "bucket, first_at, first_followers, last_at, last_followers, min_followers, max_followers, samples, "
-    "last_following, last_posts"
-)
+# a spilled line after the account: the bucket, then the rollup values but the step (each import's is 1)
+_COLUMNS: Final = ", ".join(("bucket", *ROLLUP_VALUES[:-1]))
 
 
-def copy_fields(name: str) -> str:
-    """An account's fields of a spilled line: its platform and handle in COPY's text format."""
+def spilled_account(name: str) -> str:
+    """An account's fields of a spilled line (``platform:handle`` in, COPY's two text fields out)."""
     platform, _, handle = name.partition(":")
-    return _fields(platform, handle)
+    return copy_fields(platform, handle)
 
 
 def load_buckets(
@@ -54,27 +53,18 @@ def _lines(path: Path) -> int:
     return path.stat().st_size // 64
 
 
-def _upsert(table: str) -> tuple[str, str]:
-    """The INSERT's head and its ON CONFLICT tail, around a SELECT or VALUES of every column."""
-    values = [name.strip() for name in _COLUMNS.split(",")] + ["followers_step"]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in values[1:])
-    head = f"INSERT INTO {table} (account_id, {', '.join(values)}) "
-    return head, f" ON CONFLICT (account_id, bucket) DO UPDATE SET {updates}"
-
-
 def _load_copy(conn: Connection, table: str, path: Path) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    numbers = ", ".join(f"{column} bigint" for column in _COLUMNS.split(", "))
     cursor.execute(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (platform text, handle text, bucket bigint, "
-        "first_at bigint, first_followers bigint, last_at bigint, last_followers bigint, "
-        "min_followers bigint, max_followers bigint, samples bigint, last_following bigint, "
-        "last_posts bigint) ON COMMIT DROP"
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (platform text, handle text, {numbers}) "
+        "ON COMMIT DROP"
     )
     copy_in = f"COPY import_buckets (platform, handle, {_COLUMNS}) FROM STDIN"
     with cursor.copy(copy_in) as copy, path.open("rb") as spill:
         while block := spill.read(COPY_BLOCK):
             copy.write(block)
-    head, tail = _upsert(table)
+    head, tail = bucket_upsert(table)
     micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
     cursor.execute(
         head + f"SELECT a.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
@@ -87,9 +77,9 @@ def _load_copy(conn: Connection, table: str, path: Path) -> None:
 
 def _load_sqlite(conn: Connection, table: str, path: Path, accounts: dict[AccountRef, int]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    head, tail = _upsert(table)
+    head, tail = bucket_upsert(table)
     statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
-    ids = {_fields(ref.platform, ref.handle): account_id for ref, account_id in accounts.items()}
+    ids = {copy_fields(ref.platform, ref.handle): account_id for ref, account_id in accounts.items()}
     times = SqliteTimes()
     with path.open(encoding="utf-8") as spill:
         while lines := spill.readlines(SQLITE_BYTES):
@@ -106,7 +96,3 @@ def _sqlite_row(line: str, ids: dict[str, int], text: Callable[[int], str]) -> t
         ids[f"{platform}\t{handle}"], text(int(bucket)), text(int(first_at)), first, text(int(last_at)), last,
         low, high, n, None if following == "\\N" else following, None if posts == "\\N" else posts,
     )  # fmt: skip
-
-
-def _fields(platform: str, handle: str) -> str:
-    return f"{_copy_text(platform)}\t{_copy_text(handle)}"

@@ -201,7 +201,7 @@ class PostgresLoader(SampleLoader):
         return moved
 
     def _fields(self, platform: str, handle: str) -> str:
-        return f"{_copy_text(platform)}\t{_copy_text(handle)}"
+        return copy_fields(platform, handle)
 
 
 def fewer_stored(conn: Connection, model: type[models.Base], expected_rows: int) -> bool:
@@ -244,6 +244,11 @@ _JSON_NULL: Final = "null"
 
 def _copy(value: int | None) -> str:
     return "\\N" if value is None else str(value)
+
+
+def copy_fields(platform: str, handle: str) -> str:
+    """An account as two fields of COPY's text format (what a staging table joins to ``accounts``)."""
+    return f"{_copy_text(platform)}\t{_copy_text(handle)}"
 
 
 def _copy_text(value: str) -> str:

@@ -241,13 +241,19 @@ def _rollup_sql(source: _Source, dialect: str) -> str:
         f"{last(s.last, s.last_at)}, min({s.low}), max({s.high}), {s.count}, {last(s.following, s.last_at)}, "
         f"{last(s.posts, s.last_at)}, max(followers_step)"
     )
-    updates = ", ".join(f"{name} = excluded.{name}" for name in _ROLLUP_VALUES)
+    head, tail = bucket_upsert(s.target)
     return (
-        f"INSERT INTO {s.target} (account_id, bucket, {', '.join(_ROLLUP_VALUES)}) "
-        f"SELECT account_id, {bucket(s.time, s.size)}, {values} FROM {s.table} "
-        f"WHERE {s.time} >= :start AND {s.time} < :end GROUP BY account_id, {key(s.time, s.size)} "
-        f"ON CONFLICT (account_id, bucket) DO UPDATE SET {updates}"
+        f"{head}SELECT account_id, {bucket(s.time, s.size)}, {values} FROM {s.table} "
+        f"WHERE {s.time} >= :start AND {s.time} < :end GROUP BY account_id, {key(s.time, s.size)}{tail}"
     )
+
+
+def bucket_upsert(table: str) -> tuple[str, str]:
+    """The head and tail of a statement that (re)writes rollup buckets of ``table`` from a SELECT or
+    VALUES giving account_id, bucket, then ROLLUP_VALUES in order: a bucket already there is replaced."""
+    updates = ", ".join(f"{name} = excluded.{name}" for name in ROLLUP_VALUES)
+    head = f"INSERT INTO {table} (account_id, bucket, {', '.join(ROLLUP_VALUES)}) "
+    return head, f" ON CONFLICT (account_id, bucket) DO UPDATE SET {updates}"
 
 
 # SQLite keeps times as text of one width (YYYY-MM-DD HH:MM:SS.ffffff, as SQLAlchemy and loading.py write
@@ -295,7 +301,7 @@ _SQLITE = (_sqlite_first, _sqlite_last, _sqlite_bucket, _sqlite_key)
 _POSTGRESQL = (_postgresql_first, _postgresql_last, _postgresql_bucket, _postgresql_key)
 
 
-_ROLLUP_VALUES = (
+ROLLUP_VALUES = (
     "first_at",
     "first_followers",
     "last_at",
