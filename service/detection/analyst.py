@@ -43,7 +43,6 @@ from service.detection.csvinput import RowStream
 from service.detection.engine import DetectionEngine
 from service.detection.folding import Buckets, Reading
 from service.memory import fewer_collections
-from service.store.buckets import spilled_account
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +182,8 @@ def _analyse_file(
 ) -> None:
     try:
         with spills[0].open("w", encoding="utf-8") as hourly, spills[1].open("w", encoding="utf-8") as daily:
-            reading = _read_all(stream, Buckets(hourly.write, daily.write, spilled_account), read)
+            buckets = Buckets(hourly.write, daily.write, lambda name: str(stream.keys[name]))
+            reading = _read_all(stream, buckets, read)
         if not reading.in_order:
             outbox.send(None)
             return

@@ -363,6 +363,9 @@ class RowStream:
         self.not_after_us = not_after_us
         self.skipped = Skipped()
         self.accounts: dict[str, AccountRef] = {}  # platform:handle -> account
+        # platform:handle -> the account's place among the file's accounts, in the order they first appear:
+        # the same in every reader of the file, so two processes name an account alike without its id
+        self.keys: dict[str, int] = {}
         self.rows = 0  # good rows read so far
         self._names: dict[str, str] = {}  # spelling in the file -> platform:handle
         self._midnights: dict[str, int] = {}
@@ -463,7 +466,9 @@ class RowStream:
             if value is not None and value > MAX_COUNT:
                 raise ValueError(f"{what} {_shorten(str(value))} is too large")
         name = str(sample.account)
-        self.accounts.setdefault(name, sample.account)
+        if name not in self.accounts:
+            self.keys[name] = len(self.accounts)
+            self.accounts[name] = sample.account
         self._names.setdefault(cells[parser.account_column], name)
         return (name, micros(sample.observed_at), sample.followers, sample.following, sample.posts)
 

@@ -87,7 +87,7 @@ class Bucket:
 
 class Buckets:
     """Every account's open hour and day; a closed one becomes a line of ``hourly`` or ``daily``.
-    ``fields`` gives an account's fields of the line (its platform and handle, escaped), once each."""
+    ``fields`` gives an account's first field of the line (its key in the file), once each."""
 
     def __init__(self, hourly: Write, daily: Write, fields: Callable[[str], str]) -> None:
         self._hours: dict[str, Bucket] = {}

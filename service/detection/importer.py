@@ -25,7 +25,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from service.accounts import AccountRef
 from service.clock import Clock
@@ -79,7 +79,7 @@ class ImportReport:
 class _Chunk:
     payload: str  # the rows, encoded for the database
     rows: int
-    new: list[AccountRef]  # accounts the file names for the first time in this chunk
+    new: list[tuple[int, AccountRef]]  # accounts the file names for the first time here, with their keys
     first_us: int
     last_us: int
     position: int  # bytes of the file read
@@ -150,7 +150,7 @@ class _Reader:
         names = {row[0] for row in rows} - self._seen
         self._seen |= names
         times = [row[1] for row in rows]
-        new = [stream.accounts[name] for name in sorted(names)]
+        new = [(stream.keys[name], stream.accounts[name]) for name in sorted(names)]
         return _Chunk(self._loader.encode(rows), len(rows), new, min(times), max(times), stream.position())
 
     def _put(self, item: _Chunk | BaseException | None) -> None:
@@ -203,13 +203,11 @@ class Importer:
     ) -> None:
         size = max(stream.path.stat().st_size, 1)
         with self.database.begin() as conn:
-            loader = loader_for(conn, size // BYTES_PER_ROW)
+            loader = loader_for(conn, stream.keys, size // BYTES_PER_ROW)
             with _Reader(stream, loader, self.chunk_rows, self.window) as reader:
                 for chunk in reader:
                     if chunk.new:
-                        known, added = add_accounts(conn, chunk.new, now)
-                        report.accounts.update(known)
-                        report.new_accounts += len(added)
+                        self._add_accounts(conn, chunk.new, loader, report, now)
                     loader.load(chunk.payload)
                     report.note(chunk)
                     if progress is not None:
@@ -224,8 +222,22 @@ class Importer:
                 # the same rows read by both (a file changed meanwhile could give the child others)
                 report.findings = findings if findings is not None and findings.rows == report.rows else None
             if report.findings is not None:
-                load_buckets(conn, models.HourlyRollup, report.findings.hourly, report.accounts)
-                load_buckets(conn, models.DailyRollup, report.findings.daily, report.accounts)
+                load_buckets(conn, models.HourlyRollup, report.findings.hourly, loader.ids)
+                load_buckets(conn, models.DailyRollup, report.findings.daily, loader.ids)
+
+    @staticmethod
+    def _add_accounts(
+        conn: Connection,
+        new: list[tuple[int, AccountRef]],
+        loader: SampleLoader,
+        report: ImportReport,
+        now: datetime,
+    ) -> None:
+        """Accounts named for the first time: created if need be, and known to the loader by their keys."""
+        known, added = add_accounts(conn, [ref for _, ref in new], now)
+        report.accounts.update(known)
+        report.new_accounts += len(added)
+        loader.identify({key: known[ref] for key, ref in new})
 
     def roll_up_and_analyse(self, report: ImportReport, progress: Progress | None = None) -> None:
         """Steps 2 and 3, shown as one. On PostgreSQL at once: the rollups run in a thread of their own

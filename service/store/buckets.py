@@ -2,9 +2,9 @@
 ``samples_daily``: what ``import``'s analyst (service/detection/analyst.py) folds while it reads the
 file (service/detection/folding.py), so the database need not read every sample again to roll it up.
 
-The buckets go to a spill file as they close, a line of COPY's text format each (the account as platform
-and handle, times in epoch microseconds): PostgreSQL copies it into a staging table joined to the accounts;
-for SQLite each line becomes the parameters of one prepared INSERT. Loaded, each bucket has the step of an
+The buckets go to a spill file as they close, a line of COPY's text format each (the account by its key in
+the file, ``RowStream.keys``, times in epoch microseconds): PostgreSQL copies it into a staging table joined
+to the load's table of keys (loading.py); for SQLite each line becomes the parameters of one prepared INSERT. Loaded, each bucket has the step of an
 imported sample (1).
 """
 
@@ -16,9 +16,8 @@ from typing import Final
 
 from sqlalchemy import Connection
 
-from service.accounts import AccountRef
 from service.store import models
-from service.store.loading import SetAside, SqliteTimes, copy_fields, fewer_stored
+from service.store.loading import SetAside, SqliteTimes, fewer_stored
 from service.store.rollups import ROLLUP_VALUES, bucket_upsert
 
 SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
@@ -27,23 +26,16 @@ COPY_BLOCK: Final = 1 << 20  # PostgreSQL: bytes of the spill per COPY write
 _COLUMNS: Final = ", ".join(("bucket", *ROLLUP_VALUES[:-1]))
 
 
-def spilled_account(name: str) -> str:
-    """An account's fields of a spilled line (``platform:handle`` in, COPY's two text fields out)."""
-    platform, _, handle = name.partition(":")
-    return copy_fields(platform, handle)
-
-
-def load_buckets(
-    conn: Connection, model: type[models.Base], path: Path, accounts: dict[AccountRef, int]
-) -> None:
+def load_buckets(conn: Connection, model: type[models.Base], path: Path, ids: dict[int, int]) -> None:
     """The spilled buckets into ``model``'s table (hourly or daily rollups) in the connection's
-    transaction; a bucket already there is replaced, as rollups.py's statement does. Into a table that
+    transaction, their accounts' ids by key in ``ids`` (and, on PostgreSQL, in the table import_keys of
+    the samples' load); a bucket already there is replaced, as rollups.py's statement does. Into a table that
     holds fewer rows than the spill brings, its secondary structures are set aside meanwhile."""
     aside = SetAside(conn, model) if fewer_stored(conn, model, _lines(path)) else None
     if conn.dialect.name == "postgresql":
         _load_copy(conn, models.table(model).name, path)
     else:
-        _load_sqlite(conn, models.table(model).name, path, accounts)
+        _load_sqlite(conn, models.table(model).name, path, ids)
     if aside is not None:
         aside.restore()
 
@@ -57,29 +49,27 @@ def _load_copy(conn: Connection, table: str, path: Path) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     numbers = ", ".join(f"{column} bigint" for column in _COLUMNS.split(", "))
     cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (platform text, handle text, {numbers}) "
-        "ON COMMIT DROP"
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (key bigint, {numbers}) ON COMMIT DROP"
     )
-    copy_in = f"COPY import_buckets (platform, handle, {_COLUMNS}) FROM STDIN"
+    copy_in = f"COPY import_buckets (key, {_COLUMNS}) FROM STDIN"
     with cursor.copy(copy_in) as copy, path.open("rb") as spill:
         while block := spill.read(COPY_BLOCK):
             copy.write(block)
     head, tail = bucket_upsert(table)
     micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
     cursor.execute(
-        head + f"SELECT a.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
+        head + f"SELECT k.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
         f"{micros.format('last_at')}, b.last_followers, b.min_followers, b.max_followers, b.samples, "
         "b.last_following, b.last_posts, 1 FROM import_buckets b "
-        "JOIN accounts a ON a.platform = b.platform AND a.handle = b.handle" + tail
+        "JOIN import_keys k ON k.key = b.key" + tail
     )
     cursor.execute("TRUNCATE import_buckets")
 
 
-def _load_sqlite(conn: Connection, table: str, path: Path, accounts: dict[AccountRef, int]) -> None:
+def _load_sqlite(conn: Connection, table: str, path: Path, ids: dict[int, int]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     head, tail = bucket_upsert(table)
     statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
-    ids = {copy_fields(ref.platform, ref.handle): account_id for ref, account_id in accounts.items()}
     times = SqliteTimes()
     with path.open(encoding="utf-8") as spill:
         while lines := spill.readlines(SQLITE_BYTES):
@@ -87,12 +77,10 @@ def _load_sqlite(conn: Connection, table: str, path: Path, accounts: dict[Accoun
             cursor.executemany(statement, sorted(_sqlite_row(line, ids, times.text) for line in lines))
 
 
-def _sqlite_row(line: str, ids: dict[str, int], text: Callable[[int], str]) -> tuple[object, ...]:
+def _sqlite_row(line: str, ids: dict[int, int], text: Callable[[int], str]) -> tuple[object, ...]:
     """A spilled line as the INSERT's parameters: the account's id, times as SQLite stores them."""
-    platform, handle, bucket, first_at, first, last_at, last, low, high, n, following, posts = line[
-        :-1
-    ].split("\t")
+    key, bucket, first_at, first, last_at, last, low, high, n, following, posts = line[:-1].split("\t")
     return (
-        ids[f"{platform}\t{handle}"], text(int(bucket)), text(int(first_at)), first, text(int(last_at)), last,
+        ids[int(key)], text(int(bucket)), text(int(first_at)), first, text(int(last_at)), last,
         low, high, n, None if following == "\\N" else following, None if posts == "\\N" else posts,
     )  # fmt: skip
