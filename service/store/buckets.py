@@ -17,7 +17,7 @@ from typing import Final
 from sqlalchemy import Connection
 
 from service.store import models
-from service.store.loading import SetAside, SqliteTimes, fewer_stored
+from service.store.loading import SetAside, SqliteTimes, fewer_stored, insert_plainly
 from service.store.rollups import ROLLUP_VALUES, bucket_upsert
 
 SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
@@ -57,12 +57,14 @@ def _load_copy(conn: Connection, table: str, path: Path) -> None:
             copy.write(block)
     head, tail = bucket_upsert(table)
     micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
-    cursor.execute(
-        head + f"SELECT k.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
+    select = (
+        f"SELECT k.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
         f"{micros.format('last_at')}, b.last_followers, b.min_followers, b.max_followers, b.samples, "
-        "b.last_following, b.last_posts, 1 FROM import_buckets b "
-        "JOIN import_keys k ON k.key = b.key" + tail
+        "b.last_following, b.last_posts, 1 FROM import_buckets b JOIN import_keys k ON k.key = b.key"
     )
+    # the buckets of new accounts (analyst.py's only case) are all new: tried plainly first
+    if insert_plainly(cursor, head + select) is None:
+        cursor.execute(head + select + tail)
     cursor.execute("TRUNCATE import_buckets")
 
 

@@ -185,7 +185,7 @@ class PostgresLoader(SampleLoader):
         return super().finish()
 
     def _move(self) -> None:
-        moved = None if self._conflicts else self._move_plainly()
+        moved = None if self._conflicts else insert_plainly(self._cursor, self.MOVE)
         if moved is None:
             self._conflicts = True
             self._cursor.execute(self.MOVE + self.IN_ORDER)
@@ -194,19 +194,21 @@ class PostgresLoader(SampleLoader):
         self._cursor.execute("TRUNCATE import_staging")
         self._staged = 0
 
-    def _move_plainly(self) -> int | None:
-        """Rows moved, or None when one was already stored (nothing moved then)."""
-        from psycopg.errors import UniqueViolation
 
-        self._cursor.execute("SAVEPOINT import_move")
-        try:
-            self._cursor.execute(self.MOVE)
-        except UniqueViolation:
-            self._cursor.execute("ROLLBACK TO SAVEPOINT import_move")
-            return None
-        moved = int(self._cursor.rowcount)
-        self._cursor.execute("RELEASE SAVEPOINT import_move")
-        return moved
+def insert_plainly(cursor: Any, statement: str) -> int | None:
+    """PostgreSQL: run an INSERT without ON CONFLICT (a third cheaper than with it, and right when no row
+    is stored yet) to a savepoint: the rows inserted, or None (and nothing inserted) when one was."""
+    from psycopg.errors import UniqueViolation
+
+    cursor.execute("SAVEPOINT import_insert")
+    try:
+        cursor.execute(statement)
+    except UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT import_insert")
+        return None
+    inserted = int(cursor.rowcount)
+    cursor.execute("RELEASE SAVEPOINT import_insert")
+    return inserted
 
 
 def fewer_stored(conn: Connection, model: type[models.Base], expected_rows: int) -> bool:
