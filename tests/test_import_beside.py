@@ -25,7 +25,7 @@ from service.clock import ManualClock
 from service.detection import analyst, importer
 from service.detection.base import PLATFORM_EVENT
 from service.detection.importer import Importer, ImportReport
-from service.store import models
+from service.store import buckets, models
 from service.store.database import open_engine, upgrade
 from tests.conftest import pg_schema
 from tests.detection.test_backtest_cli import write_csv
@@ -174,10 +174,19 @@ def test_a_child_that_dies_costs_the_import_nothing(
 
 
 def _children(pid: int) -> list[int]:
+    """The process's children that are forks of it (as the analyst is), not programs it runs (ctypes runs
+    ldconfig at start-up, before any signal handler is set)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
-    return found
+    return [child for child in found if _command(child) == _command(pid)]
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # gone meanwhile
 
 
 def _importing(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -292,3 +301,80 @@ def test_a_fork_refused_leaves_the_import_to_read_back(
     assert report.findings is None and report.states == 6
     assert [len(rows) for rows in _rollups(engine)] == [6 * 4 * 60, 6 * 60]
     assert not list((tmp_path / "temporary").iterdir())  # no spill folder left behind
+
+
+class _Pausing:
+    """The analyst's shared progress, through which the child (a fork of this process) pauses for a
+    second after the file's first chunk, its spills half written, then goes on or dies."""
+
+    def __init__(self, shared: object, dies: bool) -> None:
+        self.shared = shared
+        self.dies = dies
+
+    @property
+    def value(self) -> int:
+        return int(self.shared.value)  # type: ignore[attr-defined]
+
+    @value.setter
+    def value(self, position: int) -> None:
+        self.shared.value = position  # type: ignore[attr-defined]
+        if position:
+            time.sleep(1.0)
+            if self.dies:
+                os._exit(3)
+            self.dies, self.shared = False, self.shared
+
+
+def _slow_analyst(monkeypatch: pytest.MonkeyPatch, dies: bool) -> list[bool]:
+    """A slow analyst, and what each loading of its spills found while the load waited for it."""
+    original, taken, finishing = analyst._read_all, [], []
+    take, finish = buckets.SpillLoad.take, buckets.SpillLoad.finish
+
+    def pausing(stream: object, spill: object, read: object) -> object:
+        return original(stream, spill, _Pausing(read, dies))  # type: ignore[arg-type]
+
+    def noted_take(self: buckets.SpillLoad, limit: int = buckets.TAKE_BYTES) -> bool:
+        found = take(self, limit)
+        if not finishing:
+            taken.append(found)
+        return found
+
+    def noted_finish(self: buckets.SpillLoad) -> None:
+        finishing.append(True)
+        finish(self)
+
+    monkeypatch.setattr(analyst, "_read_all", pausing)
+    monkeypatch.setattr(buckets.SpillLoad, "take", noted_take)
+    monkeypatch.setattr(buckets.SpillLoad, "finish", noted_finish)
+    return taken
+
+
+def test_buckets_spilled_while_the_load_waits_are_loaded_meanwhile_and_whole(
+    engine: Engine, second_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _history(random.Random(6), timedelta(minutes=20))  # two chunks of the file
+    path = _with_following_and_posts(tmp_path / "h.csv", rows, random.Random(6))
+    read_back = _import(second_engine, path, beside=False)
+    taken = _slow_analyst(monkeypatch, dies=False)
+
+    beside = _import(engine, path, beside=True)
+
+    assert beside.findings is not None and read_back.findings is None
+    assert any(taken)  # buckets went in while the analyst was still at work, lines cut half-way or not
+    assert _rollups(engine) == _rollups(second_engine)
+    assert _stored(engine) == _stored(second_engine)
+
+
+def test_buckets_of_an_analyst_that_dies_half_way_are_taken_back(
+    engine: Engine, second_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _history(random.Random(7), timedelta(minutes=20))
+    path = write_csv(tmp_path / "h.csv", rows)
+    _import(second_engine, path, beside=False)
+    taken = _slow_analyst(monkeypatch, dies=True)
+
+    report = _import(engine, path, beside=True)
+
+    assert report.findings is None and any(taken)
+    assert _rollups(engine) == _rollups(second_engine)  # the rollups of step 2, nothing of the child's
+    assert _stored(engine) == _stored(second_engine)

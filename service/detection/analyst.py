@@ -55,15 +55,13 @@ SPILL_PREFIX: Final = "flockwatch-import-"  # then the importing process's id
 class Findings:
     """What the child made of the whole file: the latest version of each detection and when each was
     first detected, each account's final state (epoch seconds of its newest sample, snapshot bytes), the
-    keys still open, how many rows it read, and the spill files of its hourly and daily buckets."""
+    keys still open and how many rows it read (its hourly and daily buckets are in ``Analyst.spills``)."""
 
     detections: list[Detection]
     first_detected: dict[str, datetime]
     states: dict[AccountRef, tuple[float, bytes]]
     active: set[str]
     rows: int
-    hourly: Path
-    daily: Path
 
 
 class Analyst:
@@ -93,8 +91,7 @@ class Analyst:
         _remove_left_over(Path(tempfile.gettempdir()))
         self._folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-"))
         self._from_child, outbox = self._context.Pipe(duplex=False)
-        spills = (self._folder / "hourly", self._folder / "daily")
-        child = (self._stream, spills, self._read, outbox, self._from_child, os.getpid())
+        child = (self._stream, self.spills, self._read, outbox, self._from_child, os.getpid())
         self._process = self._context.Process(target=_analyse, args=child, name="import-analyst", daemon=True)
         # The child is born with Ctrl-C blocked, so one pressed before it ignores it cannot interrupt it
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -114,16 +111,23 @@ class Analyst:
         """Bytes of the file the child has read and analysed (for a progress bar)."""
         return int(self._read.value)
 
-    def findings(self, waiting: Callable[[], None] | None = None) -> Findings | None:
-        """Wait for the child to finish the file, calling ``waiting`` every half second meanwhile; None
-        when what it made cannot be used."""
+    @property
+    def spills(self) -> tuple[Path, Path]:
+        """The files the child writes its closed hourly and daily buckets to, a line each (buckets.py),
+        readable while it writes them."""
+        assert self._folder is not None, "the analyst has not started"
+        return self._folder / "hourly", self._folder / "daily"
+
+    def findings(self, waiting: Callable[[], bool] | None = None) -> Findings | None:
+        """Wait for the child to finish the file, calling ``waiting`` meanwhile (again at once when it
+        says it did some work, else after half a second); None when what it made cannot be used."""
         inbox = self._from_child
         if inbox is None or self._process is None or self._process.pid is None:
             return None
         try:
-            while not inbox.poll(0.5):  # a child that died makes it readable (EOF) too
-                if waiting is not None:
-                    waiting()
+            busy = False
+            while not inbox.poll(0.0 if busy else 0.5):  # a child that died makes it readable (EOF) too
+                busy = waiting() if waiting is not None else False
             return _receive(inbox)
         except (EOFError, OSError) as exc:
             log.warning("the import's analysis beside the load ended early (%s); reading back instead", exc)
@@ -153,11 +157,11 @@ def _receive(inbox: Connection) -> Findings | None:
     header = inbox.recv()
     if header is None:
         return None
-    detections, first_detected, active, rows, hourly, daily = header
+    detections, first_detected, active, rows = header
     states: dict[AccountRef, tuple[float, bytes]] = {}
     while part := inbox.recv():
         states.update(part)
-    return Findings(detections, first_detected, states, active, rows, hourly, daily)
+    return Findings(detections, first_detected, states, active, rows)
 
 
 def _analyse(
@@ -188,7 +192,7 @@ def _analyse_file(
             outbox.send(None)
             return
         active = {d.key for d in reading.engine.active()}
-        outbox.send((list(reading.changed.values()), reading.first_detected, active, reading.rows, *spills))
+        outbox.send((list(reading.changed.values()), reading.first_detected, active, reading.rows))
         _send_states(reading.engine, list(stream.accounts.values()), outbox)
     except BrokenPipeError:
         return  # the parent stopped listening (it failed, or was interrupted): nothing to say

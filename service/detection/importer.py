@@ -37,7 +37,7 @@ from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
 from service.memory import fewer_collections
 from service.store import models
-from service.store.buckets import load_buckets
+from service.store.buckets import SpillLoad
 from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
 from service.store.repository import SavedState, Store, add_accounts
 from service.store.rollups import Maintenance
@@ -213,17 +213,45 @@ class Importer:
                     if progress is not None:
                         progress(report.rows, _done(chunk.position, analyst, report) / size)
             report.added = loader.finish()
-            note_latest(conn, report.accounts.values())
             # what the child made stands for the stored samples only if they are all the file's rows
             if analyst is not None and _all_new(report):
-                shown = analyst.position
-                waiting = None if progress is None else lambda: progress(report.rows, shown() / size)
-                findings = analyst.findings(waiting)
-                # the same rows read by both (a file changed meanwhile could give the child others)
-                report.findings = findings if findings is not None and findings.rows == report.rows else None
-            if report.findings is not None:
-                load_buckets(conn, models.HourlyRollup, report.findings.hourly, loader.ids)
-                load_buckets(conn, models.DailyRollup, report.findings.daily, loader.ids)
+                report.findings = self._beside(conn, analyst, loader.ids, report, progress, size)
+            loader.restore()  # the samples' index (and key) built after the wait: the child may be at work
+            note_latest(conn, report.accounts.values())  # (which reads samples by time)
+
+    @staticmethod
+    def _beside(
+        conn: Connection,
+        analyst: Analyst,
+        ids: dict[int, int],
+        report: ImportReport,
+        progress: Progress | None,
+        size: int,
+    ) -> Findings | None:
+        """Wait for the analysis beside the load, loading the buckets it spills meanwhile; what it found,
+        or None (and its buckets taken back) when that cannot stand for the stored samples."""
+        hourly, daily = analyst.spills
+        spills = [
+            SpillLoad(conn, models.HourlyRollup, hourly, ids),
+            SpillLoad(conn, models.DailyRollup, daily, ids),
+        ]
+
+        def waiting() -> bool:
+            loaded = [spill.take() for spill in spills]
+            if progress is not None:
+                progress(report.rows, analyst.position() / size)
+            return any(loaded)
+
+        loaded = conn.begin_nested()  # taken back if what the child made cannot be used
+        findings = analyst.findings(waiting)
+        # the same rows read by both (a file changed meanwhile could give the child others)
+        if findings is None or findings.rows != report.rows:
+            loaded.rollback()
+            return None
+        for spill in spills:
+            spill.finish()
+        loaded.commit()
+        return findings
 
     @staticmethod
     def _add_accounts(
@@ -312,9 +340,11 @@ class Importer:
             step = _slice_length(report, start)
             at = start - start % HOUR_US
             while at < end:
-                found = _observe(engine, refs, reader.slice(at, at + step), report)
+                found, first = _observe(engine, refs, reader.slice(at, at + step), report)
                 if found:
-                    report.detections += store.write_batch([], [], recorder.rows(found)).detections
+                    # each keeps when it was first detected, as when every version is written
+                    rows = [replace(row, detected_at=first[row.key]) for row in recorder.rows(found)]
+                    report.detections += store.write_batch([], [], rows).detections
                 at += step
                 if progress is not None:
                     progress(report.analysed, min((at - start) / max(end - start, 1), 1.0))
@@ -401,15 +431,18 @@ def _observe(
     refs: dict[int, AccountRef],
     rows: list[tuple[int, int, int, int | None, int]],
     report: ImportReport,
-) -> list[Detection]:
-    """Feed one slice to the engine; the detections it opened, changed or ended (latest version each)."""
+) -> tuple[list[Detection], dict[str, datetime]]:
+    """Feed one slice to the engine; the detections it opened, changed or ended (latest version each),
+    and when the slice first saw each."""
     changed: dict[str, Detection] = {}
+    first: dict[str, datetime] = {}
     observe = engine.observe_values
     for account_id, us, followers, following, step in rows:
         for detection in observe(refs[account_id], us / 1e6, followers, following, step):
             changed[detection.key] = detection
+            first.setdefault(detection.key, detection.detected_at)
     report.analysed += len(rows)
-    return list(changed.values())
+    return list(changed.values()), first
 
 
 def _save_states(store: Store, engine: DetectionEngine, refs: dict[int, AccountRef], now: datetime) -> int:

@@ -20,63 +20,97 @@ from service.store import models
 from service.store.loading import SetAside, SqliteTimes, fewer_stored, insert_plainly
 from service.store.rollups import ROLLUP_VALUES, bucket_upsert
 
-SQLITE_BYTES: Final = 1 << 20  # SQLite: bytes of the spill per executemany
-COPY_BLOCK: Final = 1 << 20  # PostgreSQL: bytes of the spill per COPY write
+TAKE_BYTES: Final = 8 << 20  # bytes of the spill per take (SQLite: one executemany, in key order)
 # a spilled line after the account: the bucket, then the rollup values but the step (each import's is 1)
 _COLUMNS: Final = ", ".join(("bucket", *ROLLUP_VALUES[:-1]))
 
 
-def load_buckets(conn: Connection, model: type[models.Base], path: Path, ids: dict[int, int]) -> None:
-    """The spilled buckets into ``model``'s table (hourly or daily rollups) in the connection's
-    transaction, their accounts' ids by key in ``ids`` (and, on PostgreSQL, in the table import_keys of
-    the samples' load); a bucket already there is replaced, as rollups.py's statement does. Into a table that
-    holds fewer rows than the spill brings, its secondary structures are set aside meanwhile."""
-    aside = SetAside(conn, model) if fewer_stored(conn, model, _lines(path)) else None
-    if conn.dialect.name == "postgresql":
-        _load_copy(conn, models.table(model).name, path)
-    else:
-        _load_sqlite(conn, models.table(model).name, path, ids)
-    if aside is not None:
-        aside.restore()
+class SpillLoad:
+    """One spill into ``model``'s table (hourly or daily rollups) in the connection's transaction, loaded a
+    part at a time while the analyst still writes it (``take``: the whole lines written so far) and the
+    rest once it is done (``finish``); ``ids`` maps the accounts' keys to their ids (PostgreSQL finds them
+    in the samples load's table import_keys). A bucket already there is replaced, as rollups.py's
+    statement does. Into a table holding fewer rows than the spill brings so far, its secondary
+    structures are set aside until ``finish``."""
 
+    def __init__(self, conn: Connection, model: type[models.Base], path: Path, ids: dict[int, int]) -> None:
+        self.conn = conn
+        self.model = model
+        self.path = path
+        self.ids = ids
+        self._table = models.table(model).name
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self._postgres = conn.dialect.name == "postgresql"
+        self._offset = 0  # bytes of the spill loaded
+        self._staging = f"import_{self._table}"  # PostgreSQL: where the spill is copied first
+        self._started = False
+        self._aside: SetAside | None = None
+        self._times = SqliteTimes()
 
-def _lines(path: Path) -> int:
-    """The spill's lines, estimated low from its size (a line takes more than 64 bytes)."""
-    return path.stat().st_size // 64
+    def take(self, limit: int = TAKE_BYTES) -> bool:
+        """Load up to about ``limit`` bytes of whole lines written so far; whether there were any."""
+        block = self._read(limit)
+        if not block:
+            return False
+        if not self._started:
+            self._start(block)
+        if self._postgres:
+            self._copy(block)
+        else:
+            self._insert(block.decode("ascii").splitlines(keepends=True))
+        return True
 
+    def finish(self) -> None:
+        """The rest of the spill (the analyst has closed it), then the table's structures back."""
+        while self.take():
+            pass
+        if self._started and self._postgres:
+            self._move()
+        if self._aside is not None:
+            self._aside.restore()
+            self._aside = None
 
-def _load_copy(conn: Connection, table: str, path: Path) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    numbers = ", ".join(f"{column} bigint" for column in _COLUMNS.split(", "))
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS import_buckets (key bigint, {numbers}) ON COMMIT DROP"
-    )
-    copy_in = f"COPY import_buckets (key, {_COLUMNS}) FROM STDIN"
-    with cursor.copy(copy_in) as copy, path.open("rb") as spill:
-        while block := spill.read(COPY_BLOCK):
+    def _read(self, limit: int) -> bytes:
+        with self.path.open("rb") as spill:
+            spill.seek(self._offset)
+            block = spill.read(limit)
+        end = block.rfind(b"\n") + 1  # a line the analyst is still writing waits for the next take
+        self._offset += end
+        return block[:end]
+
+    def _start(self, block: bytes) -> None:
+        self._started = True
+        if fewer_stored(self.conn, self.model, len(block) // 64):  # a line takes more than 64 bytes
+            self._aside = SetAside(self.conn, self.model)
+        if self._postgres:
+            numbers = ", ".join(f"{column} bigint" for column in _COLUMNS.split(", "))
+            self._cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {self._staging} (key bigint, {numbers}) ON COMMIT DROP"
+            )
+
+    def _copy(self, block: bytes) -> None:
+        with self._cursor.copy(f"COPY {self._staging} (key, {_COLUMNS}) FROM STDIN") as copy:
             copy.write(block)
-    head, tail = bucket_upsert(table)
-    micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
-    select = (
-        f"SELECT k.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
-        f"{micros.format('last_at')}, b.last_followers, b.min_followers, b.max_followers, b.samples, "
-        "b.last_following, b.last_posts, 1 FROM import_buckets b JOIN import_keys k ON k.key = b.key"
-    )
-    # the buckets of new accounts (analyst.py's only case) are all new: tried plainly first
-    if insert_plainly(cursor, head + select) is None:
-        cursor.execute(head + select + tail)
-    cursor.execute("TRUNCATE import_buckets")
 
+    def _move(self) -> None:
+        head, tail = bucket_upsert(self._table)
+        micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
+        select = (
+            f"SELECT k.id, {micros.format('bucket')}, {micros.format('first_at')}, b.first_followers, "
+            f"{micros.format('last_at')}, b.last_followers, b.min_followers, b.max_followers, b.samples, "
+            f"b.last_following, b.last_posts, 1 FROM {self._staging} b JOIN import_keys k ON k.key = b.key"
+        )
+        # the buckets of new accounts (analyst.py's only case) are all new: tried plainly first
+        if insert_plainly(self._cursor, head + select) is None:
+            self._cursor.execute(head + select + tail)
+        self._cursor.execute(f"TRUNCATE {self._staging}")
 
-def _load_sqlite(conn: Connection, table: str, path: Path, ids: dict[int, int]) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    head, tail = bucket_upsert(table)
-    statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
-    times = SqliteTimes()
-    with path.open(encoding="utf-8") as spill:
-        while lines := spill.readlines(SQLITE_BYTES):
-            # in key order, a batch touches each account's pages once (a third faster than in file order)
-            cursor.executemany(statement, sorted(_sqlite_row(line, ids, times.text) for line in lines))
+    def _insert(self, lines: list[str]) -> None:
+        head, tail = bucket_upsert(self._table)
+        statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
+        ids, text = self.ids, self._times.text
+        # in key order, a batch touches each account's pages once (a third faster than in file order)
+        self._cursor.executemany(statement, sorted(_sqlite_row(line, ids, text) for line in lines))
 
 
 def _sqlite_row(line: str, ids: dict[int, int], text: Callable[[int], str]) -> tuple[object, ...]:

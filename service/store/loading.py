@@ -74,9 +74,15 @@ class SampleLoader(ABC):
         )
 
     def finish(self) -> int:
+        """Every row handed over is in ``samples`` (their structures may still be set aside): how many
+        were new."""
+        return self.added
+
+    def restore(self) -> None:
+        """The samples table's structures back, if they were set aside for the load."""
         if self._aside is not None:
             self._aside.restore()
-        return self.added
+            self._aside = None
 
 
 def loader_for(conn: Connection, keys: dict[str, int], expected_rows: int = 0) -> SampleLoader:
