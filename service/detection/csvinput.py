@@ -323,6 +323,7 @@ MAX_COUNT: Final = 2**63 - 1  # what the database's BIGINT columns hold
 LINE_LIMIT: Final = 1_000_000  # characters; a longer line is a bad row, never held whole
 REASON_LIMIT: Final = 200  # characters of a cell quoted in a message
 CHUNK_ROWS: Final = 20_000
+TIMES_KEPT: Final = 100_000  # distinct time cells remembered by a RowStream (then forgotten at once)
 KEPT_PROBLEMS: Final = 5
 FUTURE: Final = "dated in the future"
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)  # a row dated later than now + this is refused
@@ -369,6 +370,8 @@ class RowStream:
         self.rows = 0  # good rows read so far
         self._names: dict[str, str] = {}  # spelling in the file -> platform:handle
         self._midnights: dict[str, int] = {}
+        # a time cell -> its epoch microseconds: an export in time order names each time once per account
+        self._times: dict[str, int] = {}
         self._raw: BinaryIO | None = None
 
     def position(self) -> int:
@@ -446,7 +449,7 @@ class RowStream:
         name = self._names.get(cells[parser.account_column])
         if name is None:
             return None
-        at = _fast_micros(cells[parser.time_column], self._midnights)
+        at = self._micros(cells[parser.time_column])
         followers = _plain_count(cells[parser.followers_column])
         if at < 0 or followers < 0:
             return None
@@ -455,6 +458,15 @@ class RowStream:
         if following == -2 or posts == -2:
             return None
         return (name, at, followers, None if following < 0 else following, None if posts < 0 else posts)
+
+    def _micros(self, cell: str) -> int:
+        at = self._times.get(cell)
+        if at is None:
+            at = _fast_micros(cell, self._midnights)
+            if len(self._times) >= TIMES_KEPT:
+                self._times.clear()
+            self._times[cell] = at
+        return at
 
     def _strict(self, cells: list[str], parser: _RowParser) -> Row:
         sample = parser(cells)
