@@ -157,13 +157,15 @@ def test_rows_that_go_back_in_time_are_read_back(engine: Engine, tmp_path: Path)
     assert len(states) == 6 and any(row[2] == "drop" for row in detections)
 
 
+@pytest.mark.parametrize("where", ["_read_all", "_analyse_file"])  # half-way, or before its spills exist
 def test_a_child_that_dies_costs_the_import_nothing(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     def dies(*_: object) -> None:
-        os._exit(3)  # the child process, killed half-way (its code is a copy of this one: a fork)
+        time.sleep(1.0)  # while the load waits for it
+        os._exit(3)  # the child process, killed (its code is a copy of this one: a fork)
 
-    monkeypatch.setattr(analyst, "_read_all", dies)
+    monkeypatch.setattr(analyst, where, dies)
     path = write_csv(tmp_path / "h.csv", _history(random.Random(4)))
     report = _import(engine, path, beside=True)
 

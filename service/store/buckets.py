@@ -71,9 +71,12 @@ class SpillLoad:
             self._aside = None
 
     def _read(self, limit: int) -> bytes:
-        with self.path.open("rb") as spill:
-            spill.seek(self._offset)
-            block = spill.read(limit)
+        try:
+            with self.path.open("rb") as spill:
+                spill.seek(self._offset)
+                block = spill.read(limit)
+        except FileNotFoundError:
+            return b""  # not made yet, or never: an analyst that failed early
         end = block.rfind(b"\n") + 1  # a line the analyst is still writing waits for the next take
         self._offset += end
         return block[:end]
