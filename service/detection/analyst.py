@@ -1,6 +1,8 @@
 """Steps 2 and 3 of ``import`` beside step 1: a process of its own reads the file too and runs the
 detectors over its rows and folds them into hourly and daily rollup buckets while this one stores the
 samples, so the work uses both cores instead of one step after the other, and nothing is read back.
+The buckets are folded where there is time to spare: on PostgreSQL by the loading process (the database
+server does most of the load's work there, and the detectors here are the slower side), else here.
 
 What it makes is exactly what rolling up and reading back the stored samples would make only when those
 samples are the file's rows in time order, so the importer uses it only when
@@ -28,20 +30,20 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 from service.accounts import AccountRef
 from service.detection.base import Detection
-from service.detection.csvinput import RowStream
+from service.detection.csvinput import Row, RowStream
 from service.detection.engine import DetectionEngine
-from service.detection.folding import Buckets, Reading
+from service.detection.folding import Buckets, OutOfOrder, Reading
 from service.memory import fewer_collections
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,9 @@ class Analyst:
     with the same limits), and the pipe from it. ``findings`` waits for what it made; ``stop`` ends it
     and removes its spill files in every case. A failure in the child only makes ``findings`` None."""
 
-    def __init__(self, stream: RowStream) -> None:
+    def __init__(self, stream: RowStream, folds: bool = True) -> None:
         self._stream = stream
+        self.folds = folds  # whether the child folds the rows into buckets (else the loading process does)
         self._context = multiprocessing.get_context("fork")
         self._read = self._context.Value("q", 0, lock=False)  # bytes of the file the child has read
         self._folder: Path | None = None
@@ -91,7 +94,8 @@ class Analyst:
         _remove_left_over(Path(tempfile.gettempdir()))
         self._folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-"))
         self._from_child, outbox = self._context.Pipe(duplex=False)
-        child = (self._stream, self.spills, self._read, outbox, self._from_child, os.getpid())
+        spills = self.spills if self.folds else None
+        child = (self._stream, spills, self._read, outbox, self._from_child, os.getpid())
         self._process = self._context.Process(target=_analyse, args=child, name="import-analyst", daemon=True)
         # The child is born with Ctrl-C blocked, so one pressed before it ignores it cannot interrupt it
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -117,6 +121,10 @@ class Analyst:
         readable while it writes them."""
         assert self._folder is not None, "the analyst has not started"
         return self._folder / "hourly", self._folder / "daily"
+
+    def folding(self) -> Folding | None:
+        """Where the loading process folds the buckets into the spills, when the child does not."""
+        return None if self.folds else Folding(self._stream, self.spills)
 
     def findings(self, waiting: Callable[[], bool] | None = None) -> Findings | None:
         """Wait for the child to finish the file, calling ``waiting`` meanwhile (again at once when it
@@ -153,6 +161,34 @@ def _remove_left_over(folder: Path) -> None:
             shutil.rmtree(spill, ignore_errors=True)
 
 
+class Folding:
+    """The buckets folded by the loading process (when the child does not fold them), into the spills
+    the child would have written: ``fold`` each chunk in file order, in a ``with`` block. Rows that go back
+    in time stop the folding (the child finds them too, and then nothing it made is used)."""
+
+    def __init__(self, stream: RowStream, spills: tuple[Path, Path]) -> None:
+        self._files = contextlib.ExitStack()
+        hourly, daily = self._files.enter_context(open_spills(spills))
+        self._buckets: Buckets | None = Buckets(hourly.write, daily.write, key_of(stream))
+
+    def fold(self, rows: list[Row]) -> None:
+        if self._buckets is None:
+            return
+        try:
+            self._buckets.fold(rows)
+        except OutOfOrder:
+            self._buckets = None
+
+    def __enter__(self) -> Folding:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """The buckets still open handed over (unless an error is on its way out): the spills are whole."""
+        with self._files:
+            if kind is None and self._buckets is not None:
+                self._buckets.close()
+
+
 def _receive(inbox: Connection) -> Findings | None:
     header = inbox.recv()
     if header is None:
@@ -166,7 +202,7 @@ def _receive(inbox: Connection) -> Findings | None:
 
 def _analyse(
     stream: RowStream,
-    spills: tuple[Path, Path],
+    spills: tuple[Path, Path] | None,
     read: Synchronized[int],
     outbox: Connection,
     parent_end: Connection,
@@ -182,12 +218,14 @@ def _analyse(
 
 
 def _analyse_file(
-    stream: RowStream, spills: tuple[Path, Path], read: Synchronized[int], outbox: Connection
+    stream: RowStream, spills: tuple[Path, Path] | None, read: Synchronized[int], outbox: Connection
 ) -> None:
     try:
-        with spills[0].open("w", encoding="utf-8") as hourly, spills[1].open("w", encoding="utf-8") as daily:
-            buckets = Buckets(hourly.write, daily.write, lambda name: str(stream.keys[name]))
-            reading = _read_all(stream, buckets, read)
+        if spills is None:
+            reading = _read_all(stream, None, read)
+        else:
+            with open_spills(spills) as (hourly, daily):
+                reading = _read_all(stream, Buckets(hourly.write, daily.write, key_of(stream)), read)
         if not reading.in_order:
             outbox.send(None)
             return
@@ -213,7 +251,7 @@ def _follow_parent(parent: int) -> bool:
     return os.getppid() == parent  # it may have died before the signal was asked for
 
 
-def _read_all(stream: RowStream, buckets: Buckets, read: Synchronized[int]) -> Reading:
+def _read_all(stream: RowStream, buckets: Buckets | None, read: Synchronized[int]) -> Reading:
     """Every row of the file through one engine and the buckets, unless the rows go back in time."""
     reading = Reading(DetectionEngine(), buckets, stream.accounts)
     chunks = stream.chunks()
@@ -223,10 +261,23 @@ def _read_all(stream: RowStream, buckets: Buckets, read: Synchronized[int]) -> R
             read.value = stream.position()
             if not reading.in_order:
                 break
-        buckets.close()
+        if buckets is not None:
+            buckets.close()
     finally:
         chunks.close()
     return reading
+
+
+@contextlib.contextmanager
+def open_spills(spills: tuple[Path, Path]) -> Iterator[tuple[TextIO, TextIO]]:
+    """The hourly and daily spill files, open for writing (closed, so whole, on leaving)."""
+    with spills[0].open("w", encoding="utf-8") as hourly, spills[1].open("w", encoding="utf-8") as daily:
+        yield hourly, daily
+
+
+def key_of(stream: RowStream) -> Callable[[str], str]:
+    """An account's first field of a spilled line: its key in the file."""
+    return lambda name: str(stream.keys[name])
 
 
 def _send_states(engine: DetectionEngine, refs: list[AccountRef], outbox: Connection) -> None:

@@ -85,6 +85,10 @@ class Bucket:
         )
 
 
+class OutOfOrder(ValueError):
+    """Rows handed to ``Buckets.fold`` that go back in time."""
+
+
 class Buckets:
     """Every account's open hour and day; a closed one becomes a line of ``hourly`` or ``daily``.
     ``fields`` gives an account's first field of the line (its key in the file), once each."""
@@ -96,6 +100,7 @@ class Buckets:
         self._hourly = hourly
         self._daily = daily
         self._fields_of = fields
+        self._newest = -(2**62)  # the newest row folded (``fold``)
 
     def add(self, name: str, at: int, followers: int, following: int, posts: int) -> None:
         """The account's next row (times of one account in order). ``following``/``posts`` -1: none."""
@@ -107,6 +112,19 @@ class Buckets:
             self._hours[name] = Bucket(start, at, followers, following, posts)
         else:
             hour.add(at, followers, following, posts)
+
+    def fold(self, rows: list[Row]) -> None:
+        """Rows in time order, as ``add`` takes them; raises ``OutOfOrder`` at a row older than the one
+        before it, whatever the accounts (what is folded then is of no use)."""
+        newest = self._newest
+        for name, at, followers, following, posts in rows:
+            if at < newest:
+                raise OutOfOrder(f"a row of {at} after one of {newest}")
+            newest = at
+            self.add(
+                name, at, followers, -1 if following is None else following, -1 if posts is None else posts
+            )
+        self._newest = newest
 
     def close(self) -> None:
         """Hand over the buckets still open (at the end of the file)."""
@@ -139,9 +157,11 @@ class Reading:
     """The rows of one file through one engine and its buckets, chunk by chunk; ``in_order`` turns False
     (and stays) at the first row whose time is before the row before it, whatever the accounts."""
 
-    def __init__(self, engine: DetectionEngine, buckets: Buckets, accounts: dict[str, AccountRef]) -> None:
+    def __init__(
+        self, engine: DetectionEngine, buckets: Buckets | None, accounts: dict[str, AccountRef]
+    ) -> None:
         self.engine = engine
-        self.buckets = buckets
+        self.buckets = buckets  # None: the rows are folded elsewhere (by the loading process)
         self.accounts = accounts  # platform:handle -> account, as the stream fills it
         self.changed: dict[str, Detection] = {}  # the latest version of each detection
         # when each was first detected: stored rows keep their first detected_at (the daemon writes every
@@ -154,7 +174,7 @@ class Reading:
     def read(self, rows: list[Row]) -> None:
         if not self.in_order:
             return
-        engine, add, accounts, changed = self.engine, self.buckets.add, self.accounts, self.changed
+        engine, buckets, accounts, changed = self.engine, self.buckets, self.accounts, self.changed
         first = self.first_detected
         newest = self._newest
         self.rows += len(rows)
@@ -163,7 +183,14 @@ class Reading:
                 self.in_order = False
                 return
             newest = at
-            add(name, at, followers, -1 if following is None else following, -1 if posts is None else posts)
+            if buckets is not None:
+                buckets.add(
+                    name,
+                    at,
+                    followers,
+                    -1 if following is None else following,
+                    -1 if posts is None else posts,
+                )
             for detection in engine.observe_values(accounts[name], at / 1e6, followers, following, 1):
                 changed[detection.key] = detection
                 if detection.key not in first:

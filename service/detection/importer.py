@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Engine
 from service.accounts import AccountRef
 from service.clock import Clock
 from service.config import RetentionConfig
-from service.detection.analyst import Analyst, Findings
+from service.detection.analyst import Analyst, Findings, Folding
 from service.detection.base import Detection
 from service.detection.csvinput import CHUNK_ROWS, FUTURE_TOLERANCE, Row, RowStream, Skipped, micros
 from service.detection.engine import DetectionEngine
@@ -98,9 +99,12 @@ class _Reader:
 
     AHEAD: Final = 3
 
-    def __init__(self, stream: RowStream, loader: SampleLoader, chunk_rows: int, window: int) -> None:
+    def __init__(
+        self, stream: RowStream, loader: SampleLoader, chunk_rows: int, window: int, folding: Folding | None
+    ) -> None:
         self._stream = stream
         self._loader = loader
+        self._folding = folding  # the rollup buckets folded here, in file order, as the rows are read
         self._chunk_rows = chunk_rows
         self._window = window
         self._seen: set[str] = set()  # accounts named in earlier chunks
@@ -129,6 +133,8 @@ class _Reader:
             for rows in chunks:
                 if self._stop.is_set():  # the database side stopped (an error, Ctrl-C): read no further
                     return
+                if self._folding is not None:
+                    self._folding.fold(rows)
                 window += rows
                 if len(window) >= self._window:
                     self._hand_over(window)
@@ -182,7 +188,9 @@ class Importer:
         now = self.clock.now()
         stream = RowStream(path, skip_bad_rows, micros(now + FUTURE_TOLERANCE))
         report = ImportReport(skipped=stream.skipped)
-        analyst = Analyst(stream) if self.beside and Analyst.available(path) else None
+        # on PostgreSQL the server does most of the load's work: this process folds the buckets there
+        folds = self.database.dialect.name != "postgresql"
+        analyst = Analyst(stream, folds) if self.beside and Analyst.available(path) else None
         try:
             if analyst is not None and not analyst.start():
                 analyst = None  # no fork: the steps run after this one
@@ -204,7 +212,9 @@ class Importer:
         size = max(stream.path.stat().st_size, 1)
         with self.database.begin() as conn:
             loader = loader_for(conn, stream.keys, size // BYTES_PER_ROW)
-            with _Reader(stream, loader, self.chunk_rows, self.window) as reader:
+            folds_here = analyst.folding() if analyst is not None else None
+            reading = _Reader(stream, loader, self.chunk_rows, self.window, folds_here)
+            with folds_here or nullcontext(), reading as reader:
                 for chunk in reader:
                     if chunk.new:
                         self._add_accounts(conn, chunk.new, loader, report, now)
