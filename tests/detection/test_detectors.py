@@ -438,3 +438,23 @@ def test_a_drip_at_a_sellers_pace_on_15_minute_samples_is_regular_growth_within_
 
     assert found and found[0].severity is not Severity.INFO
     assert found[0].detected_at - (START + timedelta(days=20)) <= timedelta(days=3)
+
+
+@pytest.mark.parametrize("seed", [2, 4, 9])
+def test_two_alike_days_of_an_account_swinging_by_thousands_around_zero_are_not_a_drip(seed: int) -> None:
+    # An account whose arrivals and departures nearly balance: its net gain swings by about 2,000 a day
+    # around zero. Two days of +2,340 are within those swings, not a jump, and two gains alike are weak
+    # evidence (p ~ 0.01 each time they are tested, every day). Until the eighth pass: a critical drip.
+    rng = random.Random(seed)
+    swings = [round(rng.gauss(0, 2_000)) for _ in range(30)]
+    gains = [*swings, 2_340, 2_340, *swings[:10]]
+    found = of_kind(run(series("x:balanced_swings", gains, first=2_500_000)), "regular_growth")
+
+    assert found == []
+
+
+def test_two_equal_days_after_a_jump_beyond_the_accounts_swings_are_still_a_drip_within_three_days() -> None:
+    gains = [*organic_gains(30, 40, seed=8), 2_340, 2_340, 2_340, 2_340]
+    found = of_kind(run(series("x:quiet_then_drip", gains)), "regular_growth")
+
+    assert found and found[0].detected_at - (START + timedelta(days=30)) <= timedelta(days=3)

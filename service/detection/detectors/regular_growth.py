@@ -56,6 +56,7 @@ PLATEAU_WINDOWS: Final = tuple(PLATEAU_MAX_CV)
 MAX_WINDOW: Final = max(PLATEAU_WINDOWS)
 SHORTEST_PLATEAU: Final = min(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP: Final = 3.0
+JUMP_Z: Final = 2.0  # and beyond this many of the account's typical day-to-day swings
 REFERENCE_PERIODS: Final = 14
 MIN_REFERENCE_PERIODS: Final = 4
 # A plateau is judged against a week of the account's own growth: a few days of an over-dispersed new
@@ -283,6 +284,10 @@ def _exact(w: _Window, recent: list[Period]) -> bool:
         reference = _reference(before)
         if reference is None or not _jumped(w.mean, reference):
             return False
+        # Two gains alike are weak evidence (exact equality at +300/day is p = 0.013): only after a jump
+        # beyond the account's own swings. Three alike after a jump are strong enough on their own.
+        if w.n == 2 and not _beyond_swings(w.mean, before):
+            return False
         alpha = SHORT_ALPHA[w.n]
         if w.n == 2 and (w.days >= GAP_WINDOW_DAYS or _onset_in_gap(before, w.mean)):
             alpha = GAP_ONSET_ALPHA
@@ -317,7 +322,9 @@ def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     reference = _reference(before)
     if reference is None or w.mean - reference < max(20.0, 5.0 * w.step) or not _jumped(w.mean, reference):
         return False
-    return not (_decays(recent[-w.n :]) or _after_spike(before, w.mean) or _reached_before(w, before))
+    if _decays(recent[-w.n :]) or _after_spike(before, w.mean) or not _beyond_swings(w.mean, before):
+        return False
+    return not _reached_before(w, before)
 
 
 def _reached_before(w: _Window, before: list[Period]) -> bool:
@@ -366,6 +373,16 @@ def _ramped(lead: list[Period], reference: float, mean: float) -> bool:
 
 def _jumped(mean: float, reference: float) -> bool:
     return mean >= PLATEAU_MIN_JUMP * max(reference, 0.0)
+
+
+def _beyond_swings(mean: float, before: list[Period]) -> bool:
+    """True when a level is above the account's usual rate by more than JUMP_Z of its typical day-to-day
+    swings. Three times a usual rate near or below zero is no jump: an account whose arrivals and
+    departures nearly balance swings by thousands a day around a net rate near zero, and any positive
+    level would pass for one."""
+    rates = [p.rate for p in before[-SPREAD_PERIODS:]]
+    usual = median(rates[-REFERENCE_PERIODS:])
+    return mean - usual > JUMP_Z * mad_sd(rates, usual)
 
 
 def _reference(before: list[Period]) -> float | None:
