@@ -7,8 +7,8 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   catches exact and near-exact drips (the founding +768/day). Off when the count's rounding step could hide
   that much noise.
 - *Held step* — a drip on top of the account's organic growth, within three daily gains: the rate rose to
-  a level the account's own process makes implausible (odds beyond 1 in 10^4 for every full period, 1 in
-  10^6 for all of them), held there within the account's own absolute day-to-day noise (a viral crowd
+  a level the account's own process makes implausible (odds beyond 1 in 10^4 for every full period against
+  its typical days, 1 in 10^6 for all of them against its busy days too), held there within the account's own absolute day-to-day noise (a viral crowd
   decays), and is far steadier than organic growth at that level would be: over-dispersion is a property
   of how an account grows, so an organic jump to ten times the rate brings ten times the swings, where a
   drip adds none. Tested once per step, on the first 2-4 full periods after it (the period in which it
@@ -69,6 +69,7 @@ LOG_RISE: Final = math.log(1e-4)  # every full period of a held step is this unl
 LOG_RISE_ALL: Final = math.log(1e-6)  # and all of them together this unlikely
 HELD_FLAT_ALPHA: Final = 1e-3  # its periods differ more than organic noise allows at this level: not held
 HELD_DECAY_Z: Final = 3.0  # or the last full period is this many sd below the first: a decay
+PEAK_Z: Final = 2.0  # or the partial period it began in this many sd above the new level: a peak
 MAX_DISPERSION: Final = 1.0  # organic growth at a new level varies at most this much more (CV 1)
 HELD_REFERENCE: Final = 4  # periods before the step, at least
 # Before a step, a period this share of the way from the earlier rate to the new level (and beyond the
@@ -441,9 +442,7 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
         if len(before) - 2 < HELD_REFERENCE or _built_up(before[:-1], level):
             return None
         process = _reference_process(before[:-1])
-    # Every full period, and all of them together: an implausible rise for this account.
-    surprises = [process.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
-    if max(surprises) >= LOG_RISE or sum(surprises, 0.0) >= LOG_RISE_ALL:
+    if not _risen(window, process):
         return None
     days = sum((p.days for p in window), 0.0)
     level = sum((p.gain for p in window), 0.0) / days
@@ -452,6 +451,8 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     dof = len(window) - 1
     if 1.0 - chi2_lower_tail(squares / absolute, dof) < HELD_FLAT_ALPHA:
         return None  # not held: the periods differ far more than organic noise
+    if partial and before[-1].rate - level > PEAK_Z * math.sqrt(absolute / before[-1].days):
+        return None  # the period it began in ran above the new level: a peak settling, not a drip
     first, last = window[0], window[-1]
     if first.rate - last.rate > HELD_DECAY_Z * math.sqrt(absolute * (1.0 / first.days + 1.0 / last.days)):
         return None  # decaying, as a crowd leaves
@@ -469,6 +470,17 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     plateau.organic = math.sqrt(organic)
     plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
     return plateau
+
+
+def _risen(window: list[Period], process: Process) -> bool:
+    """True when every full period is an implausible rise against the account's typical days, and all of
+    them together against its busy days as well. Each period is judged by the same spread whatever its
+    length: a daily export polled an hour late (1.04 days) was judged by the busy-day tail and one polled an
+    hour early by the typical days, odds of 1 in 10^4 against 1 in 10^10 for the same gain."""
+    calm = process.calm()
+    surprises = [process.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
+    each = [calm.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
+    return max(each) < LOG_RISE and sum(surprises, 0.0) < LOG_RISE_ALL
 
 
 def _arrives_as_follows(plateau: _Plateau, history: AccountHistory, point: Point) -> bool:
