@@ -47,6 +47,7 @@ SHORT_ALPHA: Final = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right 
 # whole days at the new rate, fits (see _onset_in_gap). A missed sample should not delay the verdict.
 GAP_ONSET_ALPHA: Final = 3e-2
 GAP_WINDOW_DAYS: Final = 2.5
+GAP_PERIOD_DAYS: Final = 1.5  # a period this long spans a missed daily sample
 EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
@@ -300,7 +301,7 @@ def _exact(w: _Window, recent: list[Period]) -> bool:
 def _onset_in_gap(before: list[Period], mean: float) -> bool:
     """True when the period before the window spans a missed sample and its gain is the account's earlier
     rate up to an onset inside it plus whole days at ``mean`` after: the drip switched on in the gap."""
-    if not before or before[-1].days < 1.5:
+    if not before or before[-1].days < GAP_PERIOD_DAYS:
         return False
     gap = before[-1]
     reference = _reference(before[:-1])
@@ -451,8 +452,8 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     dof = len(window) - 1
     if 1.0 - chi2_lower_tail(squares / absolute, dof) < HELD_FLAT_ALPHA:
         return None  # not held: the periods differ far more than organic noise
-    if partial and before[-1].rate - level > PEAK_Z * math.sqrt(absolute / before[-1].days):
-        return None  # the period it began in ran above the new level: a peak settling, not a drip
+    if partial and _peaked(before[-1], level, absolute):
+        return None
     first, last = window[0], window[-1]
     if first.rate - last.rate > HELD_DECAY_Z * math.sqrt(absolute * (1.0 / first.days + 1.0 / last.days)):
         return None  # decaying, as a crowd leaves
@@ -470,6 +471,15 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     plateau.organic = math.sqrt(organic)
     plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
     return plateau
+
+
+def _peaked(partial: Period, level: float, absolute: float) -> bool:
+    """True when the period the rise began in ran above the new level: a crowd's peak settling, where a
+    drip switching on part-way through a period brings less than a day of it. Not over a missed sample
+    (1.5 days or more): a batch delivered with the onset would have shown as a day of its own."""
+    if partial.days >= GAP_PERIOD_DAYS:
+        return False
+    return partial.rate - level > PEAK_Z * math.sqrt(absolute / partial.days)
 
 
 def _risen(window: list[Period], process: Process) -> bool:
