@@ -87,6 +87,20 @@ class Process:
             self.typical,
         )
 
+    def calm(self) -> Process:
+        """The same process judged by its typical days alone (the median deviation): its busy days left out."""
+        return Process(
+            self.rate,
+            self.typical,
+            self.noise,
+            self.days,
+            self.periods,
+            self.certainty,
+            self.measured,
+            self.typical,
+            self.downside,
+        )
+
     def turnover(self) -> float:
         """The variance per day of the gain over minutes to hours (followers arriving and leaving, in
         clusters or not), believed as the sub-daily differences that show it pile up; 0 when unmeasured."""

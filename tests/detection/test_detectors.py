@@ -438,3 +438,50 @@ def test_a_drip_at_a_sellers_pace_on_15_minute_samples_is_regular_growth_within_
 
     assert found and found[0].severity is not Severity.INFO
     assert found[0].detected_at - (START + timedelta(days=20)) <= timedelta(days=3)
+
+
+@pytest.mark.parametrize("seed", [2, 4, 9])
+def test_two_alike_days_of_an_account_swinging_by_thousands_around_zero_are_not_a_drip(seed: int) -> None:
+    # An account whose arrivals and departures nearly balance: its net gain swings by about 2,000 a day
+    # around zero. Two days of +2,340 are within those swings, not a jump, and two gains alike are weak
+    # evidence (p ~ 0.01 each time they are tested, every day). Until the eighth pass: a critical drip.
+    rng = random.Random(seed)
+    swings = [round(rng.gauss(0, 2_000)) for _ in range(30)]
+    gains = [*swings, 2_340, 2_340, *swings[:10]]
+    found = of_kind(run(series("x:balanced_swings", gains, first=2_500_000)), "regular_growth")
+
+    assert found == []
+
+
+def test_two_equal_days_after_a_jump_beyond_the_accounts_swings_are_still_a_drip_within_three_days() -> None:
+    gains = [*organic_gains(30, 40, seed=8), 2_340, 2_340, 2_340, 2_340]
+    found = of_kind(run(series("x:quiet_then_drip", gains)), "regular_growth")
+
+    assert found and found[0].detected_at - (START + timedelta(days=30)) <= timedelta(days=3)
+
+
+def test_a_drip_on_an_account_with_busy_days_is_a_held_step_within_three_daily_gains() -> None:
+    # An account gaining about +5/day with a busy day of +26 now and then; a drip of about +155/day switches
+    # on halfway through a day. Each full day of it is judged against the account's typical days, as a
+    # period polled an hour early always was; judged by the busy-day tail because it lasted exactly a day,
+    # the drip waited for the plateau test (5.5 days).
+    week = [2, 15, 6, -7, 3, 26, 1, 17, 6, 4]
+    before = [20, 13, 5, 2, -3, 0, 2, 7, -7, 2, 3, 26, 1, 17, 6, 4, 2, 15, 6, -7, *week]
+    found = of_kind(
+        run(series("x:busy_days_then_drip", [*before, 90, 158, 163, 150, 149, 158])), "regular_growth"
+    )
+
+    assert found and found[0].detected_at - (START + timedelta(days=30.5)) <= timedelta(days=3)
+    assert "inauthentic inflow" in found[0].summary
+
+
+def test_a_crowd_that_peaks_in_the_period_it_began_and_settles_is_not_a_held_step() -> None:
+    # +350, then +270 and +280 on an account gaining about +40/day, then a decay: the period the rise
+    # began in ran above the level after it, where a drip switching on part-way through a period brings
+    # less than a whole day of it. Until the eighth pass: a held step.
+    gains = [17, 19, 36, 60, 85, 19, 48, 34, 24, 26, 48, 47, 10, 21, 68, 41, 102, 27, 18, 33, 65, 35, 55]
+    found = of_kind(
+        run(series("x:crowd_settling", [*gains, 350, 270, 280, 201, 126, 99, 80, 60])), "regular_growth"
+    )
+
+    assert found == []

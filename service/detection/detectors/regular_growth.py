@@ -7,8 +7,8 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   catches exact and near-exact drips (the founding +768/day). Off when the count's rounding step could hide
   that much noise.
 - *Held step* — a drip on top of the account's organic growth, within three daily gains: the rate rose to
-  a level the account's own process makes implausible (odds beyond 1 in 10^4 for every full period, 1 in
-  10^6 for all of them), held there within the account's own absolute day-to-day noise (a viral crowd
+  a level the account's own process makes implausible (odds beyond 1 in 10^4 for every full period against
+  its typical days, 1 in 10^6 for all of them against its busy days too), held there within the account's own absolute day-to-day noise (a viral crowd
   decays), and is far steadier than organic growth at that level would be: over-dispersion is a property
   of how an account grows, so an organic jump to ten times the rate brings ten times the swings, where a
   drip adds none. Tested once per step, on the first 2-4 full periods after it (the period in which it
@@ -47,6 +47,7 @@ SHORT_ALPHA: Final = {2: 1e-2, 3: 1e-3}  # two or three periods, and only right 
 # whole days at the new rate, fits (see _onset_in_gap). A missed sample should not delay the verdict.
 GAP_ONSET_ALPHA: Final = 3e-2
 GAP_WINDOW_DAYS: Final = 2.5
+GAP_PERIOD_DAYS: Final = 1.5  # a period this long spans a missed daily sample
 EXACT_WINDOWS: Final = (2, 3, 4, 5, 6, 7, 8)
 # A short window must be flatter: three or four organic days after a jump can match to within 1% by
 # chance, five days of a viral tail can look flat to within 25%; seven cannot (its decay shows), while
@@ -56,6 +57,7 @@ PLATEAU_WINDOWS: Final = tuple(PLATEAU_MAX_CV)
 MAX_WINDOW: Final = max(PLATEAU_WINDOWS)
 SHORTEST_PLATEAU: Final = min(PLATEAU_WINDOWS)
 PLATEAU_MIN_JUMP: Final = 3.0
+JUMP_Z: Final = 2.0  # and beyond this many of the account's typical day-to-day swings
 REFERENCE_PERIODS: Final = 14
 MIN_REFERENCE_PERIODS: Final = 4
 # A plateau is judged against a week of the account's own growth: a few days of an over-dispersed new
@@ -68,6 +70,7 @@ LOG_RISE: Final = math.log(1e-4)  # every full period of a held step is this unl
 LOG_RISE_ALL: Final = math.log(1e-6)  # and all of them together this unlikely
 HELD_FLAT_ALPHA: Final = 1e-3  # its periods differ more than organic noise allows at this level: not held
 HELD_DECAY_Z: Final = 3.0  # or the last full period is this many sd below the first: a decay
+PEAK_Z: Final = 2.0  # or the partial period it began in this many sd above the new level: a peak
 MAX_DISPERSION: Final = 1.0  # organic growth at a new level varies at most this much more (CV 1)
 HELD_REFERENCE: Final = 4  # periods before the step, at least
 # Before a step, a period this share of the way from the earlier rate to the new level (and beyond the
@@ -283,6 +286,10 @@ def _exact(w: _Window, recent: list[Period]) -> bool:
         reference = _reference(before)
         if reference is None or not _jumped(w.mean, reference):
             return False
+        # Two gains alike are weak evidence (exact equality at +300/day is p = 0.013): only after a jump
+        # beyond the account's own swings. Three alike after a jump are strong enough on their own.
+        if w.n == 2 and not _beyond_swings(w.mean, before):
+            return False
         alpha = SHORT_ALPHA[w.n]
         if w.n == 2 and (w.days >= GAP_WINDOW_DAYS or _onset_in_gap(before, w.mean)):
             alpha = GAP_ONSET_ALPHA
@@ -294,7 +301,7 @@ def _exact(w: _Window, recent: list[Period]) -> bool:
 def _onset_in_gap(before: list[Period], mean: float) -> bool:
     """True when the period before the window spans a missed sample and its gain is the account's earlier
     rate up to an onset inside it plus whole days at ``mean`` after: the drip switched on in the gap."""
-    if not before or before[-1].days < 1.5:
+    if not before or before[-1].days < GAP_PERIOD_DAYS:
         return False
     gap = before[-1]
     reference = _reference(before[:-1])
@@ -317,7 +324,9 @@ def _flat_after_jump(w: _Window, recent: list[Period]) -> bool:
     reference = _reference(before)
     if reference is None or w.mean - reference < max(20.0, 5.0 * w.step) or not _jumped(w.mean, reference):
         return False
-    return not (_decays(recent[-w.n :]) or _after_spike(before, w.mean) or _reached_before(w, before))
+    if _decays(recent[-w.n :]) or _after_spike(before, w.mean) or not _beyond_swings(w.mean, before):
+        return False
+    return not _reached_before(w, before)
 
 
 def _reached_before(w: _Window, before: list[Period]) -> bool:
@@ -366,6 +375,16 @@ def _ramped(lead: list[Period], reference: float, mean: float) -> bool:
 
 def _jumped(mean: float, reference: float) -> bool:
     return mean >= PLATEAU_MIN_JUMP * max(reference, 0.0)
+
+
+def _beyond_swings(mean: float, before: list[Period]) -> bool:
+    """True when a level is above the account's usual rate by more than JUMP_Z of its typical day-to-day
+    swings. Three times a usual rate near or below zero is no jump: an account whose arrivals and
+    departures nearly balance swings by thousands a day around a net rate near zero, and any positive
+    level would pass for one."""
+    rates = [p.rate for p in before[-SPREAD_PERIODS:]]
+    usual = median(rates[-REFERENCE_PERIODS:])
+    return mean - usual > JUMP_Z * mad_sd(rates, usual)
 
 
 def _reference(before: list[Period]) -> float | None:
@@ -424,9 +443,7 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
         if len(before) - 2 < HELD_REFERENCE or _built_up(before[:-1], level):
             return None
         process = _reference_process(before[:-1])
-    # Every full period, and all of them together: an implausible rise for this account.
-    surprises = [process.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
-    if max(surprises) >= LOG_RISE or sum(surprises, 0.0) >= LOG_RISE_ALL:
+    if not _risen(window, process):
         return None
     days = sum((p.days for p in window), 0.0)
     level = sum((p.gain for p in window), 0.0) / days
@@ -435,6 +452,8 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     dof = len(window) - 1
     if 1.0 - chi2_lower_tail(squares / absolute, dof) < HELD_FLAT_ALPHA:
         return None  # not held: the periods differ far more than organic noise
+    if partial and _peaked(before[-1], level, absolute):
+        return None
     first, last = window[0], window[-1]
     if first.rate - last.rate > HELD_DECAY_Z * math.sqrt(absolute * (1.0 / first.days + 1.0 / last.days)):
         return None  # decaying, as a crowd leaves
@@ -452,6 +471,26 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     plateau.organic = math.sqrt(organic)
     plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
     return plateau
+
+
+def _peaked(partial: Period, level: float, absolute: float) -> bool:
+    """True when the period the rise began in ran above the new level: a crowd's peak settling, where a
+    drip switching on part-way through a period brings less than a day of it. Not over a missed sample
+    (1.5 days or more): a batch delivered with the onset would have shown as a day of its own."""
+    if partial.days >= GAP_PERIOD_DAYS:
+        return False
+    return partial.rate - level > PEAK_Z * math.sqrt(absolute / partial.days)
+
+
+def _risen(window: list[Period], process: Process) -> bool:
+    """True when every full period is an implausible rise against the account's typical days, and all of
+    them together against its busy days as well. Each period is judged by the same spread whatever its
+    length: a daily export polled an hour late (1.04 days) was judged by the busy-day tail and one polled an
+    hour early by the typical days, odds of 1 in 10^4 against 1 in 10^10 for the same gain."""
+    calm = process.calm()
+    surprises = [process.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
+    each = [calm.log_surprise(p.gain - process.rate * p.days, p.days) for p in window]
+    return max(each) < LOG_RISE and sum(surprises, 0.0) < LOG_RISE_ALL
 
 
 def _arrives_as_follows(plateau: _Plateau, history: AccountHistory, point: Point) -> bool:
