@@ -4,6 +4,7 @@ SQLite and PostgreSQL; and it reads back when it cannot use them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -379,4 +380,35 @@ def test_buckets_of_an_analyst_that_dies_half_way_are_taken_back(
 
     assert report.findings is None and any(taken)
     assert _rollups(engine) == _rollups(second_engine)  # the rollups of step 2, nothing of the child's
+    assert _stored(engine) == _stored(second_engine)
+
+
+class _FullDisk:
+    """A spill file that takes a few kilobytes, then says the disk is full."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, text: str) -> int:
+        self.written += len(text)
+        if self.written > 4_000:
+            raise OSError(28, "No space left on device")
+        return len(text)
+
+
+def test_a_spill_that_cannot_be_written_leaves_the_import_to_read_back(
+    engine: Engine, second_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextlib.contextmanager
+    def full(_: object) -> Iterator[tuple[_FullDisk, _FullDisk]]:
+        yield _FullDisk(), _FullDisk()  # (in the analyst, a fork, on SQLite; in this process on PostgreSQL)
+
+    path = write_csv(tmp_path / "h.csv", _history(random.Random(8), timedelta(minutes=20)))
+    _import(second_engine, path, beside=False)
+    monkeypatch.setattr(analyst, "open_spills", full)
+
+    report = _import(engine, path, beside=True)
+
+    assert report.findings is None and report.added == report.rows - 1  # (one row repeats another)
+    assert _rollups(engine) == _rollups(second_engine)
     assert _stored(engine) == _stored(second_engine)

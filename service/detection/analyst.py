@@ -30,6 +30,7 @@ import signal
 import stat
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +65,7 @@ class Findings:
     states: dict[AccountRef, tuple[float, bytes]]
     active: set[str]
     rows: int
+    accounts: int  # accounts_digest of the file's accounts as the child numbered them
 
 
 class Analyst:
@@ -132,14 +134,24 @@ class Analyst:
         inbox = self._from_child
         if inbox is None or self._process is None or self._process.pid is None:
             return None
-        try:
-            busy = False
-            while not inbox.poll(0.0 if busy else 0.5):  # a child that died makes it readable (EOF) too
-                busy = waiting() if waiting is not None else False
-            return _receive(inbox)
-        except (EOFError, OSError) as exc:
-            log.warning("the import's analysis beside the load ended early (%s); reading back instead", exc)
+        busy = False
+        while True:
+            try:
+                if inbox.poll(0.0 if busy else 0.5):  # a child that died makes it readable (EOF) too
+                    return self._checked(_receive(inbox))
+            except (EOFError, OSError) as exc:
+                log.warning(
+                    "the import's analysis beside the load ended early (%s); reading back instead", exc
+                )
+                return None
+            busy = waiting() if waiting is not None else False  # (what it raises is the caller's)
+
+    def _checked(self, findings: Findings | None) -> Findings | None:
+        """The findings, if the child numbered the same accounts alike (a file changed meanwhile could
+        give it others, under the same keys)."""
+        if findings is None or findings.accounts != accounts_digest(self._stream):
             return None
+        return findings
 
     def stop(self) -> None:
         """End the child (if it runs) and remove the spill; safe to call at any point, more than once."""
@@ -164,40 +176,57 @@ def _remove_left_over(folder: Path) -> None:
 class Folding:
     """The buckets folded by the loading process (when the child does not fold them), into the spills
     the child would have written: ``fold`` each chunk in file order, in a ``with`` block. Rows that go back
-    in time stop the folding (the child finds them too, and then nothing it made is used)."""
+    in time, a spill that cannot be written (a full disk) or ``abandon`` stop the folding: the spills are
+    then not ``whole``, and the import reads back."""
 
     def __init__(self, stream: RowStream, spills: tuple[Path, Path]) -> None:
         self._files = contextlib.ExitStack()
         hourly, daily = self._files.enter_context(open_spills(spills))
         self._buckets: Buckets | None = Buckets(hourly.write, daily.write, key_of(stream))
+        self.whole = True
 
     def fold(self, rows: list[Row]) -> None:
-        if self._buckets is None:
+        buckets = self._buckets
+        if buckets is None:
             return
         try:
-            self._buckets.fold(rows)
-        except OutOfOrder:
-            self._buckets = None
+            buckets.fold(rows)
+        except (OutOfOrder, OSError) as exc:
+            log.debug("the import stopped folding its rollup buckets: %s", exc)
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Fold no more (what is spilled will not be used: e.g. the file names an account already stored)."""
+        self._buckets, self.whole = None, False
 
     def __enter__(self) -> Folding:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         """The buckets still open handed over (unless an error is on its way out): the spills are whole."""
-        with self._files:
-            if kind is None and self._buckets is not None:
-                self._buckets.close()
+        try:
+            with self._files:
+                if kind is None and self._buckets is not None:
+                    self._buckets.close()
+        except OSError as exc:  # a full disk: the import reads back
+            log.debug("the import could not finish its rollup buckets: %s", exc)
+            self.abandon()
+
+
+def accounts_digest(stream: RowStream) -> int:
+    """The file's accounts in the order of their keys, as one number (both processes compare theirs)."""
+    return zlib.crc32("\n".join(stream.keys).encode("utf-8", "surrogateescape"))
 
 
 def _receive(inbox: Connection) -> Findings | None:
     header = inbox.recv()
     if header is None:
         return None
-    detections, first_detected, active, rows = header
+    detections, first_detected, active, rows, accounts = header
     states: dict[AccountRef, tuple[float, bytes]] = {}
     while part := inbox.recv():
         states.update(part)
-    return Findings(detections, first_detected, states, active, rows)
+    return Findings(detections, first_detected, states, active, rows, accounts)
 
 
 def _analyse(
@@ -230,7 +259,8 @@ def _analyse_file(
             outbox.send(None)
             return
         active = {d.key for d in reading.engine.active()}
-        outbox.send((list(reading.changed.values()), reading.first_detected, active, reading.rows))
+        header = (list(reading.changed.values()), reading.first_detected, active, reading.rows)
+        outbox.send((*header, accounts_digest(stream)))
         _send_states(reading.engine, list(stream.accounts.values()), outbox)
     except BrokenPipeError:
         return  # the parent stopped listening (it failed, or was interrupted): nothing to say

@@ -463,9 +463,10 @@ class RowStream:
         at = self._times.get(cell)
         if at is None:
             at = _fast_micros(cell, self._midnights)
-            if len(self._times) >= TIMES_KEPT:
-                self._times.clear()
-            self._times[cell] = at
+            if at >= 0:  # (a cell it cannot read may be long, and is read by the strict path anyway)
+                if len(self._times) >= TIMES_KEPT:
+                    self._times.clear()
+                self._times[cell] = at
         return at
 
     def _strict(self, cells: list[str], parser: _RowParser) -> Row:

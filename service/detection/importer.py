@@ -38,7 +38,7 @@ from service.detection.engine import DetectionEngine
 from service.detection.recorder import DetectionRecorder
 from service.memory import fewer_collections
 from service.store import models
-from service.store.buckets import SpillLoad
+from service.store.buckets import SpillLoad, SpillMismatch
 from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
 from service.store.repository import SavedState, Store, add_accounts
 from service.store.rollups import Maintenance
@@ -218,6 +218,8 @@ class Importer:
                 for chunk in reader:
                     if chunk.new:
                         self._add_accounts(conn, chunk.new, loader, report, now)
+                        if folds_here is not None and not _all_new(report):
+                            folds_here.abandon()  # nothing folded will be used: spill no more
                     loader.load(chunk.payload)
                     report.note(chunk)
                     if progress is not None:
@@ -225,7 +227,10 @@ class Importer:
             report.added = loader.finish()
             # what the child made stands for the stored samples only if they are all the file's rows
             if analyst is not None and _all_new(report):
-                report.findings = self._beside(conn, analyst, loader.ids, report, progress, size)
+                whole = folds_here is None or folds_here.whole
+                report.findings = (
+                    self._beside(conn, analyst, loader.ids, report, progress, size) if whole else None
+                )
             loader.restore()  # the samples' index (and key) built after the wait: the child may be at work
             note_latest(conn, report.accounts.values())  # (which reads samples by time)
 
@@ -253,7 +258,10 @@ class Importer:
             return any(loaded)
 
         loaded = conn.begin_nested()  # taken back if what the child made cannot be used
-        findings = analyst.findings(waiting)
+        try:
+            findings = analyst.findings(waiting)
+        except SpillMismatch:
+            findings = None
         # the same rows read by both (a file changed meanwhile could give the child others)
         if findings is None or findings.rows != report.rows:
             loaded.rollback()

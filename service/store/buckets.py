@@ -25,6 +25,10 @@ TAKE_BYTES: Final = 8 << 20  # bytes of the spill per take (SQLite: one executem
 _COLUMNS: Final = ", ".join(("bucket", *ROLLUP_VALUES[:-1]))
 
 
+class SpillMismatch(ValueError):
+    """A spill that does not belong to the rows the load stored."""
+
+
 class SpillLoad:
     """One spill into ``model``'s table (hourly or daily rollups) in the connection's transaction, loaded a
     part at a time while the analyst still writes it (``take``: the whole lines written so far) and the
@@ -112,8 +116,12 @@ class SpillLoad:
         head, tail = bucket_upsert(self._table)
         statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
         ids, text = self.ids, self._times.text
-        # in key order, a batch touches each account's pages once (a third faster than in file order)
-        self._cursor.executemany(statement, sorted(_sqlite_row(line, ids, text) for line in lines))
+        try:
+            # in key order, a batch touches each account's pages once (a third faster than in file order)
+            rows = sorted(_sqlite_row(line, ids, text) for line in lines)
+        except KeyError as exc:  # a file changed meanwhile gave the analyst an account the load never saw
+            raise SpillMismatch(f"the spill names an account the load did not read (key {exc})") from None
+        self._cursor.executemany(statement, rows)
 
 
 def _sqlite_row(line: str, ids: dict[int, int], text: Callable[[int], str]) -> tuple[object, ...]:
