@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 
 from service.cli import EXIT_INTERRUPTED
 from service.clock import ManualClock
@@ -366,6 +366,7 @@ def test_buckets_spilled_while_the_load_waits_are_loaded_meanwhile_and_whole(
     assert any(taken)  # buckets went in while the analyst was still at work, lines cut half-way or not
     assert _rollups(engine) == _rollups(second_engine)
     assert _stored(engine) == _stored(second_engine)
+    assert _indexes(engine) == _indexes(second_engine) and "ix_samples_observed_at" in _indexes(engine)[0]
 
 
 def test_buckets_of_an_analyst_that_dies_half_way_are_taken_back(
@@ -381,6 +382,15 @@ def test_buckets_of_an_analyst_that_dies_half_way_are_taken_back(
     assert report.findings is None and any(taken)
     assert _rollups(engine) == _rollups(second_engine)  # the rollups of step 2, nothing of the child's
     assert _stored(engine) == _stored(second_engine)
+    assert _indexes(engine) == _indexes(second_engine)  # (the samples' time index built while waiting)
+
+
+def _indexes(engine: Engine) -> list[list[str]]:
+    found = inspect(engine)
+    return [sorted(str(index["name"]) for index in found.get_indexes(table)) for table in _TABLES]
+
+
+_TABLES = ("samples", "samples_hourly", "samples_daily")
 
 
 class _FullDisk:
