@@ -76,29 +76,23 @@ class Process:
 
     def at_rate(self, rate: float) -> Process:
         """The same process running at another rate (the pace of a surge already under way)."""
-        return Process(
-            rate,
-            self.spread,
-            self.noise,
-            self.days,
-            self.periods,
-            self.certainty,
-            self.measured,
-            self.typical,
-        )
+        return self._like(rate, self.spread, -1.0)  # (its downside then taken as its spread)
 
     def calm(self) -> Process:
         """The same process judged by its typical days alone (the median deviation): its busy days left out."""
+        return self._like(self.rate, self.typical, self.downside)
+
+    def _like(self, rate: float, spread: float, downside: float) -> Process:
         return Process(
-            self.rate,
-            self.typical,
+            rate,
+            spread,
             self.noise,
             self.days,
             self.periods,
             self.certainty,
             self.measured,
             self.typical,
-            self.downside,
+            downside,
         )
 
     def turnover(self) -> float:

@@ -174,23 +174,20 @@ class Reading:
     def read(self, rows: list[Row]) -> None:
         if not self.in_order:
             return
-        engine, buckets, accounts, changed = self.engine, self.buckets, self.accounts, self.changed
-        first = self.first_detected
+        if self.buckets is not None:
+            try:
+                self.buckets.fold(rows)
+            except OutOfOrder:
+                self.in_order = False
+                return
+        engine, accounts, changed, first = self.engine, self.accounts, self.changed, self.first_detected
         newest = self._newest
         self.rows += len(rows)
-        for name, at, followers, following, posts in rows:
+        for name, at, followers, following, _ in rows:
             if at < newest:
                 self.in_order = False
                 return
             newest = at
-            if buckets is not None:
-                buckets.add(
-                    name,
-                    at,
-                    followers,
-                    -1 if following is None else following,
-                    -1 if posts is None else posts,
-                )
             for detection in engine.observe_values(accounts[name], at / 1e6, followers, following, 1):
                 changed[detection.key] = detection
                 if detection.key not in first:
