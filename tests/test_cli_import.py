@@ -129,8 +129,8 @@ def test_a_first_load_sets_the_time_index_aside_and_brings_it_back_even_when_it_
     dropped: list[str] = []
     original = loading.SetAside.__init__
 
-    def noting(self: loading.SetAside, conn: object, model: type[models.Base]) -> None:
-        original(self, conn, model)  # type: ignore[arg-type]
+    def noting(self: loading.SetAside, conn: object, model: type[models.Base], primary: bool = False) -> None:
+        original(self, conn, model, primary)  # type: ignore[arg-type]
         dropped.extend(str(index.name) for index in self.indexes)
         raise OSError("the disk is full")
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select
@@ -26,7 +27,7 @@ from service.clock import ManualClock
 from service.detection import analyst, importer
 from service.detection.base import PLATFORM_EVENT
 from service.detection.importer import Importer, ImportReport
-from service.store import buckets, models
+from service.store import buckets, loading, models
 from service.store.database import open_engine, upgrade
 from tests.conftest import pg_schema
 from tests.detection.test_backtest_cli import write_csv
@@ -81,8 +82,8 @@ def second_engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _import(engine: Engine, path: Path, beside: bool) -> ImportReport:
-    importer = Importer(engine, ManualClock(NOW), beside=beside)
+def _import(engine: Engine, path: Path, beside: bool, **options: int) -> ImportReport:
+    importer = Importer(engine, ManualClock(NOW), beside=beside, **options)
     report = importer.load(path, False)
     importer.roll_up_and_analyse(report)
     return report
@@ -329,26 +330,29 @@ class _Pausing:
 
 
 def _slow_analyst(monkeypatch: pytest.MonkeyPatch, dies: bool) -> list[bool]:
-    """A slow analyst, and what each loading of its spills found while the load waited for it."""
-    original, taken, finishing = analyst._read_all, [], []
-    take, finish = buckets.SpillLoad.take, buckets.SpillLoad.finish
+    """A slow analyst, and whether each reading of its spills found lines while the analyst was still at
+    work (PostgreSQL stages them during the load, SQLite loads them while the load waits)."""
+    original, taken, reported = analyst._read_all, [], []
+    read, findings = buckets.SpillLoad._read, analyst.Analyst.findings
 
-    def pausing(stream: object, spill: object, read: object) -> object:
-        return original(stream, spill, _Pausing(read, dies))  # type: ignore[arg-type]
+    def pausing(stream: object, spill: object, shared: object) -> object:
+        return original(stream, spill, _Pausing(shared, dies))  # type: ignore[arg-type]
 
-    def noted_take(self: buckets.SpillLoad, limit: int = buckets.TAKE_BYTES) -> bool:
-        found = take(self, limit)
-        if not finishing:
-            taken.append(found)
+    def noted_read(self: buckets.SpillLoad, limit: int) -> bytes:
+        found = read(self, limit)
+        if not reported:
+            taken.append(bool(found))
         return found
 
-    def noted_finish(self: buckets.SpillLoad) -> None:
-        finishing.append(True)
-        finish(self)
+    def noted_findings(self: analyst.Analyst, waiting: Any = None) -> Any:
+        try:
+            return findings(self, waiting)
+        finally:
+            reported.append(True)
 
     monkeypatch.setattr(analyst, "_read_all", pausing)
-    monkeypatch.setattr(buckets.SpillLoad, "take", noted_take)
-    monkeypatch.setattr(buckets.SpillLoad, "finish", noted_finish)
+    monkeypatch.setattr(buckets.SpillLoad, "_read", noted_read)
+    monkeypatch.setattr(analyst.Analyst, "findings", noted_findings)
     return taken
 
 
@@ -386,8 +390,59 @@ def test_buckets_of_an_analyst_that_dies_half_way_are_taken_back(
 
 
 def _indexes(engine: Engine) -> list[list[str]]:
+    """Each table's indexes, primary key and foreign keys by name."""
     found = inspect(engine)
-    return [sorted(str(index["name"]) for index in found.get_indexes(table)) for table in _TABLES]
+    return [
+        sorted(
+            [str(index["name"]) for index in found.get_indexes(table)]
+            + [str(found.get_pk_constraint(table)["name"])]
+            + [str(key["name"]) for key in found.get_foreign_keys(table)]
+        )
+        for table in _TABLES
+    ]
+
+
+def _samples(engine: Engine) -> list[tuple[object, ...]]:
+    samples, accounts = models.table(models.Sample), models.table(models.Account)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(accounts.c.handle, samples.c.observed_at, samples.c.followers, samples.c.following)
+            .join(accounts, accounts.c.id == samples.c.account_id)
+            .order_by(accounts.c.handle, samples.c.observed_at)
+        )
+        return [tuple(row) for row in rows]
+
+
+@pytest.mark.parametrize("late", ["nothing", "a repeated row", "an account already stored"])
+def test_samples_loaded_in_parts_keep_the_first_of_a_repeat_and_end_with_every_key(
+    engine: Engine, second_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late: str
+) -> None:
+    """PostgreSQL loads a first file's samples with the primary key set aside while no row can repeat
+    another; a repeat that comes only after some parts were stored brings the key back before it."""
+    rows = _history(random.Random(8), timedelta(hours=1), days=20)
+    del rows[100]  # (without _history's early repeat)
+    late_at = rows[1_500][0]
+    if late == "a repeated row":
+        rows.insert(2_000, (rows[1_999][0], rows[1_999][1], rows[1_999][2] + 7))
+    if late == "an account already stored":  # named only late in the file, its first time stored already
+        rows = [row for row in rows if row[1] != "x:user5" or row[0] >= late_at]
+        first = _with_following_and_posts(tmp_path / "first.csv", [(late_at, "x:user5", 5)], random.Random(9))
+        for target in (engine, second_engine):
+            _import(target, first, beside=False)
+    path = _with_following_and_posts(tmp_path / "h.csv", rows, random.Random(8))
+    monkeypatch.setattr(loading, "FLUSH_ROWS", 300)  # parts of a few hundred rows: ten moves or so
+
+    beside = _import(engine, path, beside=True, chunk_rows=100, window=200)
+    read_back = _import(second_engine, path, beside=False)
+
+    assert (beside.findings is None) == (late == "an account already stored")
+    assert beside.added == read_back.added == len(rows) - (late != "nothing")
+    assert _samples(engine) == _samples(second_engine)
+    assert _rollups(engine) == _rollups(second_engine)
+    assert _indexes(engine) == _indexes(second_engine)
+    assert [name for names in _indexes(engine) for name in names if name.startswith("pk_")] == [
+        "pk_samples", "pk_samples_hourly", "pk_samples_daily"
+    ]  # fmt: skip
 
 
 _TABLES = ("samples", "samples_hourly", "samples_daily")

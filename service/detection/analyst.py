@@ -195,6 +195,11 @@ class Folding:
             log.debug("the import stopped folding its rollup buckets: %s", exc)
             self.abandon()
 
+    def unique(self) -> bool:
+        """Whether every row folded so far named a time its account had not had, and folding goes on."""
+        buckets = self._buckets
+        return buckets is not None and buckets.repeats == 0
+
     def abandon(self) -> None:
         """Fold no more (what is spilled will not be used: e.g. the file names an account already stored)."""
         self._buckets, self.whole = None, False

@@ -41,9 +41,10 @@ class Bucket:
         self.following = following
         self.posts = posts
 
-    def add(self, at: int, followers: int, following: int, posts: int) -> None:
+    def add(self, at: int, followers: int, following: int, posts: int) -> bool:
+        """The account's next row into the bucket: False (and nothing changed) when it repeats a time."""
         if at == self.last_at:
-            return  # the database keeps the first of two samples of one time
+            return False  # the database keeps the first of two samples of one time
         self.last_at = at
         self.last = followers
         if followers < self.low:
@@ -55,6 +56,7 @@ class Bucket:
             self.following = following
         if posts >= 0:
             self.posts = posts
+        return True
 
     def merge(self, hour: Bucket) -> None:
         """A later hour of this day."""
@@ -101,6 +103,7 @@ class Buckets:
         self._daily = daily
         self._fields_of = fields
         self._newest = -(2**62)  # the newest row folded (``fold``)
+        self.repeats = 0  # rows that repeated their account's time (the database keeps the first)
 
     def add(self, name: str, at: int, followers: int, following: int, posts: int) -> None:
         """The account's next row (times of one account in order). ``following``/``posts`` -1: none."""
@@ -110,8 +113,8 @@ class Buckets:
             if hour is not None:
                 self._close_hour(name, hour)
             self._hours[name] = Bucket(start, at, followers, following, posts)
-        else:
-            hour.add(at, followers, following, posts)
+        elif not hour.add(at, followers, following, posts):
+            self.repeats += 1
 
     def fold(self, rows: list[Row]) -> None:
         """Rows in time order, as ``add`` takes them; raises ``OutOfOrder`` at a row older than the one

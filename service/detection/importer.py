@@ -211,8 +211,11 @@ class Importer:
     ) -> None:
         size = max(stream.path.stat().st_size, 1)
         with self.database.begin() as conn:
-            loader = loader_for(conn, stream.keys, size // BYTES_PER_ROW)
             folds_here = analyst.folding() if analyst is not None else None
+            # rows folded here are known unique while folding goes on (it stops at an account stored)
+            unique = folds_here.unique if folds_here is not None else None
+            loader = loader_for(conn, stream.keys, size // BYTES_PER_ROW, unique)
+            spills = _spill_loads(conn, analyst, loader.ids)
             reading = _Reader(stream, loader, self.chunk_rows, self.window, folds_here)
             with folds_here or nullcontext(), reading as reader:
                 for chunk in reader:
@@ -221,35 +224,36 @@ class Importer:
                         if folds_here is not None and not _all_new(report):
                             folds_here.abandon()  # nothing folded will be used: spill no more
                     loader.load(chunk.payload)
+                    if folds_here is not None and folds_here.whole:
+                        for spill in spills:  # PostgreSQL: what this process folded so far, staged
+                            spill.stage()
                     report.note(chunk)
                     if progress is not None:
                         progress(report.rows, _done(chunk.position, analyst, report) / size)
             report.added = loader.finish()
+            if folds_here is not None:  # PostgreSQL: the server builds them while the child works
+                loader.restore()
             # what the child made stands for the stored samples only if they are all the file's rows
             if analyst is not None and _all_new(report):
                 whole = folds_here is None or folds_here.whole
                 report.findings = (
-                    self._beside(conn, analyst, loader.ids, report, progress, size) if whole else None
+                    self._beside(conn, analyst, spills, report, progress, size) if whole else None
                 )
-            loader.restore()  # the samples' index (and key) built after the wait: the child may be at work
+            # SQLite: the samples' index built after the wait (this process does that work, with the child)
+            loader.restore()
             note_latest(conn, report.accounts.values())  # (which reads samples by time)
 
     @staticmethod
     def _beside(
         conn: Connection,
         analyst: Analyst,
-        ids: dict[int, int],
+        spills: list[SpillLoad],
         report: ImportReport,
         progress: Progress | None,
         size: int,
     ) -> Findings | None:
         """Wait for the analysis beside the load, loading the buckets it spills meanwhile; what it found,
         or None (and its buckets taken back) when that cannot stand for the stored samples."""
-        hourly, daily = analyst.spills
-        spills = [
-            SpillLoad(conn, models.HourlyRollup, hourly, ids),
-            SpillLoad(conn, models.DailyRollup, daily, ids),
-        ]
 
         def waiting() -> bool:
             loaded = [spill.take() for spill in spills]
@@ -259,6 +263,9 @@ class Importer:
 
         loaded = conn.begin_nested()  # taken back if what the child made cannot be used
         try:
+            if not analyst.folds:  # folded by this process: the spills are whole, loaded while it works
+                for spill in spills:
+                    spill.finish()
             findings = analyst.findings(waiting)
         except SpillMismatch:
             findings = None
@@ -416,6 +423,18 @@ class _Background:
             self._work()
         except BaseException as exc:  # raised in the calling thread on leaving the block
             self._error = exc
+
+
+def _spill_loads(conn: Connection, analyst: Analyst | None, ids: dict[int, int]) -> list[SpillLoad]:
+    """The loads of the analyst's hourly and daily spills (none without an analyst); ``ids`` fills as
+    the load names the accounts."""
+    if analyst is None:
+        return []
+    hourly, daily = analyst.spills
+    return [
+        SpillLoad(conn, models.HourlyRollup, hourly, ids),
+        SpillLoad(conn, models.DailyRollup, daily, ids),
+    ]
 
 
 def _all_new(report: ImportReport) -> bool:

@@ -21,6 +21,9 @@ from service.store.loading import SetAside, SqliteTimes, fewer_stored, insert_pl
 from service.store.rollups import ROLLUP_VALUES, bucket_upsert
 
 TAKE_BYTES: Final = 8 << 20  # bytes of the spill per take (SQLite: one executemany, in key order)
+# PostgreSQL: staged bytes moved into the rollup table at once while the load waits for the analyst, so
+# that little is left to move after it
+MOVE_BYTES: Final = 48 << 20
 # a spilled line after the account: the bucket, then the rollup values but the step (each import's is 1)
 _COLUMNS: Final = ", ".join(("bucket", *ROLLUP_VALUES[:-1]))
 
@@ -46,29 +49,41 @@ class SpillLoad:
         self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self._postgres = conn.dialect.name == "postgresql"
         self._offset = 0  # bytes of the spill loaded
+        self._staged = 0  # PostgreSQL: bytes copied into the staging table and not moved yet
+        self._staged_ever = False  # PostgreSQL: the staging table is made
         self._staging = f"import_{self._table}"  # PostgreSQL: where the spill is copied first
         self._started = False
         self._aside: SetAside | None = None
         self._times = SqliteTimes()
 
     def take(self, limit: int = TAKE_BYTES) -> bool:
-        """Load up to about ``limit`` bytes of whole lines written so far; whether there were any."""
+        """Load up to about ``limit`` bytes of whole lines written so far; whether there were any.
+        PostgreSQL moves them into the rollup table once MOVE_BYTES are staged (the rest at ``finish``)."""
         block = self._read(limit)
         if not block:
             return False
-        if not self._started:
-            self._start(block)
         if self._postgres:
             self._copy(block)
+            if self._staged >= MOVE_BYTES:
+                self._move()
         else:
+            self._set_aside(len(block))
             self._insert(block.decode("ascii").splitlines(keepends=True))
         return True
+
+    def stage(self) -> None:
+        """PostgreSQL: the whole lines written so far, copied into the staging table only (a no-op on
+        SQLite). What the load does between its chunks, where the server would otherwise wait for the next:
+        the rollups' savepoint need not have begun, as the staging table goes with the transaction."""
+        if self._postgres:
+            while block := self._read(TAKE_BYTES):
+                self._copy(block)
 
     def finish(self) -> None:
         """The rest of the spill (the analyst has closed it), then the table's structures back."""
         while self.take():
             pass
-        if self._started and self._postgres:
+        if self._staged:
             self._move()
         if self._aside is not None:
             self._aside.restore()
@@ -85,21 +100,29 @@ class SpillLoad:
         self._offset += end
         return block[:end]
 
-    def _start(self, block: bytes) -> None:
-        self._started = True
-        if fewer_stored(self.conn, self.model, len(block) // 64):  # a line takes more than 64 bytes
-            self._aside = SetAside(self.conn, self.model)
-        if self._postgres:
+    def _set_aside(self, size: int) -> None:
+        """Before the first rows go into the table: its structures set aside if it holds fewer rows than
+        ``size`` bytes of spill bring (a line takes more than 64 bytes)."""
+        if not self._started:
+            self._started = True
+            if fewer_stored(self.conn, self.model, size // 64):
+                # the buckets of the new accounts the analyst's findings stand for are all new (and
+                # each is spilled once): none can meet another, so the primary key waits too
+                self._aside = SetAside(self.conn, self.model, primary=True)
+
+    def _copy(self, block: bytes) -> None:
+        if not self._staged_ever:
+            self._staged_ever = True
             numbers = ", ".join(f"{column} bigint" for column in _COLUMNS.split(", "))
             self._cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {self._staging} (key bigint, {numbers}) ON COMMIT DROP"
             )
-
-    def _copy(self, block: bytes) -> None:
         with self._cursor.copy(f"COPY {self._staging} (key, {_COLUMNS}) FROM STDIN") as copy:
             copy.write(block)
+        self._staged += len(block)
 
     def _move(self) -> None:
+        self._set_aside(self._staged)
         head, tail = bucket_upsert(self._table)
         micros = "timestamptz 'epoch' + b.{} * interval '1 microsecond'"
         select = (
@@ -111,6 +134,7 @@ class SpillLoad:
         if insert_plainly(self._cursor, head + select) is None:
             self._cursor.execute(head + select + tail)
         self._cursor.execute(f"TRUNCATE {self._staging}")
+        self._staged = 0
 
     def _insert(self, lines: list[str]) -> None:
         head, tail = bucket_upsert(self._table)
