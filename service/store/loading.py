@@ -268,6 +268,8 @@ class SetAside:
         if conn.dialect.name == "sqlite" and not driver.in_transaction:  # type: ignore[union-attr]
             # pysqlite opens a transaction only before a write, never before DDL: open it here
             conn.exec_driver_sql("BEGIN")
+        if postgres:
+            conn.exec_driver_sql(_BUILD_MEMORY)
         for key in self.keys:
             conn.execute(DropConstraint(key))
         for index in self.indexes:
@@ -290,6 +292,12 @@ class SetAside:
             self.primary = None
 
 
+# PostgreSQL: at least 256 MB to sort what the rebuilds sort, for this transaction only (the default 64 MB
+# sorts tens of millions of rows in many runs on disk); a larger setting is kept
+_BUILD_MEMORY: Final = (
+    "SELECT set_config('maintenance_work_mem', greatest(setting::bigint, 262144)::text || 'kB', true) "
+    "FROM pg_settings WHERE name = 'maintenance_work_mem'"
+)
 _JSON_NULL: Final = "null"
 
 
