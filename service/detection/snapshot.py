@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, final
 
 MAGIC: Final = b"FWDS"
-SNAPSHOT_VERSION: Final = 3
+SNAPSHOT_VERSION: Final = 4
 _HEADER: Final = struct.Struct("<4sB")
 _COUNTS: Final = struct.Struct("<III")
 _MAX_BYTES: Final = 1 << 28  # far above any real state: a bigger payload is not one this engine wrote

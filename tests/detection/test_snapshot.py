@@ -129,7 +129,7 @@ def test_a_damaged_platform_snapshot_is_refused() -> None:
 # The layout of format SNAPSHOT_VERSION, pinned: if this fails, a component's saved fields changed. Bump
 # SNAPSHOT_VERSION in service/detection/snapshot.py (older snapshots must be refused, not misread), then
 # put the new digest here.
-LAYOUT = (3, "8226e2ca6c50a92cb8b3d9f93030d44ade6a928784b9d74cf55979d17325a779")
+LAYOUT = (4, "6a3438faa8b63467da20e4d24a724a0425e3062b380f2dbbc3b42ef2d1993090")
 
 
 def test_the_snapshot_layout_changes_only_with_the_format_version() -> None:

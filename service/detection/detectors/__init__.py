@@ -19,9 +19,10 @@ def all_detectors(ref: AccountRef | None = None) -> list[Detector]:
     """The detectors of one account. A repository's count is stars, and its following and posts columns
     hold watchers and forks: no churn detector for it."""
     noun = count_noun(ref) if ref is not None else "followers"
+    burst = BurstDetector(noun)
     detectors: list[Detector] = [
-        RegularGrowthDetector(noun),
-        BurstDetector(noun),
+        RegularGrowthDetector(noun, burst.recent),  # reads the burst detector's raw samples of the last hours
+        burst,
         DropDetector(noun),
         RateChangeDetector(noun),
     ]

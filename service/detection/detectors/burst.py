@@ -177,7 +177,7 @@ class _DailyStep:
 
 
 @final
-class _Recent:
+class Recent:
     """The raw samples of the last WINDOW (and the latest one before it, if at most KEPT old), and the
     rising minima of the window's counts less the usual growth: the sample from which the largest excess
     over the usual rate arrived is number ``lows[low_head]``.
@@ -290,7 +290,7 @@ class _Recent:
 class BurstDetector(Detector):
     def __init__(self, noun: str = "followers") -> None:
         super().__init__(BURST, per_sample=True, noun=noun)
-        self._recent = _Recent()
+        self._recent = Recent()
         self._process: Process | None = None  # fitted as each period closes; a prior before the first
         self._local: Process | None = None  # the same at the last period's rate, when that is the higher
         self._rate = 0.0  # its usual rate, which the window's minima are measured against
@@ -320,6 +320,11 @@ class BurstDetector(Detector):
         self._rate, self._after = state.number(), state.number()
         self._burst = _Burst.load(state) if state.flag() else None
         self._daily_step = _DailyStep.load(state) if state.flag() else None
+
+    @property
+    def recent(self) -> Recent:
+        """The raw samples of the last WINDOW (regular growth reads them as a period closes)."""
+        return self._recent
 
     def observe(self, point: Point, period: Period | None, history: AccountHistory) -> list[Finding]:
         at = point.at

@@ -13,7 +13,9 @@ Two tests on the last few day-scale periods (rates normalised by each period's l
   of how an account grows, so an organic jump to ten times the rate brings ten times the swings, where a
   drip adds none. Tested once per step, on the first 2-4 full periods after it (the period in which it
   switched on may be partial), at odds of 1 in 100 (1 in 20 for two full periods after a partial one:
-  three gains of evidence).
+  three gains of evidence). With sub-daily samples, the gains between the samples of the last six hours
+  add their own evidence: independent follows vary at least like Poisson at their own rate, a drip
+  delivered at an even pace far less (the two p-values are combined when the day-scale test falls short).
 - *Regular plateau*: the rate jumped to at least 3x the account's own earlier rate and then held with a
   coefficient of variation under 0.25 — what a drip randomised by +-30% looks like; organic jumps (viral
   videos, shout-outs) peak and decay instead of stepping up to a flat level.
@@ -28,9 +30,11 @@ Once open, the detection follows the plateau and ends when the rate leaves its b
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Final, final
 
 from service.detection.base import DAY, REGULAR_GROWTH, Detector, Finding, Period, Point, Severity
+from service.detection.detectors.burst import WINDOW, Recent
 from service.detection.evidence import FIT_PERIODS, PRIOR_DISPERSION, SPREAD_PERIODS, Process, fit
 from service.detection.history import NOISE_HALF_LIFE, AccountHistory
 from service.detection.snapshot import StateReader, StateWriter
@@ -79,6 +83,13 @@ LEAD_SHARE: Final = 0.25
 # Sub-daily noise of at least this share of Poisson at the new level: arrivals as irregular as independent
 # follows (the share allows for the scatter of a noise measured over a few days).
 POISSON_SHARE: Final = 0.75
+# Within the day: the gains between the sub-daily samples of the last hours, judged against Poisson at their
+# own rate (independent arrivals and departures vary at least that much). A held step whose day-scale test
+# fell short is accepted when both tests together (Fisher's combination) are this much stronger than the
+# day-scale test alone needs: a drip delivered at an even pace is smoother than any crowd of people.
+SMOOTH_FACTOR: Final = 0.1
+SMOOTH_GAP: Final = 2.0 / 24.0  # days: samples further apart say nothing of the hours
+SMOOTH_SAMPLES: Final = 5  # at least this many samples (four gains) in the window
 LATE_Z: Final = 2.0  # a plateau's periods found late this many standard errors below it: still climbing
 # Per degrees of freedom, a statistic at or above which the lower tail is above every alpha used here:
 # P(X <= dof/3) is at least 0.06 for 1..7 degrees of freedom (checked in tests), and alphas are <= 0.03.
@@ -98,12 +109,14 @@ class _Plateau:
         "organic",
         "reference",
         "sd",
+        "within",
     )
 
     def __init__(self, first: float, mean: float, sd: float, days: float, exact: bool, reference: float):
         self.first = first
         self.held = False  # a held step on top of organic growth
         self.organic = 0.0  # held: how much organic growth at that level would vary, per day
+        self.within = 0.0  # held on sub-daily evidence: the hours' variance over Poisson's (0: not used)
         self.mean = mean
         self.sd = sd
         self.days = days
@@ -117,6 +130,7 @@ class _Plateau:
         for value in (self.first, self.mean, self.sd, self.days, self.reference, self.band, self.last_in):
             out.number(value)
         out.number(self.organic)
+        out.number(self.within)
         out.flag(self.exact)
         out.flag(self.held)
         out.integer(self.misses)
@@ -126,14 +140,18 @@ class _Plateau:
         first, mean, sd, days, reference = (state.number() for _ in range(5))
         plateau = _Plateau(first, mean, sd, days, False, reference)
         plateau.band, plateau.last_in, plateau.organic = state.number(), state.number(), state.number()
+        plateau.within = state.number()
         plateau.exact, plateau.held, plateau.misses = state.flag(), state.flag(), state.integer()
         return plateau
 
 
 class RegularGrowthDetector(Detector):
-    def __init__(self, noun: str = "followers") -> None:
+    def __init__(self, noun: str = "followers", recent: Recent | None = None) -> None:
         super().__init__(REGULAR_GROWTH, per_sample=False, noun=noun)
         self._plateau: _Plateau | None = None
+        # The burst detector's raw samples of the last hours (read, never kept here): the held step's
+        # evidence within the day.
+        self._recent = recent
 
     def save(self, out: StateWriter) -> None:
         super().save(out)
@@ -155,7 +173,8 @@ class RegularGrowthDetector(Detector):
             return []
         plateau = _find_plateau(history.periods_then(REFERENCE_PERIODS + MAX_WINDOW - 1, period))
         if plateau is None and _may_hold(history.raw_rates(HELD_REFERENCE + max(HELD_WINDOWS)), period.rate):
-            plateau = _held_step(history.periods_then(SPREAD_PERIODS - 1, period))
+            hours = _smoothness(self._recent, point)
+            plateau = _held_step(history.periods_then(SPREAD_PERIODS - 1, period), hours)
         if plateau is not None and _arrives_as_follows(plateau, history, point):
             plateau = None
         if plateau is None:
@@ -218,10 +237,19 @@ class RegularGrowthDetector(Detector):
         summary = (
             f"inauthentic inflow: gained {signed(plateau.mean)}/day for {span(days)}, {jump}, and held within "
             f"±{count(plateau.sd)}/day where organic growth at that level would vary by about "
-            f"±{count(plateau.organic)}/day; consistent with a drip of bought {self.noun} on top of the "
-            "account's own growth"
+            f"±{count(plateau.organic)}/day{_within(plateau.within)}; consistent with a drip of bought "
+            f"{self.noun} on top of the account's own growth"
         )
         return Finding(REGULAR_GROWTH, plateau.first, self.score, severity, summary)
+
+
+def _within(index: float) -> str:
+    if index <= 0.0:
+        return ""
+    return (
+        f", and arrived within the day at {index:.2f} of the variance independent follows at that pace "
+        "would show"
+    )
 
 
 @final
@@ -417,7 +445,7 @@ def _may_hold(rates: list[float], latest: float) -> bool:
     return False
 
 
-def _held_step(recent: list[Period]) -> _Plateau | None:
+def _held_step(recent: list[Period], hours: tuple[float, float] = (1.0, 0.0)) -> _Plateau | None:
     """A step up held steady on top of the account's organic growth, in the first 2-4 full periods after
     it (after a partial one, if the step began inside it)."""
     for full in HELD_WINDOWS:
@@ -427,13 +455,13 @@ def _held_step(recent: list[Period]) -> _Plateau | None:
         before = recent[:-full]
         if min(p.rate for p in window) < 2.0 * max(median([p.rate for p in before[-7:]]), 1.0):
             continue  # a cheap look first: no step to speak of
-        plateau = _held(window, before)
+        plateau = _held(window, before, hours)
         if plateau is not None:
             return plateau
     return None
 
 
-def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
+def _held(window: list[Period], before: list[Period], hours: tuple[float, float]) -> _Plateau | None:
     # The window starts at the step: the period before it is the account's usual growth, or partial
     # (the step began inside it) after usual growth. Tested once per step, not every day of a new level.
     process = _reference_process(before)
@@ -462,15 +490,47 @@ def _held(window: list[Period], before: list[Period]) -> _Plateau | None:
     dispersion = _dispersion([p.rate for p in before[-SPREAD_PERIODS:]])
     organic = level + dispersion * level * level  # variance of a day's gain, organic at this level
     alpha = PARTIAL_ALPHA if partial and len(window) == 2 else HELD_ALPHA
-    if chi2_lower_tail(squares / organic, dof) >= alpha:
+    steady = chi2_lower_tail(squares / organic, dof)
+    within = steady >= alpha and _fisher(steady, hours[0]) < SMOOTH_FACTOR * alpha
+    if steady >= alpha and not within:
         return None
     start = before[-1].start if partial else first.start
     sd = math.sqrt(squares / dof / (days / len(window)))
     plateau = _Plateau(start, level, sd, days, False, process.rate)
     plateau.held = True
+    plateau.within = hours[1] if within else 0.0
     plateau.organic = math.sqrt(organic)
     plateau.band = max(HELD_DECAY_Z * math.sqrt(absolute), 0.2 * level)
     return plateau
+
+
+def _fisher(first: float, second: float) -> float:
+    """Fisher's combination of two independent p-values: P(chi-squared with 4 dof >= -2 ln(p1 p2))."""
+    half = -math.log(max(first * second, 1e-300))
+    return math.exp(-half) * (1.0 + half)
+
+
+def _smoothness(recent: Recent | None, point: Point) -> tuple[float, float]:
+    """How smooth the gains between the sub-daily samples of the last hours are against independent
+    follows at their own rate: the lower-tail p-value of their index of dispersion (Poisson's is 1, and
+    arrivals and departures of people only add to it), and the index itself. (1, 0) when the hours say
+    nothing: samples further apart, rounded counts, too few followers per gain to tell."""
+    if recent is None or point.step > 1:
+        return 1.0, 0.0
+    samples = recent.since(point.at - WINDOW)
+    samples.append((point.at, point.followers))
+    gains = len(samples) - 1
+    days = (samples[-1][0] - samples[0][0]) / DAY
+    if gains + 1 < SMOOTH_SAMPLES or samples[-1][1] - samples[0][1] < gains or days <= 0.0:
+        return 1.0, 0.0
+    rate = (samples[-1][1] - samples[0][1]) / days
+    statistic = 0.0
+    for (before, low), (after, high) in pairwise(samples):
+        expected = rate * (after - before) / DAY
+        if after - before > SMOOTH_GAP * DAY or expected <= 0.0:
+            return 1.0, 0.0
+        statistic += (high - low - expected) ** 2 / expected
+    return chi2_lower_tail(statistic, gains - 1), statistic / (gains - 1)
 
 
 def _peaked(partial: Period, level: float, absolute: float) -> bool:
