@@ -206,10 +206,12 @@ def _importing(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     importing = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=environment
     )  # a process group of its own, as a shell gives a command
-    deadline = time.monotonic() + 30
-    while not (children := _children(importing.pid)) and time.monotonic() < deadline:
+    # The spill folder is made just before the analyst's fork, after the import set its signal handlers:
+    # a child seen earlier may be one the start-up forks to run ldconfig (ctypes), still before its exec.
+    deadline, children = time.monotonic() + 30, []
+    while not (_spills(tmp_path) and (children := _children(importing.pid))) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert children, "the analyst did not start"
+    assert _spills(tmp_path) and children, "the analyst did not start"
     return importing, children[0]
 
 

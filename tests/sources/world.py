@@ -20,7 +20,7 @@ from tests.fakes.server import FakePlatform
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 SECRET = "tok-SECRET-9f8e7d6c5b4a3210"
-CLIENT_TIMEOUT = 0.5
+CLIENT_TIMEOUT = 1.0  # well under the fake's slow answer (2 s), and what a loaded machine still meets
 
 Answer = Mapping[Target, FetchResult] | SourceError
 
