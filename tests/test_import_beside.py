@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from service.cli import EXIT_INTERRUPTED
 from service.clock import ManualClock
@@ -340,9 +341,9 @@ def _slow_analyst(monkeypatch: pytest.MonkeyPatch, dies: bool) -> list[bool]:
     def pausing(stream: object, spill: object, shared: object) -> object:
         return original(stream, spill, _Pausing(shared, dies))  # type: ignore[arg-type]
 
-    def noted_read(self: buckets.SpillLoad, limit: int) -> bytes:
-        found = read(self, limit)
-        if not reported:
+    def noted_read(self: buckets.SpillLoad, limit: int, advance: bool = True) -> bytes:
+        found = read(self, limit, advance)
+        if not reported and advance:
             taken.append(bool(found))
         return found
 
@@ -448,6 +449,76 @@ def test_samples_loaded_in_parts_keep_the_first_of_a_repeat_and_end_with_every_k
 
 
 _TABLES = ("samples", "samples_hourly", "samples_daily")
+
+
+@pytest.mark.parametrize(
+    "end", ["findings that stand", "findings that do not stand", "an account already stored"]
+)
+def test_buckets_loaded_between_the_chunks_stand_or_go_with_the_findings(
+    engine: Engine, second_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """SQLite loads the buckets that the analyst, ahead of the load, has spilled between the load's
+    chunks, outside the savepoint that takes the rest back: when the findings do not stand, they are
+    deleted again and the table's index comes back, as reading back leaves them."""
+    rows = _history(random.Random(12), timedelta(hours=1), days=20)
+    if end == "an account already stored":  # named only late in the file, its first time stored already
+        late_at = rows[1_500][0]
+        rows = [row for row in rows if row[1] != "x:user5" or row[0] >= late_at]
+        first = write_csv(tmp_path / "first.csv", [(late_at, "x:user5", 5)])
+        for target in (engine, second_engine):
+            _import(target, first, beside=False)
+    path = write_csv(tmp_path / "h.csv", rows)
+    early = _early_takes(monkeypatch)
+    if end == "findings that do not stand":
+        monkeypatch.setattr(analyst.Analyst, "findings", lambda *_: None)
+
+    beside = _import(engine, path, beside=True, chunk_rows=100, window=200)
+    _import(second_engine, path, beside=False)
+
+    assert (beside.findings is not None) == (end == "findings that stand")
+    assert any(early) == (engine.dialect.name == "sqlite")  # (PostgreSQL stages them instead)
+    assert _samples(engine) == _samples(second_engine)
+    assert _rollups(engine) == _rollups(second_engine)
+    assert _indexes(engine) == _indexes(second_engine) and "ix_samples_hourly_bucket" in _indexes(engine)[1]
+
+
+def _early_takes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A load slowed down (so the analyst is ahead), small takes, and whether each take between the
+    load's chunks has loaded buckets so far."""
+    monkeypatch.setattr(buckets, "TAKE_BYTES", 2_000)
+    load, take_named, early = loading.SqliteLoader.load, buckets.SpillLoad.take_named, []
+
+    def slow_load(self: loading.SqliteLoader, payload: str) -> None:
+        time.sleep(0.02)
+        load(self, payload)
+
+    def noted_take(self: buckets.SpillLoad) -> None:
+        take_named(self)
+        early.append(bool(self._early))
+
+    monkeypatch.setattr(loading.SqliteLoader, "load", slow_load)
+    monkeypatch.setattr(buckets.SpillLoad, "take_named", noted_take)
+    return early
+
+
+def test_an_import_leaves_every_foreign_key_whole_and_checked(engine: Engine, tmp_path: Path) -> None:
+    """SQLite checks no foreign key row by row in the load's transaction: every key it wrote is whole,
+    and the connections it hands back check them again."""
+    path = write_csv(tmp_path / "h.csv", _history(random.Random(13), timedelta(hours=1), days=10))
+
+    report = _import(engine, path, beside=True, chunk_rows=100, window=200)
+
+    assert report.added > 0
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            with pytest.raises(IntegrityError):  # checked again: a sample of no account is refused
+                conn.exec_driver_sql(
+                    "INSERT INTO samples (account_id, observed_at, followers, followers_step) "
+                    "VALUES (99999, '2026-01-01 00:00:00.000000', 1, 1)"
+                )
+        assert _indexes(engine)[0].count("fk_samples_account_id_accounts") == 1
 
 
 class _FullDisk:

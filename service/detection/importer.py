@@ -39,7 +39,7 @@ from service.detection.recorder import DetectionRecorder
 from service.memory import fewer_collections
 from service.store import models
 from service.store.buckets import SpillLoad, SpillMismatch
-from service.store.loading import SampleLoader, SampleReader, loader_for, note_latest
+from service.store.loading import SampleLoader, SampleReader, keys_trusted, loader_for, note_latest
 from service.store.repository import SavedState, Store, add_accounts
 from service.store.rollups import Maintenance
 
@@ -210,7 +210,7 @@ class Importer:
         progress: Progress | None,
     ) -> None:
         size = max(stream.path.stat().st_size, 1)
-        with self.database.begin() as conn:
+        with self.database.connect() as conn, keys_trusted(conn), conn.begin():
             folds_here = analyst.folding() if analyst is not None else None
             # rows folded here are known unique while folding goes on (it stops at an account stored)
             unique = folds_here.unique if folds_here is not None else None
@@ -227,6 +227,9 @@ class Importer:
                     if folds_here is not None and folds_here.whole:
                         for spill in spills:  # PostgreSQL: what this process folded so far, staged
                             spill.stage()
+                    elif analyst is not None and analyst.folds and _all_new(report):
+                        for spill in spills:  # SQLite: what the child folded so far, loaded
+                            spill.take_named()
                     report.note(chunk)
                     if progress is not None:
                         progress(report.rows, _done(chunk.position, analyst, report) / size)
@@ -239,6 +242,9 @@ class Importer:
                 report.findings = (
                     self._beside(conn, analyst, spills, report, progress, size) if whole else None
                 )
+            if report.findings is None:  # the buckets loaded during the load do not stand either
+                for spill in spills:
+                    spill.take_back()
             # SQLite: the samples' index built after the wait (this process does that work, with the child)
             loader.restore()
             note_latest(conn, report.accounts.values())  # (which reads samples by time)

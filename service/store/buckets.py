@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection
+from sqlalchemy.schema import CreateIndex
 
 from service.store import models
 from service.store.loading import SetAside, SqliteTimes, fewer_stored, insert_plainly
@@ -55,6 +56,8 @@ class SpillLoad:
         self._started = False
         self._aside: SetAside | None = None
         self._times = SqliteTimes()
+        self._early: set[int] = set()  # SQLite: accounts whose buckets ``take_named`` loaded
+        self._early_aside: SetAside | None = None  # the structures set aside by then
 
     def take(self, limit: int = TAKE_BYTES) -> bool:
         """Load up to about ``limit`` bytes of whole lines written so far; whether there were any.
@@ -70,6 +73,39 @@ class SpillLoad:
             self._set_aside(len(block))
             self._insert(block.decode("ascii").splitlines(keepends=True))
         return True
+
+    def take_named(self) -> None:
+        """SQLite, between the load's chunks: the whole lines written so far whose accounts the load has
+        named, up to the first it has not yet (the analyst reads ahead), so that the buckets go in while
+        the other core still works instead of after the load. These are loaded outside the savepoint
+        that takes the rest back: ``take_back`` deletes them. The first waits for half a ``take``'s
+        bytes at least, as setting the table's structures aside is judged on it."""
+        if self._postgres:
+            return
+        block = self._read(TAKE_BYTES, advance=False)
+        if not block or (not self._started and len(block) < TAKE_BYTES // 2):
+            return
+        lines = block.decode("ascii").splitlines(keepends=True)
+        named = next((n for n, line in enumerate(lines) if _key(line) not in self.ids), len(lines))
+        if named:
+            self._offset += sum(map(len, lines[:named]))
+            self._set_aside(len(block))
+            self._early_aside = self._aside
+            self._early |= self._insert(lines[:named])
+
+    def take_back(self) -> None:
+        """The buckets ``take_named`` loaded deleted again, and the table's structures back if it had set
+        them aside: for when what the analyst made does not stand (the savepoint takes back the rest). Its
+        accounts were all new to the load, so they had no buckets before it."""
+        early = sorted(self._early)
+        table = models.table(self.model)
+        for start in range(0, len(early), 500):
+            self.conn.execute(table.delete().where(table.c.account_id.in_(early[start : start + 500])))
+        self._early.clear()
+        if self._early_aside is not None:  # (restored within the savepoint, if at all: taken back too)
+            for index in self._early_aside.indexes:
+                self.conn.execute(CreateIndex(index, if_not_exists=True))
+            self._early_aside = self._aside = None
 
     def stage(self) -> None:
         """PostgreSQL: the whole lines written so far, copied into the staging table only (a no-op on
@@ -89,7 +125,7 @@ class SpillLoad:
             self._aside.restore()
             self._aside = None
 
-    def _read(self, limit: int) -> bytes:
+    def _read(self, limit: int, advance: bool = True) -> bytes:
         try:
             with self.path.open("rb") as spill:
                 spill.seek(self._offset)
@@ -97,7 +133,8 @@ class SpillLoad:
         except FileNotFoundError:
             return b""  # not made yet, or never: an analyst that failed early
         end = block.rfind(b"\n") + 1  # a line the analyst is still writing waits for the next take
-        self._offset += end
+        if advance:
+            self._offset += end
         return block[:end]
 
     def _set_aside(self, size: int) -> None:
@@ -136,16 +173,23 @@ class SpillLoad:
         self._cursor.execute(f"TRUNCATE {self._staging}")
         self._staged = 0
 
-    def _insert(self, lines: list[str]) -> None:
+    def _insert(self, lines: list[str]) -> set[int]:
+        """The lines into the table (SQLite); the ids of their accounts."""
         head, tail = bucket_upsert(self._table)
         statement = head + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)" + tail
         ids, text = self.ids, self._times.text
         try:
             # in key order, a batch touches each account's pages once (a third faster than in file order)
-            rows = sorted(_sqlite_row(line, ids, text) for line in lines)
+            rows: list[tuple[Any, ...]] = sorted(_sqlite_row(line, ids, text) for line in lines)
         except KeyError as exc:  # a file changed meanwhile gave the analyst an account the load never saw
             raise SpillMismatch(f"the spill names an account the load did not read (key {exc})") from None
         self._cursor.executemany(statement, rows)
+        return {row[0] for row in rows}
+
+
+def _key(line: str) -> int:
+    """The account's key in the file, of a spilled line."""
+    return int(line[: line.index("\t")])
 
 
 def _sqlite_row(line: str, ids: dict[int, int], text: Callable[[int], str]) -> tuple[object, ...]:
