@@ -75,14 +75,29 @@ class Process:
         self.certainty = certainty  # arrivals the rate rests on, the prior's one included
 
     def at_rate(self, rate: float) -> Process:
-        """The same process running at another rate (the pace of a surge already under way)."""
+        """The same process running at another rate (the pace of a surge already under way).
+
+        Over-dispersion is a property of how an account grows: organic growth at twice the pace swings
+        twice as much, so a faster pace carries the account's relative over-dispersion (beyond Poisson,
+        at most the prior's CV 1) to its own level, as the held step judges a new level. Only once the
+        account's own periods measured it (FIT_PERIODS of them): before, the spread is mostly the
+        prior's, and a young repository's launch day would make every later wave look like its pace."""
+        if rate > self.rate > 0.0 and self.periods >= FIT_PERIODS:
+            return self._like(rate, self._carried(self.spread, rate), -1.0, self._carried(self.typical, rate))
         return self._like(rate, self.spread, -1.0)  # (its downside then taken as its spread)
+
+    def _carried(self, variance: float, rate: float) -> float:
+        """A day's ``variance`` at the usual rate, carried to a faster ``rate`` at the same relative
+        over-dispersion (never less than it was)."""
+        usual = self.rate
+        relative = min(max(variance - usual, 0.0) / (usual * usual), PRIOR_DISPERSION)
+        return max(variance, rate + relative * rate * rate)
 
     def calm(self) -> Process:
         """The same process judged by its typical days alone (the median deviation): its busy days left out."""
         return self._like(self.rate, self.typical, self.downside)
 
-    def _like(self, rate: float, spread: float, downside: float) -> Process:
+    def _like(self, rate: float, spread: float, downside: float, typical: float = -1.0) -> Process:
         return Process(
             rate,
             spread,
@@ -91,7 +106,7 @@ class Process:
             self.periods,
             self.certainty,
             self.measured,
-            self.typical,
+            self.typical if typical < 0.0 else typical,
             downside,
         )
 

@@ -516,3 +516,44 @@ def test_a_drip_on_a_noisy_account_is_found_within_three_days_by_how_smooth_its_
     assert found and found[0].severity is not Severity.INFO
     assert found[0].detected_at - (START + timedelta(days=20.6)) <= timedelta(days=3)
     assert "arrived within the day at" in found[0].summary
+
+
+def _busy_spell(seed: int, extra: list[int]) -> list[int]:
+    """15-minute gains of a small, noisy account (about 3 a day, days of a gamma level of shape 0.8: CV
+    1.1) for 20 days, then a busy day at three times its usual pace that goes on the next day, where
+    ``extra`` arrives on top from eight in the morning, a quarter of an hour at a time."""
+    rng = random.Random(seed)
+    levels = [3.0 * rng.gammavariate(0.8, 1 / 0.8) for _ in range(20)] + [9.0] * 3
+    gains = []
+    for i in range(len(levels) * 96):
+        diurnal = 1 + 0.5 * math.sin(2 * math.pi * (i % 96) / 96)
+        more = extra[i - 21 * 96 - 32] if 0 <= i - 21 * 96 - 32 < len(extra) else 0
+        gains.append(_poisson(rng, levels[i // 96] * diurnal / 96) + more)
+    return gains
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_lively_morning_in_a_busy_spell_of_a_noisy_account_is_not_inauthentic_inflow(seed: int) -> None:
+    # The day after a busy day, nine more followers than that pace gives arrive over four hours. Against
+    # the busy pace with the swings of the account's quiet days (±3 a day) that was a delivery at odds of
+    # 1 in 10^7 or more; an account whose days swing by 110% swings as much, relatively, at three times
+    # its pace, and a lively morning on such a day is its own nature.
+    lively = [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0]
+    found = of_kind(
+        run(series("bluesky:lively", _busy_spell(seed, lively), every=QUARTER, first=800)), "burst"
+    )
+
+    assert [d for d in found if d.severity is not Severity.INFO] == []
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_batch_in_a_busy_spell_of_a_noisy_account_is_still_inauthentic_inflow_within_six_hours(
+    seed: int,
+) -> None:
+    found = of_kind(
+        run(series("bluesky:batch", _busy_spell(seed, [5, 5, 5, 5]), every=QUARTER, first=800)), "burst"
+    )
+    steps = [d for d in found if d.severity is not Severity.INFO]
+
+    assert len(steps) == 1 and steps[0].summary.startswith("inauthentic inflow")
+    assert steps[0].detected_at - (START + (21 * 96 + 32) * QUARTER) <= timedelta(hours=6)
