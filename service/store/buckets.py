@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection
-from sqlalchemy.schema import CreateIndex
 
 from service.store import models
 from service.store.loading import SetAside, SqliteTimes, fewer_stored, insert_plainly
@@ -103,8 +102,7 @@ class SpillLoad:
             self.conn.execute(table.delete().where(table.c.account_id.in_(early[start : start + 500])))
         self._early.clear()
         if self._early_aside is not None:  # (restored within the savepoint, if at all: taken back too)
-            for index in self._early_aside.indexes:
-                self.conn.execute(CreateIndex(index, if_not_exists=True))
+            self._early_aside.restore()
             self._early_aside = self._aside = None
 
     def stage(self) -> None:

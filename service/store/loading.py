@@ -232,10 +232,10 @@ def keys_trusted(conn: Connection) -> Iterator[None]:
     """SQLite: foreign keys not checked row by row in the transaction begun inside this block (the
     setting cannot change within one), and checked again after it on this connection. A load names each
     row's account by an id it found or created itself in that transaction (through import_keys), so the
-    check, a lookup in ``accounts`` per sample and per rollup bucket, could only confirm it: without it
-    10,000 accounts x 7 days (the load's rows in 32-33 s instead of 38-46; tests/test_import_beside.py
-    checks the keys after an import). PostgreSQL sets its foreign keys aside for a first load instead
-    (SetAside)."""
+    check, a lookup in ``accounts`` per sample and per rollup bucket, could only confirm it. Without it
+    the rows of 10,000 accounts x 7 days were stored in 32-33 s instead of 38-46 s
+    (tests/test_import_beside.py checks the keys after an import). PostgreSQL sets its foreign keys aside
+    for a first load instead (SetAside)."""
     if conn.dialect.name != "sqlite":
         yield
         return
@@ -303,9 +303,11 @@ class SetAside:
             conn.execute(DropConstraint(self.primary))
 
     def restore(self) -> None:
+        """Everything set aside back; an index only where it is missing (a savepoint rolled back after an
+        earlier restore, while the drop stood, leaves it missing again)."""
         self.restore_primary()
         for index in self.indexes:
-            self.conn.execute(CreateIndex(index))
+            self.conn.execute(CreateIndex(index, if_not_exists=True))
         for key in self.keys:
             self.conn.execute(AddConstraint(key))
 
